@@ -1,0 +1,314 @@
+//! `dsb sample`: train a diffusion sampler on a target and report its estimates.
+
+use super::progress::bar;
+use super::summary::{Summary, print_summary};
+use crate::io::{ScatterPlot, scatter_png, write_samples};
+use crate::metrics::mode_report;
+use crate::process::Schedule;
+use crate::recommend::recommended_settings;
+use crate::sampler::DiffusionSampler;
+use crate::target::{TargetOptions, builtin_target};
+use crate::train::{Loss, train};
+use anyhow::{Context, bail};
+use candle_core::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `dsb sample`. Every setting left out takes the target's recommended value
+/// (`dsb sample --target NAME --help` shows the generic defaults; the summary prints those used).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy"
+)]
+pub struct SampleArgs {
+    /// Built-in target (see `dsb targets`): gaussian, gmm, mixture, funnel, many-well.
+    #[arg(long, short)]
+    pub target: String,
+    /// Dimension, for targets whose dimension can be set (gaussian: 5, mixture: 2).
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Number of modes of `mixture`.
+    #[arg(long, default_value_t = 8)]
+    pub modes: usize,
+    /// Half-width of the box holding the means of `mixture`.
+    #[arg(long, default_value_t = 10.0)]
+    pub spread: f64,
+
+    /// Time steps N of the diffusion.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Horizon T of the Ornstein–Uhlenbeck reference, in its relaxation times.
+    #[arg(long)]
+    pub horizon: Option<f64>,
+    /// Prior scale σ: the sampler starts from N(0, σ²I). Give one value, or one per coordinate
+    /// separated by commas for N(0, diag(σᵢ²)) (default: scales that cover the target).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub sigma: Option<Vec<f64>>,
+    /// Length scale ℓ of the target's finest structure (mode width); damps the score term of
+    /// the drift as the forward noise grows past it.
+    #[arg(long)]
+    pub length_scale: Option<f64>,
+    /// Spread of the steps over [0, T].
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
+    /// Hidden units per layer of the drift network.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Hidden layers of the drift network.
+    #[arg(long)]
+    pub depth: Option<usize>,
+
+    /// Training iterations (gradient steps).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// Paths simulated per training iteration.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate of Adam (cosine decay to a tenth).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Global gradient-norm clip.
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// Training objective: `kl` (reverse KL through the path) or `log-var` (log-variance of the
+    /// importance weights, better at covering modes).
+    #[arg(long, value_enum)]
+    pub loss: Option<Loss>,
+
+    /// Exploration factor λ ≥ 1 for the log-variance loss: training paths use λ times the prior
+    /// scale and the noise, reaching regions the sampler still misses (1 = on-policy).
+    #[arg(long)]
+    pub explore: Option<f64>,
+
+    /// Number of output samples.
+    #[arg(long, short, default_value_t = 10_000)]
+    pub n: usize,
+    /// Random seed: the same seed gives the same numbers on the same machine.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the samples here: `.csv` (with a log_weight column) or `.npy` (float32 [n, dim]).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write importance-resampled (unweighted) samples instead of the raw weighted ones.
+    #[arg(long)]
+    pub resample: bool,
+    /// Draw a PNG scatter plot of the first two coordinates here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Save the trained sampler: weights to FILE (safetensors), settings to FILE with extension .json.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Load a saved sampler instead of training one.
+    #[arg(long, conflicts_with_all = ["steps", "horizon", "sigma", "schedule", "width", "depth", "length_scale"])]
+    pub load: Option<PathBuf>,
+    /// Write the training curve (iteration, loss, ELBO, log Z-hat, ESS, gradient norm) as CSV here.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs `dsb sample`.
+pub fn run(a: SampleArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let opts = TargetOptions {
+        dim: a.dim,
+        modes: a.modes,
+        spread: a.spread,
+    };
+    let target = builtin_target(&a.target, &opts)?;
+    let (mut scfg, mut tcfg) = recommended_settings(target.as_ref());
+    if let Some(v) = a.steps {
+        scfg.steps = v;
+    }
+    if let Some(v) = a.horizon {
+        scfg.horizon = v;
+    }
+    match a.sigma.as_deref() {
+        Some([one]) => {
+            scfg.sigma = *one;
+            scfg.prior_scales = None;
+        }
+        Some(many) => scfg.prior_scales = Some(many.to_vec()),
+        None => {}
+    }
+    if let Some(v) = a.schedule {
+        scfg.schedule = v;
+    }
+    if let Some(v) = a.length_scale {
+        scfg.length_scale = v;
+    }
+    if let Some(v) = a.width {
+        scfg.width = v;
+    }
+    if let Some(v) = a.depth {
+        scfg.depth = v;
+    }
+    if let Some(v) = a.iters {
+        tcfg.iterations = v;
+    }
+    if let Some(v) = a.batch {
+        tcfg.batch = v;
+    }
+    if let Some(v) = a.lr {
+        tcfg.lr = v;
+    }
+    if let Some(v) = a.grad_clip {
+        tcfg.grad_clip = v;
+    }
+    if let Some(v) = a.loss {
+        tcfg.loss = v;
+    }
+    if let Some(v) = a.explore {
+        tcfg.explore = v;
+    }
+    if a.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    if let Some(p) = &a.save {
+        if p.extension().is_some_and(|e| e == "json") {
+            bail!(
+                "--save {}: the settings go to FILE.json beside the weights, so the weights file cannot end in .json; use e.g. model.safetensors",
+                p.display()
+            );
+        }
+    }
+    let device = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(a.seed);
+
+    let train_start = Instant::now();
+    let (sampler, trained) = match &a.load {
+        Some(path) => {
+            let (s, settings) = DiffusionSampler::load(path, &device)
+                .with_context(|| format!("cannot load the sampler from {}", path.display()))?;
+            if settings.target != target.name() || settings.dim != target.dim() {
+                bail!(
+                    "{} was trained on target '{}' ({}-D), not on '{}' ({}-D); pass --target {}",
+                    path.display(),
+                    settings.target,
+                    settings.dim,
+                    target.name(),
+                    target.dim(),
+                    settings.target
+                );
+            }
+            scfg = s.config().clone();
+            (s, None)
+        }
+        None => {
+            let mut s = DiffusionSampler::new(target.dim(), scfg.clone(), a.seed, &device)?;
+            let pb = bar(tcfg.iterations as u64, "train", a.quiet);
+            let mut curve = String::from("iteration,loss,elbo,log_z,ess,grad_norm,nonfinite\n");
+            let report = train(&mut s, target.as_ref(), &tcfg, &mut rng, |st| {
+                let e = &st.estimates;
+                curve.push_str(&format!(
+                    "{},{},{},{},{},{},{}\n",
+                    st.iteration, st.loss, e.elbo, e.log_z, e.ess, st.grad_norm, e.n_nonfinite
+                ));
+                pb.set_position(st.iteration as u64 + 1);
+                pb.set_message(format!(
+                    "loss {:.3e} elbo {:.3} logZ {:.3} ess {:.2}",
+                    st.loss, st.estimates.elbo, st.estimates.log_z, st.estimates.ess
+                ));
+            });
+            pb.finish_and_clear();
+            if let Some(p) = &a.log {
+                crate::io::atomic_write(p, curve.as_bytes())?;
+            }
+            (s, Some(report?))
+        }
+    };
+    let train_secs = train_start.elapsed().as_secs_f64();
+    if let Some(p) = &a.save {
+        sampler.save(p, target.name())?;
+    }
+
+    let sample_start = Instant::now();
+    let mut set = sampler.sample(target.as_ref(), a.n, 2048, &mut rng)?;
+    let sample_secs = sample_start.elapsed().as_secs_f64();
+    let modes = target
+        .modes()
+        .map(|(centres, _)| mode_report(&set.samples, set.dim, &centres, &set.log_w));
+
+    if a.resample {
+        set = set.resampled(a.n, &mut rng);
+    }
+    if let Some(p) = &a.out {
+        write_samples(p, &set)?;
+    }
+    if let Some(p) = &a.plot {
+        let pts = |s: &crate::sampler::SampleSet| -> Vec<(f64, f64)> {
+            (0..s.len())
+                .map(|i| {
+                    let r = s.row(i);
+                    (r[0] as f64, r.get(1).copied().unwrap_or(0.0) as f64)
+                })
+                .collect()
+        };
+        let mut plot = ScatterPlot {
+            title: format!(
+                "{} — {} samples{}",
+                target.name(),
+                set.len(),
+                if a.resample { " (resampled)" } else { "" }
+            ),
+            layers: vec![("dsb".into(), pts(&set), (31, 119, 180))],
+            markers: None,
+        };
+        if let Some((centres, _)) = target.modes() {
+            plot.markers = Some((
+                "modes".into(),
+                centres
+                    .iter()
+                    .map(|c| (c[0], c.get(1).copied().unwrap_or(0.0)))
+                    .collect(),
+            ));
+        } else if let Some(exact) =
+            target.exact_samples(set.len().min(5000), &mut StdRng::seed_from_u64(a.seed ^ 7))
+        {
+            plot.layers.insert(
+                0,
+                (
+                    "exact".into(),
+                    exact
+                        .iter()
+                        .map(|r| (r[0], r.get(1).copied().unwrap_or(0.0)))
+                        .collect(),
+                    (255, 127, 14),
+                ),
+            );
+        }
+        scatter_png(p, &plot)?;
+    }
+
+    let summary = Summary {
+        target: target.name().to_string(),
+        dim: target.dim(),
+        loaded: a.load.as_ref().map(|p| p.display().to_string()),
+        sampler: scfg,
+        training: trained.as_ref().map(|_| tcfg.clone()),
+        train_report: trained,
+        estimates: set.estimates,
+        true_log_z: target.log_z(),
+        abs_error: target.log_z().map(|z| (set.estimates.log_z - z).abs()),
+        modes,
+        n_samples: a.n,
+        seed: a.seed,
+        gradient_evaluations: sampler.gradient_evaluations(),
+        train_seconds: train_secs,
+        sample_seconds: sample_secs,
+        wall_seconds: start.elapsed().as_secs_f64(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}

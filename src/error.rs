@@ -1,0 +1,84 @@
+//! Error type of the library: every failure a user can cause says what was wrong and how to fix it.
+
+use thiserror::Error;
+
+/// Errors raised by dsb. Tensor-level failures from candle are wrapped in [`DsbError::Tensor`].
+#[derive(Debug, Error)]
+pub enum DsbError {
+    /// A tensor operation failed (shape mismatch, device problem, ...).
+    #[error("tensor operation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// A target name that no built-in target has.
+    #[error("unknown target '{name}'; run `dsb targets` to list them (known: {known})")]
+    UnknownTarget {
+        /// The name that was asked for.
+        name: String,
+        /// Comma-separated list of known names.
+        known: String,
+    },
+    /// A setting or input that cannot be used, with an explanation.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The target's log density was non-finite for too many particles for too long.
+    #[error(
+        "target '{target}' returned a non-finite log density for {fraction:.0}% of the particles \
+         in each of the last {iterations} iterations; check the density for overflow or regions \
+         where it is undefined, or start from a narrower prior (--sigma)"
+    )]
+    PersistentNonFinite {
+        /// The target's name.
+        target: String,
+        /// Percentage of the batch that was non-finite in the last iteration.
+        fraction: f64,
+        /// How many consecutive iterations failed.
+        iterations: usize,
+    },
+    /// Training produced a non-finite loss or parameters.
+    #[error(
+        "training diverged at iteration {iteration} (loss {loss}); lower the learning rate \
+         (--lr), the gradient clip (--grad-clip) or the prior scale (--sigma)"
+    )]
+    Diverged {
+        /// Iteration at which the loss stopped being finite.
+        iteration: usize,
+        /// The offending loss value.
+        loss: f64,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A checkpoint or settings file could not be understood.
+    #[error("{path}: {message}")]
+    BadFile {
+        /// The file involved.
+        path: String,
+        /// What was wrong with it.
+        message: String,
+    },
+}
+
+/// Result alias used across the library.
+pub type Result<T> = std::result::Result<T, DsbError>;
+
+impl DsbError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        DsbError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// A malformed file.
+    pub fn bad_file(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
+        DsbError::BadFile {
+            path: path.as_ref().display().to_string(),
+            message: message.into(),
+        }
+    }
+}

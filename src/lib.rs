@@ -1,0 +1,50 @@
+//! # dsb: diffusion samplers and Schrödinger bridges
+//!
+//! `dsb` samples from probability densities known up to a normalising constant, and estimates
+//! that constant, by learning the time reversal of an Ornstein–Uhlenbeck noising diffusion
+//! (the Denoising Diffusion Sampler) — see `DESIGN.md` of the project for the algorithms.
+//!
+//! The main entry points: implement [`target::Target`] (or pick a built-in one), build a
+//! [`sampler::DiffusionSampler`], train it with [`train::train`], then draw weighted samples with
+//! [`sampler::DiffusionSampler::sample`], whose [`estimate::Estimates`] hold log Ẑ, the ELBO
+//! and the effective sample size.
+//!
+//! ```
+//! use candle_core::Device;
+//! use dsb::prelude::*;
+//! use rand::SeedableRng;
+//!
+//! // A 2-D correlated Gaussian whose log Z is known.
+//! let target = CorrelatedGaussian::builtin(2).unwrap();
+//! let config = SamplerConfig { sigma: 2.0, steps: 16, width: 32, ..Default::default() };
+//! let mut sampler = DiffusionSampler::new(target.dim(), config, 0, &Device::Cpu).unwrap();
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+//! let train_cfg = TrainConfig { iterations: 30, batch: 64, ..Default::default() };
+//! train(&mut sampler, &target, &train_cfg, &mut rng, |_| {}).unwrap();
+//! let set = sampler.sample(&target, 500, 500, &mut rng).unwrap();
+//! assert_eq!(set.len(), 500);
+//! assert!(set.estimates.log_z.is_finite());
+//! println!("log Z ≈ {:.3} (true {:.3})", set.estimates.log_z, target.log_z().unwrap());
+//! ```
+
+pub mod cli;
+pub mod error;
+pub mod estimate;
+pub mod io;
+pub mod metrics;
+pub mod nn;
+pub mod process;
+pub mod recommend;
+pub mod sampler;
+pub mod target;
+pub mod train;
+
+/// The types most programs need.
+pub mod prelude {
+    pub use crate::error::{DsbError, Result};
+    pub use crate::estimate::Estimates;
+    pub use crate::process::Schedule;
+    pub use crate::sampler::{DiffusionSampler, SampleSet, SamplerConfig};
+    pub use crate::target::{CorrelatedGaussian, Funnel, GaussianMixture, ManyWell, Target};
+    pub use crate::train::{Loss, TrainConfig, train};
+}

@@ -1,0 +1,7 @@
+//! Sample-quality metrics and the statistical tests used against known targets.
+
+mod modes;
+mod tests_stat;
+
+pub use modes::{ModeReport, mode_report};
+pub use tests_stat::{kolmogorov_p_value, ks_test_normal, weighted_proportion_test};

@@ -1,0 +1,185 @@
+//! The drift network of the backward (and forward) processes: an MLP with a sinusoidal time
+//! embedding in the "PIS-grad" form.
+//!
+//! For a state x at time t with target score g = clip(∇log γ̃(x)) (a stop-gradient input), the
+//! network returns
+//!
+//! h(t, x) = clip( NN₁(x/σ, ℓg, e(t)) / σ + κ(t) ⊙ NN₂(e(t)) ⊙ g )
+//!
+//! (divisions by σ elementwise, per coordinate) where e(t) is an MLP of sinusoidal features of t/T
+//! and κ(t) is a fixed envelope supplied by the
+//! sampler (see [`crate::sampler`]): the exact score coefficient for a Gaussian bump of width ℓ,
+//! which keeps the score term from dominating at large t where the drift is most sensitive. The
+//! last layers of NN₁ and NN₂ start at zero, so an untrained network returns h = 0 and the
+//! sampler starts as the exact reversal of the reference from the prior (it samples the prior). Clips: g elementwise to ±`score_clip` before it enters (the anchors' "score
+//! input" clip), and h to ±`output_clip` (their "network output" clip).
+
+use super::params::{Init, ParamStore};
+use crate::error::Result;
+use candle_core::{Device, Tensor};
+use candle_nn::{Linear, Module};
+use rand::rngs::StdRng;
+
+/// Number of sinusoidal frequencies in the time embedding (the embedding has twice as many
+/// features).
+const FREQS: usize = 16;
+
+/// The PIS-grad drift network.
+#[derive(Debug)]
+pub struct DriftNet {
+    dim: usize,
+    time_in: Linear,
+    time_hidden: Linear,
+    first: Linear,
+    hidden: Vec<Linear>,
+    out: Linear,
+    coef_hidden: Linear,
+    coef_out: Linear,
+    output_clip: f64,
+    inv_sigma: Tensor,
+    length_scale: f64,
+}
+
+/// Time-dependent parts of the network evaluated once for a set of times: the embedding added
+/// to the first hidden layer, `[n_times, width]`, and the score coefficient κ(t)(1 + NN₂),
+/// `[n_times, dim]`.
+#[derive(Debug, Clone)]
+pub struct TimeFeatures {
+    /// e(t) after the time MLP.
+    pub embedding: Tensor,
+    /// κ(t) NN₂(e(t)).
+    pub coefficient: Tensor,
+}
+
+impl TimeFeatures {
+    /// The features of the `i`-th time, `[1, ·]`, for a batch that shares one time.
+    pub fn row(&self, i: usize) -> Result<TimeFeatures> {
+        Ok(TimeFeatures {
+            embedding: self.embedding.narrow(0, i, 1)?,
+            coefficient: self.coefficient.narrow(0, i, 1)?,
+        })
+    }
+}
+
+impl DriftNet {
+    /// A network for dimension `dim` with `depth` hidden layers of `width` units, its parameters
+    /// registered in `params` under `prefix` and drawn from `rng`. `sigma` holds the prior scale of
+    /// each coordinate and `length_scale` is the target's length scale ℓ.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        prefix: &str,
+        dim: usize,
+        width: usize,
+        depth: usize,
+        output_clip: f64,
+        sigma: &[f64],
+        length_scale: f64,
+        params: &mut ParamStore,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Result<Self> {
+        let p = |s: &str| format!("{prefix}.{s}");
+        let time_in = params.linear(&p("time_in"), 2 * FREQS, width, Init::Default, rng, device)?;
+        let time_hidden =
+            params.linear(&p("time_hidden"), width, width, Init::Default, rng, device)?;
+        let first = params.linear(&p("first"), 2 * dim, width, Init::Default, rng, device)?;
+        let hidden = (0..depth.saturating_sub(1))
+            .map(|i| {
+                params.linear(
+                    &p(&format!("hidden{i}")),
+                    width,
+                    width,
+                    Init::Default,
+                    rng,
+                    device,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = params.linear(&p("out"), width, dim, Init::Zero, rng, device)?;
+        let coef_hidden =
+            params.linear(&p("coef_hidden"), width, width, Init::Default, rng, device)?;
+        let coef_out = params.linear(&p("coef_out"), width, dim, Init::Zero, rng, device)?;
+        Ok(Self {
+            dim,
+            time_in,
+            time_hidden,
+            first,
+            hidden,
+            out,
+            coef_hidden,
+            coef_out,
+            output_clip,
+            inv_sigma: Tensor::from_vec(
+                sigma.iter().map(|&v| (1.0 / v) as f32).collect::<Vec<_>>(),
+                (1, dim),
+                device,
+            )?,
+            length_scale,
+        })
+    }
+
+    /// Time features for the normalised times `u ∈ [0, 1]` with score envelopes `kappa`
+    /// (row-major `[u.len(), dim]`: one per time and coordinate).
+    pub fn time_features(&self, u: &[f64], kappa: &[f64], device: &Device) -> Result<TimeFeatures> {
+        let n = u.len();
+        let mut feats = Vec::with_capacity(n * 2 * FREQS);
+        for &t in u {
+            for j in 0..FREQS {
+                // Frequencies from 1 to 1000 cycles over [0, 1], geometrically spaced.
+                let w =
+                    2.0 * std::f64::consts::PI * 1000f64.powf(j as f64 / (FREQS - 1) as f64) / 8.0;
+                feats.push((w * t).sin() as f32);
+                feats.push((w * t).cos() as f32);
+            }
+        }
+        let f = Tensor::from_vec(feats, (n, 2 * FREQS), device)?;
+        let e = self
+            .time_hidden
+            .forward(&self.time_in.forward(&f)?.silu()?)?;
+        let c = self
+            .coef_out
+            .forward(&self.coef_hidden.forward(&e)?.silu()?)?;
+        let k = Tensor::from_vec(
+            kappa.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            (n, self.dim),
+            device,
+        )?;
+        Ok(TimeFeatures {
+            embedding: e,
+            coefficient: (c * k)?,
+        })
+    }
+
+    /// h for a batch `[rows, dim]` where consecutive groups of `rows / n_times` rows share the
+    /// time of the corresponding row of `tf` (one time for a whole batch when `tf` has one row).
+    /// `x` is the state; `score` is the clipped target score.
+    pub fn forward(&self, x: &Tensor, score: &Tensor, tf: &TimeFeatures) -> Result<Tensor> {
+        let (rows, _) = x.dims2()?;
+        let n_times = tf.embedding.dim(0)?;
+        let per = rows / n_times;
+        let input = Tensor::cat(
+            &[
+                x.broadcast_mul(&self.inv_sigma)?,
+                (score * self.length_scale)?,
+            ],
+            1,
+        )?;
+        let a = self.first.forward(&input)?;
+        let width = a.dim(1)?;
+        let a = a
+            .reshape((n_times, per, width))?
+            .broadcast_add(&tf.embedding.unsqueeze(1)?)?
+            .reshape((rows, width))?;
+        let mut hdn = a.silu()?;
+        for layer in &self.hidden {
+            hdn = layer.forward(&hdn)?.silu()?;
+        }
+        let nn1 = self.out.forward(&hdn)?.broadcast_mul(&self.inv_sigma)?;
+        let guided = score
+            .reshape((n_times, per, self.dim))?
+            .broadcast_mul(&tf.coefficient.unsqueeze(1)?)?
+            .reshape((rows, self.dim))?;
+        let h = (nn1 + guided)?;
+        Ok(h.clamp(-self.output_clip, self.output_clip)?)
+    }
+}

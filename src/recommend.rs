@@ -1,0 +1,44 @@
+//! Recommended settings per built-in target: what `dsb sample --target NAME` uses when a flag is
+//! not given. Each was chosen from measured runs (README, results table).
+
+use crate::sampler::SamplerConfig;
+use crate::target::Target;
+use crate::train::{Loss, TrainConfig};
+
+/// Sampler and training settings recommended for `target`. Unknown (user) targets get a generic
+/// choice: σ from [`Target::suggested_scales`] or [`Target::suggested_sigma`] (or 1), 64 steps,
+/// log-variance loss.
+pub fn recommended_settings(target: &dyn Target) -> (SamplerConfig, TrainConfig) {
+    let sigma = target.suggested_sigma().unwrap_or(1.0);
+    let mut s = SamplerConfig {
+        sigma,
+        prior_scales: target.suggested_scales(),
+        ..SamplerConfig::default()
+    };
+    let mut t = TrainConfig::default();
+    match target.name() {
+        "gmm" => {
+            s.steps = 128;
+            s.horizon = 5.0;
+            s.width = 128;
+            t.iterations = 1000;
+            t.batch = 256;
+            t.lr = 2e-3;
+            t.loss = Loss::LogVariance;
+        }
+        "funnel" => {
+            s.steps = 64;
+            t.iterations = 1000;
+            t.lr = 2e-3;
+            t.batch = 256;
+        }
+        "many-well" => {
+            s.steps = 64;
+            s.width = 128;
+            t.iterations = 1000;
+            t.batch = 256;
+        }
+        _ => {}
+    }
+    (s, t)
+}

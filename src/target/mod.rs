@@ -1,0 +1,101 @@
+//! Unnormalised target densities: the [`Target`] trait and the built-in targets.
+//!
+//! A target maps a batch of points `[batch, dim]` to their unnormalised log densities `[batch]`.
+//! Its gradient comes from candle's autograd unless the target supplies one. Known facts (the
+//! true log normalising constant, exact samples, mode locations) are optional and are used by
+//! the reports and the tests.
+
+mod funnel;
+mod gaussian;
+mod many_well;
+mod mixture;
+mod registry;
+
+pub use funnel::Funnel;
+pub use gaussian::CorrelatedGaussian;
+pub use many_well::ManyWell;
+pub use mixture::GaussianMixture;
+pub use registry::{TargetInfo, TargetOptions, builtin_target, builtin_targets};
+
+use candle_core::{Result, Tensor, Var};
+
+/// An unnormalised probability density γ̃ on ℝ^dim, with Z = ∫ γ̃.
+///
+/// Implement [`Target::log_density`] with candle tensor operations; the gradient then comes from
+/// autograd. A non-finite log density at some points is allowed: those particles get zero
+/// importance weight and are counted in the estimates.
+///
+/// ```
+/// use candle_core::{Result, Tensor};
+/// use dsb::target::Target;
+///
+/// /// A standard normal in 3-D, left unnormalised: log Z = 1.5 log(2π).
+/// struct StdNormal;
+/// impl Target for StdNormal {
+///     fn name(&self) -> &str { "std-normal" }
+///     fn dim(&self) -> usize { 3 }
+///     fn log_density(&self, x: &Tensor) -> Result<Tensor> {
+///         x.sqr()?.sum(1)? * -0.5
+///     }
+///     fn log_z(&self) -> Option<f64> { Some(1.5 * (2.0 * std::f64::consts::PI).ln()) }
+/// }
+/// let x = Tensor::new(&[[1.0f32, 0.0, 0.0], [0.0, 2.0, 0.0]], &candle_core::Device::Cpu).unwrap();
+/// let g = StdNormal.grad_log_density(&x).unwrap();
+/// assert_eq!(g.to_vec2::<f32>().unwrap(), vec![vec![-1.0, 0.0, 0.0], vec![0.0, -2.0, 0.0]]);
+/// ```
+pub trait Target: Send + Sync {
+    /// Short name, used in reports and checkpoints.
+    fn name(&self) -> &str;
+
+    /// Dimension of the sample space.
+    fn dim(&self) -> usize;
+
+    /// Unnormalised log density, `[batch, dim] → [batch]`, differentiable by candle's autograd.
+    fn log_density(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Gradient of the log density, `[batch, dim] → [batch, dim]`. The default differentiates
+    /// [`Target::log_density`] by autograd on a detached copy of `x`, so the result never carries
+    /// a graph back into the caller's computation (a stop-gradient input).
+    fn grad_log_density(&self, x: &Tensor) -> Result<Tensor> {
+        autograd_gradient(self, x)
+    }
+
+    /// log Z where it is known in closed form or from a trusted reference computation.
+    fn log_z(&self) -> Option<f64> {
+        None
+    }
+
+    /// `n` exact samples `[n, dim]` drawn with `rng`, where the target can be sampled directly.
+    fn exact_samples(&self, _n: usize, _rng: &mut dyn rand::RngCore) -> Option<Vec<Vec<f64>>> {
+        None
+    }
+
+    /// Centres of the target's modes with their probabilities, where known (mixtures). Used to
+    /// report how many modes a sampler found.
+    fn modes(&self) -> Option<(Vec<Vec<f64>>, Vec<f64>)> {
+        None
+    }
+
+    /// A scale σ for the prior N(0, σ²I) that covers the target; `None` lets the caller choose.
+    fn suggested_sigma(&self) -> Option<f64> {
+        None
+    }
+
+    /// One prior scale per coordinate, for targets whose coordinates live on very different
+    /// scales; takes precedence over [`Target::suggested_sigma`].
+    fn suggested_scales(&self) -> Option<Vec<f64>> {
+        None
+    }
+}
+
+/// Gradient of `target.log_density` at `x` by reverse-mode autograd on a detached copy of `x`.
+/// A log density that does not depend on `x` has gradient zero.
+pub fn autograd_gradient<T: Target + ?Sized>(target: &T, x: &Tensor) -> Result<Tensor> {
+    let var = Var::from_tensor(&x.detach())?;
+    let lp = target.log_density(var.as_tensor())?;
+    let grads = lp.sum_all()?.backward()?;
+    match grads.get(var.as_tensor()) {
+        Some(g) => Ok(g.detach()),
+        None => x.zeros_like(),
+    }
+}

@@ -1,0 +1,123 @@
+//! Built-in targets by name, as the CLI selects them.
+
+use super::{CorrelatedGaussian, Funnel, GaussianMixture, ManyWell, Target};
+use crate::error::{DsbError, Result};
+
+/// What the registry knows of a built-in target before building it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetInfo {
+    /// CLI name.
+    pub name: &'static str,
+    /// Dimension with default options (`None` when the caller chooses it).
+    pub dim: Option<usize>,
+    /// Known log Z with default options.
+    pub log_z: Option<f64>,
+    /// One-line description.
+    pub description: &'static str,
+}
+
+/// Options that shape the configurable built-in targets.
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    /// Dimension for `gaussian` (default 5) and `mixture` (default 2).
+    pub dim: Option<usize>,
+    /// Number of modes for `mixture`.
+    pub modes: usize,
+    /// Half-width of the box holding the `mixture` means.
+    pub spread: f64,
+}
+
+impl Default for TargetOptions {
+    fn default() -> Self {
+        Self {
+            dim: None,
+            modes: 8,
+            spread: 10.0,
+        }
+    }
+}
+
+/// All built-in targets with their facts under default options.
+pub fn builtin_targets() -> Vec<TargetInfo> {
+    vec![
+        TargetInfo {
+            name: "gaussian",
+            dim: Some(5),
+            log_z: CorrelatedGaussian::builtin(5).ok().and_then(|g| g.log_z()),
+            description: "correlated anisotropic Gaussian, any dimension (--dim)",
+        },
+        TargetInfo {
+            name: "gmm",
+            dim: Some(2),
+            log_z: Some(0.0),
+            description: "GMM40: 40 equal-weight unit Gaussians, means uniform on [-40, 40]^2",
+        },
+        TargetInfo {
+            name: "mixture",
+            dim: Some(2),
+            log_z: Some(0.0),
+            description: "configurable mixture of unit Gaussians (--modes, --dim, --spread)",
+        },
+        TargetInfo {
+            name: "funnel",
+            dim: Some(10),
+            log_z: Some(0.0),
+            description: "Neal's funnel: x0 ~ N(0, 9), x1..9 ~ N(0, exp(x0))",
+        },
+        TargetInfo {
+            name: "many-well",
+            dim: Some(32),
+            log_z: Some(164.6957),
+            description: "16 independent double wells, 2^16 modes",
+        },
+    ]
+}
+
+/// Builds the built-in target called `name`. The dimension of `gaussian` and `mixture` comes from
+/// `opts.dim`; asking for a dimension that a fixed-dimension target does not have is an error.
+pub fn builtin_target(name: &str, opts: &TargetOptions) -> Result<Box<dyn Target>> {
+    let fixed = |d: usize| -> Result<()> {
+        match opts.dim {
+            Some(asked) if asked != d => Err(DsbError::InvalidInput(format!(
+                "target '{name}' has dimension {d}, but --dim {asked} was given; drop --dim \
+                 or choose a target whose dimension can be set (gaussian, mixture)"
+            ))),
+            _ => Ok(()),
+        }
+    };
+    Ok(match name {
+        "gaussian" => Box::new(CorrelatedGaussian::builtin(opts.dim.unwrap_or(5))?),
+        "gmm" | "gmm40" => {
+            fixed(2)?;
+            Box::new(GaussianMixture::gmm40())
+        }
+        "mixture" => {
+            if opts.modes == 0 {
+                return Err(DsbError::InvalidInput(
+                    "mixture: --modes must be at least 1".into(),
+                ));
+            }
+            Box::new(GaussianMixture::random(
+                opts.modes,
+                opts.dim.unwrap_or(2).max(1),
+                opts.spread,
+                0,
+            )?)
+        }
+        "funnel" => {
+            fixed(10)?;
+            Box::new(Funnel::new(10))
+        }
+        "many-well" | "manywell" => {
+            fixed(32)?;
+            Box::new(ManyWell::new(32))
+        }
+        _ => {
+            let known: Vec<&str> = builtin_targets().iter().map(|t| t.name).collect();
+            return Err(DsbError::UnknownTarget {
+                name: name.into(),
+                known: known.join(", "),
+            });
+        }
+    })
+}

@@ -1,0 +1,190 @@
+//! Training a sampler: the losses and the optimisation loop.
+//!
+//! Two objectives for the backward half-step against the OU reference (DESIGN.md, item 2):
+//! - [`Loss::ReverseKl`]: E_Q[−log w], the path-space reverse KL up to −log Z, differentiated
+//!   through the simulated path (the Denoising Diffusion Sampler objective).
+//! - [`Loss::LogVariance`]: the variance over the batch of the log weights of paths simulated with
+//!   the current network and then held fixed; only the backward kernels' log densities are
+//!   differentiated, in one batched pass over all steps. Its minimum (zero) is the same optimal
+//!   sampler, and because the paths are off-policy it is less prone to dropping modes.
+
+mod loss;
+mod optim;
+
+pub use loss::{log_variance_loss, reverse_kl_loss};
+pub use optim::{clip_grad_norm, cosine_lr};
+
+use crate::error::{DsbError, Result};
+use crate::estimate::Estimates;
+use crate::sampler::DiffusionSampler;
+use crate::target::Target;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::rngs::StdRng;
+use serde::Serialize;
+
+/// The training objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// Path-space reverse KL, backpropagated through the simulated path.
+    #[value(name = "kl")]
+    ReverseKl,
+    /// Log-variance of the importance weights of detached paths.
+    #[value(name = "log-var")]
+    LogVariance,
+}
+
+/// Settings of the optimisation.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Number of gradient steps.
+    pub iterations: usize,
+    /// Paths per step.
+    pub batch: usize,
+    /// Peak learning rate of Adam (no weight decay); it decays to a tenth along a cosine.
+    pub lr: f64,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    /// The objective.
+    pub loss: Loss,
+    /// Exploration factor λ ≥ 1 of the log-variance loss: training paths start from N(0, λ²σ²)
+    /// and take noise λ s_k, which visits regions the sampler underweights. 1 is on-policy.
+    #[serde(default = "one")]
+    pub explore: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            iterations: 1000,
+            batch: 256,
+            lr: 1e-3,
+            grad_clip: 10.0,
+            loss: Loss::LogVariance,
+            explore: 1.0,
+        }
+    }
+}
+
+/// What one training iteration reports.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct IterStats {
+    /// Iteration index, from 0.
+    pub iteration: usize,
+    /// The loss value.
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Estimates from this iteration's batch of paths.
+    pub estimates: Estimates,
+}
+
+/// Summary of a training run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Iterations run.
+    pub iterations: usize,
+    /// Iterations skipped because the loss was not finite.
+    pub skipped: usize,
+    /// Statistics of the last iteration.
+    pub last: Option<IterStats>,
+}
+
+/// How many consecutive bad iterations end the run with an error.
+const PATIENCE: usize = 20;
+
+/// Trains `sampler` on `target`. `on_iter` sees every iteration's statistics (for progress bars
+/// and logs). Non-finite target values only zero the affected particles; a non-finite loss skips
+/// the update; either persisting for [`PATIENCE`] iterations ends the run with an error.
+pub fn train(
+    sampler: &mut DiffusionSampler,
+    target: &dyn Target,
+    cfg: &TrainConfig,
+    rng: &mut StdRng,
+    mut on_iter: impl FnMut(&IterStats),
+) -> Result<TrainReport> {
+    if cfg.batch < 2 {
+        return Err(DsbError::InvalidInput("--batch must be at least 2".into()));
+    }
+    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) || !(cfg.grad_clip > 0.0) {
+        return Err(DsbError::InvalidInput(
+            "--lr and --grad-clip must be positive".into(),
+        ));
+    }
+    let vars = sampler.params.vars();
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: cfg.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+    )?;
+    let (mut skipped, mut bad_loss, mut bad_target) = (0, 0, 0);
+    let mut last = None;
+    for it in 0..cfg.iterations {
+        opt.set_learning_rate(cosine_lr(cfg.lr, it, cfg.iterations));
+        let (loss, log_w) = match cfg.loss {
+            Loss::LogVariance => {
+                let paths =
+                    sampler.simulate_exploring(target, cfg.batch, rng, true, cfg.explore)?;
+                log_variance_loss(sampler, &paths)?
+            }
+            Loss::ReverseKl => reverse_kl_loss(sampler, target, cfg.batch, rng)?,
+        };
+        let estimates = Estimates::from_log_weights(&log_w);
+        let frac_bad = estimates.n_nonfinite as f64 / estimates.n as f64;
+        bad_target = if frac_bad > 0.5 { bad_target + 1 } else { 0 };
+        if bad_target >= PATIENCE {
+            return Err(DsbError::PersistentNonFinite {
+                target: target.name().into(),
+                fraction: 100.0 * frac_bad,
+                iterations: bad_target,
+            });
+        }
+        let loss_value = match &loss {
+            Some(l) => l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
+            None => f64::NAN,
+        };
+        let mut grad_norm = f64::NAN;
+        if loss_value.is_finite() {
+            let mut grads = loss.as_ref().expect("finite loss exists").backward()?;
+            grad_norm = clip_grad_norm(&mut grads, &vars, cfg.grad_clip)?;
+            if grad_norm.is_finite() {
+                opt.step(&grads)?;
+                bad_loss = 0;
+            } else {
+                skipped += 1;
+                bad_loss += 1;
+            }
+        } else {
+            skipped += 1;
+            bad_loss += 1;
+        }
+        if bad_loss >= PATIENCE {
+            return Err(DsbError::Diverged {
+                iteration: it,
+                loss: loss_value,
+            });
+        }
+        let stats = IterStats {
+            iteration: it,
+            loss: loss_value,
+            grad_norm,
+            estimates,
+        };
+        on_iter(&stats);
+        last = Some(stats);
+    }
+    Ok(TrainReport {
+        iterations: cfg.iterations,
+        skipped,
+        last,
+    })
+}

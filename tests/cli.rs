@@ -1,0 +1,159 @@
+//! End-to-end runs of the `dsb` binary: outputs, checkpoints, and clear errors for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dsb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dsb"))
+        .args(args)
+        .output()
+        .expect("run dsb")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failed run: non-zero exit, no panic, and a message that contains `needle`.
+fn assert_clear_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
+}
+
+#[test]
+fn unknown_target_is_a_clear_error() {
+    let o = dsb(&["sample", "--target", "gmm41"]);
+    assert_clear_error(&o, "unknown target 'gmm41'");
+    assert!(
+        stderr(&o).contains("many-well"),
+        "the error lists the known targets"
+    );
+}
+
+#[test]
+fn wrong_dimension_is_a_clear_error() {
+    let o = dsb(&["sample", "--target", "funnel", "--dim", "3"]);
+    assert_clear_error(&o, "has dimension 10");
+}
+
+#[test]
+fn missing_or_unreadable_checkpoint_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.safetensors");
+    let o = dsb(&[
+        "sample",
+        "--target",
+        "gaussian",
+        "--load",
+        missing.to_str().unwrap(),
+    ]);
+    assert_clear_error(&o, "cannot load the sampler");
+
+    // Settings present but the weights file is garbage.
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"this is not a safetensors file").unwrap();
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"format":1,"target":"gaussian","dim":5,"config":{"sigma":1.0,"steps":4,"horizon":5.0,"schedule":"cosine","width":8,"depth":1,"score_clip":1000.0,"output_clip":10000.0}}"#,
+    )
+    .unwrap();
+    let o = dsb(&[
+        "sample",
+        "--target",
+        "gaussian",
+        "--load",
+        bad.to_str().unwrap(),
+    ]);
+    assert_clear_error(&o, "not a readable safetensors file");
+
+    // Garbage settings.
+    std::fs::write(dir.path().join("bad.json"), b"{ nope").unwrap();
+    let o = dsb(&[
+        "sample",
+        "--target",
+        "gaussian",
+        "--load",
+        bad.to_str().unwrap(),
+    ]);
+    assert_clear_error(&o, "not a dsb sampler settings file");
+}
+
+#[test]
+fn bad_output_extension_and_bad_numbers_are_clear_errors() {
+    let o = dsb(&[
+        "sample", "--target", "gaussian", "--iters", "1", "--steps", "2", "--n", "10", "--out",
+        "x.txt",
+    ]);
+    assert_clear_error(&o, "use a .csv or .npy extension");
+    let o = dsb(&["sample", "--target", "gaussian", "--sigma=-1"]);
+    assert_clear_error(&o, "--sigma must be positive");
+    let o = dsb(&["sample", "--target", "gaussian", "--steps", "0"]);
+    assert_clear_error(&o, "--steps must be at least 1");
+}
+
+#[test]
+fn targets_lists_every_builtin_as_json() {
+    let o = dsb(&["targets", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gaussian", "gmm", "mixture", "funnel", "many-well"]);
+}
+
+#[test]
+fn sample_writes_outputs_and_a_reloadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let common = [
+        "--target", "gaussian", "--dim", "2", "--n", "300", "--seed", "3", "--json", "-q",
+    ];
+    let mut args = vec!["sample", "--iters", "5", "--steps", "8", "--width", "16"];
+    args.extend(common);
+    let (csv, png, model, log) = (p("s.csv"), p("s.png"), p("m.safetensors"), p("curve.csv"));
+    args.extend([
+        "--out", &csv, "--plot", &png, "--save", &model, "--log", &log,
+    ]);
+    let o = dsb(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["dim"], 2);
+    assert!(summary["estimates"]["log_z"].as_f64().unwrap().is_finite());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 301);
+    assert_eq!(text.lines().next().unwrap(), "x1,x2,log_weight");
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 6);
+    let png_bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&png_bytes[1..4], b"PNG");
+    assert!(Path::new(&model).exists() && dir.path().join("m.json").exists());
+
+    // Reload: no training, same settings, same seed gives the same estimates twice.
+    let npy = p("s.npy");
+    let mut again = vec!["sample", "--load", &model, "--out", &npy];
+    again.extend(common);
+    let r1 = dsb(&again);
+    assert!(r1.status.success(), "{}", stderr(&r1));
+    let r2 = dsb(&again);
+    let s1: serde_json::Value = serde_json::from_slice(&r1.stdout).unwrap();
+    let s2: serde_json::Value = serde_json::from_slice(&r2.stdout).unwrap();
+    assert_eq!(s1["estimates"], s2["estimates"], "same seed, same numbers");
+    assert_eq!(s1["sampler"]["steps"], 8);
+    assert!(s1["training"].is_null());
+    assert_eq!(
+        std::fs::metadata(&npy).unwrap().len() as usize,
+        128 + 300 * 2 * 4
+    );
+
+    // Loading for the wrong target is refused.
+    let o = dsb(&["sample", "--target", "funnel", "--load", &model]);
+    assert_clear_error(&o, "was trained on target 'gaussian'");
+}

@@ -1,0 +1,53 @@
+//! Shared helpers of the statistical tests: training with fixed seeds and weighted moments.
+
+#![allow(dead_code)]
+
+use candle_core::Device;
+use dsb::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+// Same allocator as the `dsb` binary: glibc maps and unmaps candle's large temporaries.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Trains a sampler on `target` with a fixed seed and returns it with the generator, ready to
+/// draw the test's samples.
+pub fn trained(
+    target: &dyn Target,
+    scfg: SamplerConfig,
+    tcfg: TrainConfig,
+    seed: u64,
+) -> (DiffusionSampler, StdRng) {
+    let mut sampler = DiffusionSampler::new(target.dim(), scfg, seed, &Device::Cpu).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    train(&mut sampler, target, &tcfg, &mut rng, |_| {}).unwrap();
+    (sampler, rng)
+}
+
+/// Self-normalised importance-weighted mean and covariance of a sample set.
+pub fn weighted_moments(set: &SampleSet) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let w = dsb::estimate::normalised_weights(&set.log_w);
+    let d = set.dim;
+    let mut mean = vec![0.0; d];
+    for (i, wi) in w.iter().enumerate() {
+        for (j, m) in mean.iter_mut().enumerate() {
+            *m += wi * set.row(i)[j] as f64;
+        }
+    }
+    let mut cov = vec![vec![0.0; d]; d];
+    for (i, wi) in w.iter().enumerate() {
+        let r = set.row(i);
+        for a in 0..d {
+            for b in 0..d {
+                cov[a][b] += wi * (r[a] as f64 - mean[a]) * (r[b] as f64 - mean[b]);
+            }
+        }
+    }
+    (mean, cov)
+}
+
+/// Effective number of samples n·ESS of a weighted set.
+pub fn effective_n(set: &SampleSet) -> f64 {
+    set.estimates.ess * set.len() as f64
+}

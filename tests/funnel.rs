@@ -1,0 +1,64 @@
+//! Neal's funnel in 10-D: the x₀ marginal and log Z.
+
+mod common;
+
+use dsb::metrics::kolmogorov_p_value;
+use dsb::prelude::*;
+use statrs::distribution::{ContinuousCDF, Normal};
+
+#[test]
+#[ignore = "known failure, see README 'Known limitations': the trained sampler's x0 marginal is too \
+            narrow and log Z-hat is about -0.6; run with `cargo test --release -- --ignored`"]
+fn funnel_x0_marginal_and_log_z() {
+    let target = Funnel::new(10);
+    let scfg = SamplerConfig {
+        sigma: 1.0,
+        steps: 64,
+        width: 64,
+        ..Default::default()
+    };
+    let tcfg = TrainConfig {
+        iterations: 600,
+        batch: 256,
+        lr: 2e-3,
+        ..Default::default()
+    };
+    let (sampler, mut rng) = common::trained(&target, scfg, tcfg, 2);
+    let set = sampler.sample(&target, 20_000, 5_000, &mut rng).unwrap();
+    let e = set.estimates;
+    eprintln!(
+        "funnel: log Z-hat {:.4} ± {:.4}, ESS {:.4}",
+        e.log_z, e.log_z_stderr, e.ess
+    );
+    assert!(
+        e.log_z.abs() < 0.3,
+        "|log Z-hat| = {} (ESS {})",
+        e.log_z.abs(),
+        e.ess
+    );
+
+    // KS test of x₀ on the importance-resampled sample against N(0, 3²). The resampled empirical
+    // CDF deviates from the truth through the weighting (variance F(1−F)/n_eff, n_eff = n·ESS)
+    // and the resampling (at most F(1−F)/m for m draws), so the p-value uses the sample size
+    // 1/(1/m + 1/n_eff), which keeps the 1% level honest despite duplicated particles.
+    let m = set.len();
+    let resampled = set.resampled(m, &mut rng);
+    let mut x0: Vec<f64> = (0..m).map(|i| resampled.row(i)[0] as f64).collect();
+    x0.sort_by(f64::total_cmp);
+    let law = Normal::new(0.0, 3.0).unwrap();
+    let d = x0
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let f = law.cdf(x);
+            (f - i as f64 / m as f64).max((i + 1) as f64 / m as f64 - f)
+        })
+        .fold(0.0, f64::max);
+    let n_eff = e.ess * set.len() as f64;
+    let size = 1.0 / (1.0 / m as f64 + 1.0 / n_eff);
+    let p = kolmogorov_p_value(d, size.floor() as usize);
+    assert!(
+        p > 0.01,
+        "KS D = {d:.4} with effective size {size:.0}: p = {p:.4}"
+    );
+}
