@@ -103,12 +103,14 @@ impl SamplerConfig {
                 self.sigma
             ));
         }
-        if let Some(v) = &self.prior_scales {
-            if v.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
-                return bad(format!(
-                    "--sigma: every per-coordinate scale must be positive and finite, got {v:?}"
-                ));
-            }
+        if let Some(v) = self
+            .prior_scales
+            .as_ref()
+            .filter(|v| v.iter().any(|s| !(*s > 0.0 && s.is_finite())))
+        {
+            return bad(format!(
+                "--sigma: every per-coordinate scale must be positive and finite, got {v:?}"
+            ));
         }
         if self.steps == 0 {
             return bad("--steps must be at least 1".into());

@@ -94,6 +94,10 @@ fn bad_output_extension_and_bad_numbers_are_clear_errors() {
     assert_clear_error(&o, "--sigma must be positive");
     let o = dsb(&["sample", "--target", "gaussian", "--steps", "0"]);
     assert_clear_error(&o, "--steps must be at least 1");
+    let o = dsb(&["sample", "--target", "gaussian", "--device", "tpu"]);
+    assert_clear_error(&o, "unknown device");
+    let o = dsb(&["sample", "--target", "gaussian", "--sigma", "1,2"]);
+    assert_clear_error(&o, "give one value or 5");
 }
 
 #[test]

@@ -20,16 +20,29 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a diffusion sampler on a target, draw weighted samples, and report log Z, ELBO, ESS.
-    Sample(sample::SampleArgs),
+    Sample(Box<sample::SampleArgs>),
     /// List the built-in targets with their dimension and known log Z.
     Targets(targets::TargetsArgs),
+}
+
+/// The device named by `--device`: `cpu`, or `cuda` (GPU 0) in a build with the `cuda` feature.
+pub fn device(name: &str) -> anyhow::Result<candle_core::Device> {
+    match name {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        "cuda" if candle_core::utils::cuda_is_available() => Ok(candle_core::Device::new_cuda(0)?),
+        "cuda" => anyhow::bail!(
+            "--device cuda: this dsb was built without GPU support; rebuild with \
+             `cargo build --release --features cuda` (needs the CUDA toolkit's nvcc)"
+        ),
+        other => anyhow::bail!("--device {other}: unknown device; use cpu or cuda"),
+    }
 }
 
 /// Parses the command line and runs it.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Sample(a) => sample::run(a),
+        Command::Sample(a) => sample::run(*a),
         Command::Targets(a) => targets::run(a),
     }
 }

@@ -10,7 +10,6 @@ use crate::sampler::DiffusionSampler;
 use crate::target::{TargetOptions, builtin_target};
 use crate::train::{Loss, train};
 use anyhow::{Context, bail};
-use candle_core::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::path::PathBuf;
@@ -106,6 +105,9 @@ pub struct SampleArgs {
     /// Write the training curve (iteration, loss, ELBO, log Z-hat, ESS, gradient norm) as CSV here.
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Where the networks run: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -171,15 +173,18 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if a.n == 0 {
         bail!("--n must be at least 1");
     }
-    if let Some(p) = &a.save {
-        if p.extension().is_some_and(|e| e == "json") {
-            bail!(
-                "--save {}: the settings go to FILE.json beside the weights, so the weights file cannot end in .json; use e.g. model.safetensors",
-                p.display()
-            );
-        }
+    if let Some(p) = a
+        .save
+        .as_ref()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    {
+        bail!(
+            "--save {}: the settings go to FILE.json beside the weights, so the weights file \
+             cannot end in .json; use e.g. model.safetensors",
+            p.display()
+        );
     }
-    let device = Device::Cpu;
+    let device = super::device(&a.device)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
 
     let train_start = Instant::now();

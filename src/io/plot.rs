@@ -18,13 +18,16 @@ fn ensure_font() {
     });
 }
 
+/// One layer of a scatter plot: label, points (x, y) and RGB colour.
+pub type Layer = (String, Vec<(f64, f64)>, (u8, u8, u8));
+
 /// A scatter plot: points in one or more layers, each with a label and colour.
 #[derive(Debug, Default)]
 pub struct ScatterPlot {
     /// Title drawn above the plot.
     pub title: String,
     /// Layers of (label, points (x, y), RGB colour).
-    pub layers: Vec<(String, Vec<(f64, f64)>, (u8, u8, u8))>,
+    pub layers: Vec<Layer>,
     /// Extra markers (e.g. true mode centres): label and points, drawn as crosses.
     pub markers: Option<(String, Vec<(f64, f64)>)>,
 }

@@ -26,7 +26,7 @@ impl ManyWell {
     /// Many-well of even dimension `dim`.
     pub fn new(dim: usize) -> Self {
         assert!(
-            dim >= 2 && dim % 2 == 0,
+            dim >= 2 && dim.is_multiple_of(2),
             "many-well needs an even dimension"
         );
         // Quadrature on [−5, 5]: the density is below e^{−380} outside.

@@ -110,7 +110,8 @@ pub fn train(
     if cfg.batch < 2 {
         return Err(DsbError::InvalidInput("--batch must be at least 2".into()));
     }
-    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) || !(cfg.grad_clip > 0.0) {
+    let positive = |v: f64| v > 0.0 && v.is_finite();
+    if !positive(cfg.lr) || !positive(cfg.grad_clip) {
         return Err(DsbError::InvalidInput(
             "--lr and --grad-clip must be positive".into(),
         ));
