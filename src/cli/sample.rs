@@ -19,7 +19,7 @@ use std::time::Instant;
 /// (`dsb sample --target NAME --help` shows the generic defaults; the summary prints those used).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy"
+    after_help = "Settings shown without a default take the target's recommended value (src/recommend.rs); the summary prints every value used.\n\nExamples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy"
 )]
 pub struct SampleArgs {
     /// Built-in target (see `dsb targets`): gaussian, gmm, mixture, funnel, many-well.
@@ -235,7 +235,11 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
 
     let sample_start = Instant::now();
-    let mut set = sampler.sample(target.as_ref(), a.n, 2048, &mut rng)?;
+    let pb = bar(a.n as u64, "sample", a.quiet);
+    let mut set = sampler.sample_with_progress(target.as_ref(), a.n, 2048, &mut rng, |done| {
+        pb.set_position(done as u64)
+    })?;
+    pb.finish_and_clear();
     let sample_secs = sample_start.elapsed().as_secs_f64();
     let modes = target
         .modes()

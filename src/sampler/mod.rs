@@ -14,209 +14,24 @@
 //! accumulated in f64 ([`crate::estimate`]). Noise ε is not clipped: clipping would make the path
 //! densities above wrong.
 
+mod checkpoint;
+mod config;
+mod output;
+
+pub use checkpoint::{SavedSettings, settings_path};
+pub use config::SamplerConfig;
+pub use output::{Paths, SampleSet};
+
 use crate::error::{DsbError, Result};
 use crate::estimate::Estimates;
 use crate::nn::{DriftNet, ParamStore, TimeFeatures};
-use crate::process::{OuReference, Schedule, TimeGrid};
+use crate::process::{OuReference, TimeGrid};
 use crate::target::Target;
 use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
-use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Settings of a sampler: the process and the network. Saved beside the weights.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SamplerConfig {
-    /// Prior scale σ: the backward process starts at N(0, σ²I).
-    pub sigma: f64,
-    /// One prior scale per coordinate, overriding `sigma` when set: the prior is then
-    /// N(0, diag(σᵢ²)) and the OU reference acts on each coordinate with its own scale.
-    #[serde(default)]
-    pub prior_scales: Option<Vec<f64>>,
-    /// Number of time steps N.
-    pub steps: usize,
-    /// Horizon T of the OU reference (in units of its relaxation time).
-    pub horizon: f64,
-    /// How the steps are spread over [0, T].
-    pub schedule: Schedule,
-    /// Hidden units per layer.
-    pub width: usize,
-    /// Hidden layers of the state network.
-    pub depth: usize,
-    /// Length scale ℓ of the target's finest structure (e.g. the width of its modes). The score
-    /// term of the drift is weighted by κ(t) = 1/(1 + ν_t²/ℓ²), ν_t² = σ²(1 − e^{−2t}) being the
-    /// forward noise variance at time t: the exact weight for a Gaussian bump of width ℓ.
-    #[serde(default = "default_length_scale")]
-    pub length_scale: f64,
-    /// Elementwise clip of the score ∇log γ̃ fed to the network.
-    pub score_clip: f64,
-    /// Elementwise clip of the network output h.
-    pub output_clip: f64,
-}
-
-impl Default for SamplerConfig {
-    fn default() -> Self {
-        Self {
-            sigma: 1.0,
-            prior_scales: None,
-            steps: 64,
-            horizon: 5.0,
-            schedule: Schedule::Geometric,
-            width: 64,
-            depth: 2,
-            length_scale: 1.0,
-            score_clip: 1e2,
-            output_clip: 1e4,
-        }
-    }
-}
-
-fn default_length_scale() -> f64 {
-    1.0
-}
-
-impl SamplerConfig {
-    /// The prior scale of each of `dim` coordinates.
-    pub fn scales(&self, dim: usize) -> Vec<f64> {
-        self.prior_scales
-            .clone()
-            .unwrap_or_else(|| vec![self.sigma; dim])
-    }
-
-    /// t_1 of the geometric schedule: the time at which the forward noise σ√(1 − e^{−2t}) of the
-    /// widest coordinate reaches a tenth of the length scale ℓ (the first step's noise is ≤ 0.1ℓ).
-    pub fn first_time(&self, dim: usize) -> f64 {
-        let widest = self.scales(dim).into_iter().fold(0.0, f64::max);
-        let r = (0.1 * self.length_scale / widest).min(0.99);
-        -0.5 * (1.0 - r * r).ln()
-    }
-
-    /// Checks that the settings can be used.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(DsbError::InvalidInput(m));
-        if !(self.sigma > 0.0 && self.sigma.is_finite()) {
-            return bad(format!(
-                "--sigma must be positive and finite, got {}",
-                self.sigma
-            ));
-        }
-        if let Some(v) = self
-            .prior_scales
-            .as_ref()
-            .filter(|v| v.iter().any(|s| !(*s > 0.0 && s.is_finite())))
-        {
-            return bad(format!(
-                "--sigma: every per-coordinate scale must be positive and finite, got {v:?}"
-            ));
-        }
-        if self.steps == 0 {
-            return bad("--steps must be at least 1".into());
-        }
-        if !(self.horizon > 0.0 && self.horizon.is_finite()) {
-            return bad(format!(
-                "--horizon must be positive and finite, got {}",
-                self.horizon
-            ));
-        }
-        if !(self.length_scale > 0.0 && self.length_scale.is_finite()) {
-            return bad(format!(
-                "--length-scale must be positive, got {}",
-                self.length_scale
-            ));
-        }
-        if self.width == 0 || self.depth == 0 {
-            return bad("--width and --depth must be at least 1".into());
-        }
-        if !(self.score_clip > 0.0 && self.output_clip > 0.0) {
-            return bad("clips must be positive".into());
-        }
-        Ok(())
-    }
-}
-
-/// What is saved next to the weights: enough to rebuild the sampler and check it fits the target.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedSettings {
-    /// File format version.
-    pub format: u32,
-    /// Name of the target it was trained on.
-    pub target: String,
-    /// Dimension of that target.
-    pub dim: usize,
-    /// The sampler's settings.
-    pub config: SamplerConfig,
-}
-
-/// Simulated backward paths with their log weights.
-#[derive(Debug)]
-pub struct Paths {
-    /// `states[k]` = x_k, `[batch, dim]`, for k = 0..=N (only x_0 unless the path was kept).
-    pub states: Vec<Tensor>,
-    /// `scores[k]` = the clipped score at x_{k+1}, for k = 0..N−1 (empty unless kept).
-    pub scores: Vec<Tensor>,
-    /// Log importance weight of each path (−∞ where the target density was not finite).
-    pub log_w: Vec<f64>,
-    /// The part of log dP/dQ_θ that does not depend on the backward network (−∞ where the
-    /// target density was not finite).
-    pub loss_constant: Vec<f64>,
-    /// Σ_k ½|ε_k(θ)|² of each path, ε_k(θ) the standardised residual of step k under Q_θ: the
-    /// part of log dP/dQ_θ that does depend on the backward network.
-    pub noise_energy: Vec<f64>,
-}
-
-impl Paths {
-    /// The final states x_0.
-    pub fn x0(&self) -> &Tensor {
-        &self.states[0]
-    }
-}
-
-/// Samples drawn from a trained sampler, with their weights and estimates.
-#[derive(Debug, Clone)]
-pub struct SampleSet {
-    /// Dimension.
-    pub dim: usize,
-    /// Samples, row-major `[n, dim]`.
-    pub samples: Vec<f32>,
-    /// Log importance weights, one per sample.
-    pub log_w: Vec<f64>,
-    /// log Ẑ, ELBO and ESS of these samples.
-    pub estimates: Estimates,
-}
-
-impl SampleSet {
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.log_w.len()
-    }
-    /// Whether there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.log_w.is_empty()
-    }
-    /// Sample `i` as a slice.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.samples[i * self.dim..(i + 1) * self.dim]
-    }
-    /// `m` samples drawn by systematic resampling in proportion to the importance weights: an
-    /// (approximately) unweighted sample of the target.
-    pub fn resampled(&self, m: usize, rng: &mut impl Rng) -> SampleSet {
-        let idx = crate::estimate::systematic_resample(&self.log_w, m, rng);
-        let samples = idx
-            .iter()
-            .flat_map(|&i| self.row(i).iter().copied())
-            .collect();
-        let log_w = vec![self.estimates.log_z; m];
-        SampleSet {
-            dim: self.dim,
-            samples,
-            log_w,
-            estimates: self.estimates,
-        }
-    }
-}
 
 /// A diffusion sampler for a target of a given dimension.
 #[derive(Debug)]
@@ -595,6 +410,19 @@ impl DiffusionSampler {
         chunk: usize,
         rng: &mut StdRng,
     ) -> Result<SampleSet> {
+        self.sample_with_progress(target, n, chunk, rng, |_| {})
+    }
+
+    /// [`DiffusionSampler::sample`], calling `progress` with the number of samples drawn so far
+    /// after each chunk.
+    pub fn sample_with_progress(
+        &self,
+        target: &dyn Target,
+        n: usize,
+        chunk: usize,
+        rng: &mut StdRng,
+        mut progress: impl FnMut(usize),
+    ) -> Result<SampleSet> {
         let chunk = chunk.max(1);
         let mut samples = Vec::with_capacity(n * self.dim);
         let mut log_w = Vec::with_capacity(n);
@@ -605,6 +433,7 @@ impl DiffusionSampler {
             samples.extend(paths.x0().flatten_all()?.to_vec1::<f32>()?);
             log_w.extend(paths.log_w);
             done += b;
+            progress(done);
         }
         let estimates = Estimates::from_log_weights(&log_w);
         Ok(SampleSet {
@@ -614,44 +443,4 @@ impl DiffusionSampler {
             estimates,
         })
     }
-
-    /// Saves the weights to `path` (safetensors) and the settings to `path` with extension
-    /// `.json`, both written atomically.
-    pub fn save(&self, path: &Path, target_name: &str) -> Result<()> {
-        let settings = SavedSettings {
-            format: 1,
-            target: target_name.into(),
-            dim: self.dim,
-            config: self.config.clone(),
-        };
-        let json = serde_json::to_string_pretty(&settings).expect("settings serialise");
-        self.params.save(path)?;
-        crate::io::atomic_write(&settings_path(path), json.as_bytes())
-    }
-
-    /// Loads a sampler saved by [`DiffusionSampler::save`]. Returns it with the settings file's
-    /// contents (so the caller can check the target name).
-    pub fn load(path: &Path, device: &Device) -> Result<(Self, SavedSettings)> {
-        let sp = settings_path(path);
-        let text = std::fs::read_to_string(&sp).map_err(|e| {
-            DsbError::bad_file(&sp, format!("cannot read the settings saved beside the weights ({e}); `--save FILE` writes FILE and FILE's .json"))
-        })?;
-        let settings: SavedSettings = serde_json::from_str(&text).map_err(|e| {
-            DsbError::bad_file(&sp, format!("not a dsb sampler settings file ({e})"))
-        })?;
-        if settings.format != 1 {
-            return Err(DsbError::bad_file(
-                &sp,
-                format!("unsupported format version {}", settings.format),
-            ));
-        }
-        let sampler = Self::new(settings.dim, settings.config.clone(), 0, device)?;
-        sampler.params.load(path)?;
-        Ok((sampler, settings))
-    }
-}
-
-/// The settings file that belongs to a weights file: same path, extension `.json`.
-pub fn settings_path(weights: &Path) -> std::path::PathBuf {
-    weights.with_extension("json")
 }
