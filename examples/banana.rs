@@ -8,6 +8,11 @@ use candle_core::{Device, Result, Tensor};
 use dsb::prelude::*;
 use rand::SeedableRng;
 
+// Recommended in programs that train samplers: candle allocates a fresh buffer for every
+// intermediate tensor, and glibc's allocator maps and unmaps each large one (a third of the time).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The banana: a Gaussian in x₁ with x₂ bent around the parabola x₁²/2.
 struct Banana;
 
