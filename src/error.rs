@@ -7,7 +7,7 @@ use thiserror::Error;
 pub enum DsbError {
     /// A tensor operation failed (shape mismatch, device problem, ...).
     #[error("tensor operation failed: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(candle_core::Error),
     /// A target name that no built-in target has.
     #[error("unknown target '{name}'; run `dsb targets` to list them (known: {known})")]
     UnknownTarget {
@@ -45,12 +45,12 @@ pub enum DsbError {
         loss: f64,
     },
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file involved.
         path: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, so not repeated as a source).
+        error: std::io::Error,
     },
     /// A checkpoint or settings file could not be understood.
     #[error("{path}: {message}")]
@@ -65,12 +65,20 @@ pub enum DsbError {
 /// Result alias used across the library.
 pub type Result<T> = std::result::Result<T, DsbError>;
 
+// Written by hand rather than with `#[from]`: the message already contains candle's, and a
+// `source` would make error chains print it twice.
+impl From<candle_core::Error> for DsbError {
+    fn from(e: candle_core::Error) -> Self {
+        DsbError::Tensor(e)
+    }
+}
+
 impl DsbError {
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<std::path::Path>, error: std::io::Error) -> Self {
         DsbError::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            error,
         }
     }
 

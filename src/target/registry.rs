@@ -92,14 +92,14 @@ pub fn builtin_target(name: &str, opts: &TargetOptions) -> Result<Box<dyn Target
             Box::new(GaussianMixture::gmm40())
         }
         "mixture" => {
-            if opts.modes == 0 {
+            if opts.modes == 0 || opts.dim == Some(0) {
                 return Err(DsbError::InvalidInput(
-                    "mixture: --modes must be at least 1".into(),
+                    "mixture: --modes and --dim must be at least 1".into(),
                 ));
             }
             Box::new(GaussianMixture::random(
                 opts.modes,
-                opts.dim.unwrap_or(2).max(1),
+                opts.dim.unwrap_or(2),
                 opts.spread,
                 0,
             )?)
