@@ -222,6 +222,23 @@ impl DiffusionSampler {
         ))
     }
 
+    /// Backward step k from x = x_{k+1} with network output `h` and standardised noise `noise`:
+    /// returns x_k = a_k x + 2σ²(1 − a_k) h + s_k ⊙ noise and the forward kernel's standardised
+    /// residual (x_{k+1} − a_k x_k)/s_k, whose half squared norm is −log p(x_{k+1} | x_k) up to
+    /// its constant.
+    fn backward_step(
+        &self,
+        k: usize,
+        x: &Tensor,
+        h: &Tensor,
+        noise: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (a, c, s) = self.step_coefficients(k)?;
+        let x_new = (((x * a)? + h.broadcast_mul(&c)?)? + noise.broadcast_mul(&s)?)?;
+        let fwd = (x - (&x_new * a)?)?.broadcast_div(&s)?;
+        Ok((x_new, fwd))
+    }
+
     /// All steps' coefficients at once: a `[N, 1, 1]`, 2σ²(1 − a) and s `[N, 1, dim]`.
     pub(crate) fn all_step_coefficients(&self) -> Result<(Tensor, Tensor, Tensor)> {
         let n = self.grid.steps();
@@ -323,11 +340,8 @@ impl DiffusionSampler {
         for k in (0..n).rev() {
             let g = self.score(target, &x)?;
             let h = self.drift_output(&x, &g, &tf_all.row(k)?)?.detach();
-            let (a, c, s) = self.step_coefficients(k)?;
             let eps = normal_tensor(rng, batch, self.dim, &self.device)?;
-            let x_new =
-                (((&x * a)? + h.broadcast_mul(&c)?)? + (eps.broadcast_mul(&s)? * explore)?)?;
-            let fwd = (&x - (&x_new * a)?)?.broadcast_div(&s)?;
+            let (x_new, fwd) = self.backward_step(k, &x, &h, &(eps.clone() * explore)?)?;
             fwd_sum = (fwd_sum + (fwd.sqr()?.sum(1)? * 0.5)?.to_dtype(DType::F64)?)?;
             eps_sum = (eps_sum + (eps.sqr()?.sum(1)? * 0.5)?.to_dtype(DType::F64)?)?;
             if keep_path {
@@ -386,10 +400,8 @@ impl DiffusionSampler {
         for k in (0..n).rev() {
             let g = self.score(target, &x)?;
             let h = self.drift_output(&x, &g, &tf_all.row(k)?)?;
-            let (a, c, s) = self.step_coefficients(k)?;
             let eps = normal_tensor(rng, batch, self.dim, &self.device)?;
-            let x_new = (((&x * a)? + h.broadcast_mul(&c)?)? + eps.broadcast_mul(&s)?)?;
-            let fwd = (&x - (&x_new * a)?)?.broadcast_div(&s)?;
+            let (x_new, fwd) = self.backward_step(k, &x, &h, &eps)?;
             let term = ((eps.sqr()?.sum(1)? - fwd.sqr()?.sum(1)?)? * 0.5)?;
             acc = (acc + term)?;
             x = x_new;
