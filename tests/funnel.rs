@@ -7,8 +7,9 @@ use dsb::prelude::*;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 #[test]
-#[ignore = "known failure, see README 'Known limitations': the trained sampler's x0 marginal is too \
-            narrow and log Z-hat is about -0.6; run with `cargo test --release -- --ignored`"]
+#[ignore = "known failure at CI-sized settings, see README 'Known limitations': log Z-hat is \
+            about -0.5 and the x0 marginal too narrow; 6000 iterations reach -0.21 but take \
+            20 minutes. Run with `cargo test --release -- --ignored`"]
 fn funnel_x0_marginal_and_log_z() {
     let target = Funnel::new(10);
     let scfg = SamplerConfig {
