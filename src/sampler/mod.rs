@@ -270,23 +270,26 @@ impl DiffusionSampler {
         self.net.forward(x, score, tf)
     }
 
-    /// −log p(x_N) for the prior N(0, diag(σᵢ²)), per row, in f64.
-    fn neg_log_prior(&self, x: &Tensor) -> Result<Vec<f64>> {
+    /// −log p(x_N) for the prior N(0, diag(σᵢ²)) split as (c, qᵢ): the normalising constant
+    /// c = Σ ½ log(2πσᵢ²) and, per row, the quadratic part qᵢ = Σ x²/(2σᵢ²), in f64. The prior
+    /// widened by λ then has −log p_λ(x) = c + q/λ² + d log λ.
+    fn neg_log_prior_parts(&self, x: &Tensor) -> Result<(f64, Vec<f64>)> {
         let c: f64 = self
             .scales
             .iter()
             .map(|s| 0.5 * (2.0 * std::f64::consts::PI * s * s).ln())
             .sum();
         let x = x.to_dtype(DType::F64)?.to_vec2::<f64>()?;
-        Ok(x.iter()
+        let q = x
+            .iter()
             .map(|r| {
-                c + r
-                    .iter()
+                r.iter()
                     .zip(&self.scales)
                     .map(|(v, s)| v * v / (2.0 * s * s))
                     .sum::<f64>()
             })
-            .collect())
+            .collect();
+        Ok((c, q))
     }
 
     /// Simulates `batch` backward paths from the prior, detached from any gradient graph.
@@ -329,8 +332,7 @@ impl DiffusionSampler {
         };
         let x_start = (self.prior_draw(rng, batch)? * explore)?;
         // log dP/dQ_θ starts with −log p(x_N); log dP/dQ_λ with −log p_λ(x_N), p_λ = N(0, λ²σ²).
-        let nominal_prior = self.neg_log_prior(&x_start)?;
-        let explore_prior = self.neg_log_prior(&(&x_start / explore)?)?;
+        let (prior_c, prior_q) = self.neg_log_prior_parts(&x_start)?;
         let log_lambda = explore.ln();
         let mut x = x_start;
         let mut fwd_sum = Tensor::zeros(batch, DType::F64, &self.device)?;
@@ -341,7 +343,12 @@ impl DiffusionSampler {
             let g = self.score(target, &x)?;
             let h = self.drift_output(&x, &g, &tf_all.row(k)?)?.detach();
             let eps = normal_tensor(rng, batch, self.dim, &self.device)?;
-            let (x_new, fwd) = self.backward_step(k, &x, &h, &(eps.clone() * explore)?)?;
+            let noise = if explore == 1.0 {
+                eps.clone()
+            } else {
+                (&eps * explore)?
+            };
+            let (x_new, fwd) = self.backward_step(k, &x, &h, &noise)?;
             fwd_sum = (fwd_sum + (fwd.sqr()?.sum(1)? * 0.5)?.to_dtype(DType::F64)?)?;
             eps_sum = (eps_sum + (eps.sqr()?.sum(1)? * 0.5)?.to_dtype(DType::F64)?)?;
             if keep_path {
@@ -360,14 +367,15 @@ impl DiffusionSampler {
         let mut loss_constant = Vec::with_capacity(batch);
         let mut noise_energy = Vec::with_capacity(batch);
         for i in 0..batch {
-            // Under Q_θ the standardised residual is λε; under Q_λ it is ε. Q_λ's densities carry
-            // a factor λ^{−d} per step and another for the prior N(0, λ²σ²): (N + 1) d log λ.
+            // Under Q_θ the standardised residual is λε; under Q_λ it is ε, and each of Q_λ's N
+            // step kernels carries a factor λ^{−d} (the prior's factor is in `explore_prior`).
             let energy_nominal = explore * explore * eps_sum[i];
             let common = lp[i] - fwd_sum[i];
+            let explore_prior = prior_c + prior_q[i] / (explore * explore) + d * log_lambda;
             log_w.push(finite_or_neg_inf(
-                common + explore_prior[i] + eps_sum[i] + (n + 1) as f64 * d * log_lambda,
+                common + explore_prior + eps_sum[i] + n as f64 * d * log_lambda,
             ));
-            loss_constant.push(finite_or_neg_inf(common + nominal_prior[i]));
+            loss_constant.push(finite_or_neg_inf(common + prior_c + prior_q[i]));
             noise_energy.push(energy_nominal);
         }
         states.push(x);
@@ -395,7 +403,9 @@ impl DiffusionSampler {
         let n = self.grid.steps();
         let tf_all = self.step_time_features()?;
         let mut x = self.prior_draw(rng, batch)?;
-        let prior = Tensor::from_vec(self.neg_log_prior(&x)?, batch, &self.device)?;
+        let (prior_c, prior_q) = self.neg_log_prior_parts(&x)?;
+        let prior: Vec<f64> = prior_q.iter().map(|q| prior_c + q).collect();
+        let prior = Tensor::from_vec(prior, batch, &self.device)?;
         let mut acc = Tensor::zeros(batch, DType::F32, &self.device)?;
         for k in (0..n).rev() {
             let g = self.score(target, &x)?;
