@@ -7,7 +7,9 @@
 //! The main entry points: implement [`target::Target`] (or pick a built-in one), build a
 //! [`sampler::DiffusionSampler`], train it with [`train::train`], then draw weighted samples with
 //! [`sampler::DiffusionSampler::sample`], whose [`estimate::Estimates`] hold log Ẑ, the ELBO
-//! and the effective sample size.
+//! and the effective sample size. [`ipf::run`] refines the trained sampler into a Schrödinger
+//! bridge by iterative proportional fitting (useful with short horizons or few steps), and
+//! [`bridge::GaussianBridge`] is the closed-form Gaussian case that checks it.
 //!
 //! ```
 //! use candle_core::Device;
@@ -27,10 +29,12 @@
 //! println!("log Z ≈ {:.3} (true {:.3})", set.estimates.log_z, target.log_z().unwrap());
 //! ```
 
+pub mod bridge;
 pub mod cli;
 pub mod error;
 pub mod estimate;
 pub mod io;
+pub mod ipf;
 pub mod metrics;
 pub mod nn;
 pub mod process;
@@ -43,6 +47,7 @@ pub mod train;
 pub mod prelude {
     pub use crate::error::{DsbError, Result};
     pub use crate::estimate::Estimates;
+    pub use crate::ipf::{ForwardFitConfig, IpfConfig, IpfRow};
     pub use crate::process::Schedule;
     pub use crate::sampler::{DiffusionSampler, SampleSet, SamplerConfig};
     pub use crate::target::{CorrelatedGaussian, Funnel, GaussianMixture, ManyWell, Target};

@@ -1,4 +1,5 @@
-//! Time grids and the Ornstein–Uhlenbeck reference process with its exact Gaussian kernels.
+//! Time grids and the reference processes (Ornstein–Uhlenbeck, Brownian) with their exact
+//! Gaussian kernels.
 //!
 //! The reference runs target → prior: dX = −X dt + √2 σ dW (rate α = 1; the horizon T absorbs
 //! any other rate). Its exact transition over a step γ is
@@ -73,30 +74,81 @@ impl TimeGrid {
     }
 }
 
-/// The OU reference on a time grid, per unit of prior scale: a coordinate with prior scale σᵢ has
-/// kernel noise σᵢ times [`OuReference::noise`]. (The prior may have one scale per coordinate:
-/// the OU process acts on each coordinate independently.)
-#[derive(Debug, Clone)]
-pub struct OuReference {
-    /// a_k = e^{−γ_k}, per step.
-    pub decay: Vec<f64>,
-    /// √(1 − a_k²), per step: the standard deviation of both the forward and the backward kernel of
-    /// step k for a coordinate of prior scale 1.
-    pub noise: Vec<f64>,
+/// The reference process that iteration 0 reverses (and that every IPF iteration starts from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferenceKind {
+    /// Ornstein–Uhlenbeck dX = −X dt + √2 σ dW, stationary at the prior N(0, σ²I).
+    #[default]
+    Ou,
+    /// Brownian motion dX = σ dW (no drift): the classical Schrödinger-bridge reference, used on
+    /// [0, 1] for bridges between two given distributions.
+    Brownian,
 }
 
-impl OuReference {
+/// A reference process on a time grid, per unit of scale: a coordinate with scale σᵢ has kernel
+/// noise σᵢ times [`Reference::noise`] and drift coefficient σᵢ² times [`Reference::drift`].
+/// Every forward kernel is X_{k+1} | X_k ~ N(a_k X_k, σ² n_k² I); every backward kernel of the
+/// samplers built on it is N(a_k x + σ² c_k h(x), σ² n_k² I) for a network output h.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// Which process.
+    pub kind: ReferenceKind,
+    /// a_k per step: e^{−γ_k} (OU) or 1 (Brownian).
+    pub decay: Vec<f64>,
+    /// n_k per step: √(1 − a_k²) (OU) or √γ_k (Brownian); the standard deviation of both the
+    /// forward and the backward kernel of step k for a coordinate of scale 1.
+    pub noise: Vec<f64>,
+    /// c_k per step: 2(1 − a_k) (OU, the exponential integrator of the reversal) or γ_k
+    /// (Brownian, Euler): the factor of the network output in the backward mean.
+    pub drift: Vec<f64>,
+}
+
+/// The OU reference (kept as a name for the common case).
+pub type OuReference = Reference;
+
+impl Reference {
     /// The exact discretisation of the OU process on `grid`.
     pub fn new(grid: &TimeGrid) -> Self {
-        let decay: Vec<f64> = (0..grid.steps()).map(|k| (-grid.step(k)).exp()).collect();
-        let noise = decay.iter().map(|a| (1.0 - a * a).sqrt()).collect();
-        Self { decay, noise }
+        Self::of_kind(ReferenceKind::Ou, grid)
     }
 
-    /// Variance σ²(1 − e^{−2t}) of X_t given X_0 for a coordinate of prior scale σ (the forward
-    /// marginal's noise at time t).
+    /// The exact discretisation of the reference `kind` on `grid`.
+    pub fn of_kind(kind: ReferenceKind, grid: &TimeGrid) -> Self {
+        let gamma: Vec<f64> = (0..grid.steps()).map(|k| grid.step(k)).collect();
+        let (decay, noise, drift) = match kind {
+            ReferenceKind::Ou => {
+                let decay: Vec<f64> = gamma.iter().map(|g| (-g).exp()).collect();
+                let noise = decay.iter().map(|a| (1.0 - a * a).sqrt()).collect();
+                let drift = decay.iter().map(|a| 2.0 * (1.0 - a)).collect();
+                (decay, noise, drift)
+            }
+            ReferenceKind::Brownian => (
+                vec![1.0; gamma.len()],
+                gamma.iter().map(|g| g.sqrt()).collect(),
+                gamma.clone(),
+            ),
+        };
+        Self {
+            kind,
+            decay,
+            noise,
+            drift,
+        }
+    }
+
+    /// Variance σ²(1 − e^{−2t}) of X_t given X_0 for a coordinate of prior scale σ (the OU
+    /// forward marginal's noise at time t).
     pub fn marginal_noise_var(t: f64, sigma: f64) -> f64 {
         sigma * sigma * (1.0 - (-2.0 * t).exp())
+    }
+
+    /// Variance of X_t given X_0 under this reference: σ²(1 − e^{−2t}) (OU) or σ²t (Brownian).
+    pub fn noise_var_at(&self, t: f64, sigma: f64) -> f64 {
+        match self.kind {
+            ReferenceKind::Ou => Self::marginal_noise_var(t, sigma),
+            ReferenceKind::Brownian => sigma * sigma * t,
+        }
     }
 }
 
@@ -124,6 +176,15 @@ mod tests {
             (g.times()[9] / g.times()[8] - r).abs() < 1e-9,
             "constant ratio"
         );
+    }
+
+    #[test]
+    fn brownian_kernels_compose_to_the_marginal() {
+        let g = TimeGrid::new(7, 1.0, Schedule::Cosine, 0.0);
+        let r = Reference::of_kind(ReferenceKind::Brownian, &g);
+        let v: f64 = r.noise.iter().map(|n| (0.8 * n).powi(2)).sum();
+        assert!((v - r.noise_var_at(1.0, 0.8)).abs() < 1e-12);
+        assert!(r.decay.iter().all(|&a| a == 1.0));
     }
 
     #[test]

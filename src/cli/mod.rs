@@ -1,6 +1,7 @@
 //! The command-line interface: one file per subcommand, thin over the library.
 
 mod progress;
+mod refine;
 mod sample;
 mod summary;
 mod targets;

@@ -1,6 +1,7 @@
 //! `dsb sample`: train a diffusion sampler on a target and report its estimates.
 
 use super::progress::bar;
+use super::refine::{IpfArgs, run_refinement};
 use super::summary::{Summary, print_summary};
 use crate::io::{ScatterPlot, scatter_png, write_samples};
 use crate::metrics::mode_report;
@@ -19,7 +20,7 @@ use std::time::Instant;
 /// (`dsb sample --target NAME --help` shows the generic defaults; the summary prints those used).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Settings shown without a default take the target's recommended value (src/recommend.rs); the summary prints every value used.\n\nExamples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy"
+    after_help = "Settings shown without a default take the target's recommended value (src/recommend.rs); the summary prints every value used.\n\nExamples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy\n  dsb sample --target gmm --steps 16 --ipf-iters 3 --json > gmm16.json"
 )]
 pub struct SampleArgs {
     /// Built-in target (see `dsb targets`): gaussian, gmm, mixture, funnel, many-well.
@@ -114,6 +115,10 @@ pub struct SampleArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ipf: IpfArgs,
 }
 
 /// Runs `dsb sample`.
@@ -188,7 +193,9 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(a.seed);
 
     let train_start = Instant::now();
-    let (sampler, trained) = match &a.load {
+    let mut first_ipf = 1;
+    let mut curve = String::from("iteration,loss,elbo,log_z,ess,grad_norm,nonfinite,ipf\n");
+    let (mut sampler, trained) = match &a.load {
         Some(path) => {
             let (s, settings) = DiffusionSampler::load(path, &device)
                 .with_context(|| format!("cannot load the sampler from {}", path.display()))?;
@@ -204,16 +211,16 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
                 );
             }
             scfg = s.config().clone();
+            first_ipf = settings.ipf_iterations + 1;
             (s, None)
         }
         None => {
             let mut s = DiffusionSampler::new(target.dim(), scfg.clone(), a.seed, &device)?;
             let pb = bar(tcfg.iterations as u64, "train", a.quiet);
-            let mut curve = String::from("iteration,loss,elbo,log_z,ess,grad_norm,nonfinite\n");
             let report = train(&mut s, target.as_ref(), &tcfg, &mut rng, |st| {
                 let e = &st.estimates;
                 curve.push_str(&format!(
-                    "{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},0\n",
                     st.iteration, st.loss, e.elbo, e.log_z, e.ess, st.grad_norm, e.n_nonfinite
                 ));
                 pb.set_position(st.iteration as u64 + 1);
@@ -223,15 +230,36 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
                 ));
             });
             pb.finish_and_clear();
-            if let Some(p) = &a.log {
-                crate::io::atomic_write(p, curve.as_bytes())?;
-            }
             (s, Some(report?))
         }
     };
+    let ipf_cfg = a.ipf.config(&tcfg);
+    let mut ipf_rows = Vec::new();
+    if a.ipf.ipf_iters > 0 {
+        let refine_cfg = crate::train::TrainConfig {
+            ema: a.ipf.ema,
+            ..tcfg.clone()
+        };
+        ipf_rows = run_refinement(
+            &mut sampler,
+            target.as_ref(),
+            &refine_cfg,
+            &ipf_cfg,
+            first_ipf,
+            a.seed,
+            &mut rng,
+            a.quiet || a.json,
+            train_start.elapsed().as_secs_f64(),
+            &mut curve,
+        )?;
+    }
+    if let (Some(p), Some(_)) = (&a.log, &trained) {
+        crate::io::atomic_write(p, curve.as_bytes())?;
+    }
     let train_secs = train_start.elapsed().as_secs_f64();
+    let ipf_done = first_ipf - 1 + a.ipf.ipf_iters;
     if let Some(p) = &a.save {
-        sampler.save(p, target.name())?;
+        sampler.save_with_iterations(p, target.name(), ipf_done)?;
     }
 
     let sample_start = Instant::now();
@@ -302,6 +330,9 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         loaded: a.load.as_ref().map(|p| p.display().to_string()),
         sampler: scfg,
         training: trained.as_ref().map(|_| tcfg.clone()),
+        ipf: (a.ipf.ipf_iters > 0).then_some(ipf_cfg),
+        ipf_rows,
+        ipf_iterations: ipf_done,
         train_report: trained,
         estimates: set.estimates,
         true_log_z: target.log_z(),

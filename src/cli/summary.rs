@@ -1,6 +1,7 @@
 //! The end-of-run summary, as text or JSON.
 
 use crate::estimate::Estimates;
+use crate::ipf::{IpfConfig, IpfRow};
 use crate::metrics::ModeReport;
 use crate::sampler::SamplerConfig;
 use crate::train::{TrainConfig, TrainReport};
@@ -21,6 +22,12 @@ pub struct Summary {
     pub training: Option<TrainConfig>,
     /// Training outcome.
     pub train_report: Option<TrainReport>,
+    /// IPF settings, when refinements ran.
+    pub ipf: Option<IpfConfig>,
+    /// One row per IPF iteration (the starting point first), when refinements ran.
+    pub ipf_rows: Vec<IpfRow>,
+    /// IPF refinements the sampler has been through in total (including a loaded one's).
+    pub ipf_iterations: usize,
     /// log Ẑ, ELBO and ESS of the output samples.
     pub estimates: Estimates,
     /// Known log Z.
@@ -66,6 +73,17 @@ pub fn print_summary(s: &Summary) {
         ),
         (None, Some(p)) => println!("training     none (loaded {p})"),
         _ => {}
+    }
+    if !s.ipf_rows.is_empty() {
+        println!(
+            "IPF          {} refinements (bridge refined {} times in total):",
+            s.ipf_rows.len() - 1,
+            s.ipf_iterations
+        );
+        println!("  {}", super::refine::ROW_HEADER);
+        for r in &s.ipf_rows {
+            println!("  {}", super::refine::format_row(r, s.true_log_z));
+        }
     }
     println!("log Z-hat    {:.4} +- {:.4}", e.log_z, e.log_z_stderr);
     if let (Some(z), Some(err)) = (s.true_log_z, s.abs_error) {

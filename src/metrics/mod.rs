@@ -1,7 +1,9 @@
 //! Sample-quality metrics and the statistical tests used against known targets.
 
+mod energy;
 mod modes;
 mod tests_stat;
 
+pub use energy::energy_distance;
 pub use modes::{ModeReport, mode_report};
 pub use tests_stat::{kolmogorov_p_value, ks_test_normal, weighted_proportion_test};

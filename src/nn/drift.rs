@@ -33,8 +33,8 @@ pub struct DriftNet {
     first: Linear,
     hidden: Vec<Linear>,
     out: Linear,
-    coef_hidden: Linear,
-    coef_out: Linear,
+    /// NN₂ (hidden and output layer); absent for a network that does not see the score.
+    coef: Option<(Linear, Linear)>,
     output_clip: f64,
     inv_sigma: Tensor,
     length_scale: f64,
@@ -64,10 +64,14 @@ impl TimeFeatures {
 impl DriftNet {
     /// A network for dimension `dim` with `depth` hidden layers of `width` units, its parameters
     /// registered in `params` under `prefix` and drawn from `rng`. `sigma` holds the prior scale of
-    /// each coordinate and `length_scale` is the target's length scale ℓ.
+    /// each coordinate and `length_scale` is the target's length scale ℓ. With `uses_score` false
+    /// the network is h = NN₁(x/σ, e(t))/σ: it ignores the score (the forward drift of IPF, whose
+    /// kernel enters the reverse-KL objective, where a stop-gradient input would bias the
+    /// pathwise gradient).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         prefix: &str,
+        uses_score: bool,
         dim: usize,
         width: usize,
         depth: usize,
@@ -82,7 +86,8 @@ impl DriftNet {
         let time_in = params.linear(&p("time_in"), 2 * FREQS, width, Init::Default, rng, device)?;
         let time_hidden =
             params.linear(&p("time_hidden"), width, width, Init::Default, rng, device)?;
-        let first = params.linear(&p("first"), 2 * dim, width, Init::Default, rng, device)?;
+        let inputs = if uses_score { 2 * dim } else { dim };
+        let first = params.linear(&p("first"), inputs, width, Init::Default, rng, device)?;
         let hidden = (0..depth.saturating_sub(1))
             .map(|i| {
                 params.linear(
@@ -96,9 +101,14 @@ impl DriftNet {
             })
             .collect::<Result<Vec<_>>>()?;
         let out = params.linear(&p("out"), width, dim, Init::Zero, rng, device)?;
-        let coef_hidden =
-            params.linear(&p("coef_hidden"), width, width, Init::Default, rng, device)?;
-        let coef_out = params.linear(&p("coef_out"), width, dim, Init::Zero, rng, device)?;
+        let coef = if uses_score {
+            Some((
+                params.linear(&p("coef_hidden"), width, width, Init::Default, rng, device)?,
+                params.linear(&p("coef_out"), width, dim, Init::Zero, rng, device)?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             dim,
             time_in,
@@ -106,8 +116,7 @@ impl DriftNet {
             first,
             hidden,
             out,
-            coef_hidden,
-            coef_out,
+            coef,
             output_clip,
             inv_sigma: Tensor::from_vec(
                 sigma.iter().map(|&v| (1.0 / v) as f32).collect::<Vec<_>>(),
@@ -136,17 +145,18 @@ impl DriftNet {
         let e = self
             .time_hidden
             .forward(&self.time_in.forward(&f)?.silu()?)?;
-        let c = self
-            .coef_out
-            .forward(&self.coef_hidden.forward(&e)?.silu()?)?;
         let k = Tensor::from_vec(
             kappa.iter().map(|&v| v as f32).collect::<Vec<_>>(),
             (n, self.dim),
             device,
         )?;
+        let coefficient = match &self.coef {
+            Some((hidden, out)) => (out.forward(&hidden.forward(&e)?.silu()?)? * k)?,
+            None => k.zeros_like()?,
+        };
         Ok(TimeFeatures {
             embedding: e,
-            coefficient: (c * k)?,
+            coefficient,
         })
     }
 
@@ -157,13 +167,12 @@ impl DriftNet {
         let (rows, _) = x.dims2()?;
         let n_times = tf.embedding.dim(0)?;
         let per = rows / n_times;
-        let input = Tensor::cat(
-            &[
-                x.broadcast_mul(&self.inv_sigma)?,
-                (score * self.length_scale)?,
-            ],
-            1,
-        )?;
+        let scaled = x.broadcast_mul(&self.inv_sigma)?;
+        let input = if self.coef.is_some() {
+            Tensor::cat(&[scaled, (score * self.length_scale)?], 1)?
+        } else {
+            scaled
+        };
         let a = self.first.forward(&input)?;
         let width = a.dim(1)?;
         let a = a
@@ -175,6 +184,9 @@ impl DriftNet {
             hdn = layer.forward(&hdn)?.silu()?;
         }
         let nn1 = self.out.forward(&hdn)?.broadcast_mul(&self.inv_sigma)?;
+        if self.coef.is_none() {
+            return Ok(nn1.clamp(-self.output_clip, self.output_clip)?);
+        }
         let guided = score
             .reshape((n_times, per, self.dim))?
             .broadcast_mul(&tf.coefficient.unsqueeze(1)?)?

@@ -17,20 +17,46 @@ pub struct SavedSettings {
     pub dim: usize,
     /// The sampler's settings.
     pub config: SamplerConfig,
+    /// Whether the file also holds a learned forward drift (an IPF-refined sampler), whose
+    /// kernels its importance weights need.
+    #[serde(default)]
+    pub learned_forward: bool,
+    /// IPF refinements it went through (0 for the plain diffusion sampler).
+    #[serde(default)]
+    pub ipf_iterations: usize,
 }
 
 impl DiffusionSampler {
-    /// Saves the weights to `path` (safetensors) and the settings to `path` with extension
-    /// `.json`, both written atomically.
+    /// Saves the weights to `path` (safetensors; the learned forward drift too, if any) and the
+    /// settings to `path` with extension `.json`, both written atomically.
     pub fn save(&self, path: &Path, target_name: &str) -> Result<()> {
+        self.save_with_iterations(path, target_name, 0)
+    }
+
+    /// [`DiffusionSampler::save`], recording that the sampler went through `ipf_iterations`
+    /// IPF refinements.
+    pub fn save_with_iterations(
+        &self,
+        path: &Path,
+        target_name: &str,
+        ipf_iterations: usize,
+    ) -> Result<()> {
         let settings = SavedSettings {
             format: 1,
             target: target_name.into(),
             dim: self.dim,
             config: self.config.clone(),
+            learned_forward: self.forward.is_some(),
+            ipf_iterations,
         };
         let json = serde_json::to_string_pretty(&settings).expect("settings serialise");
-        self.params.save(path)?;
+        let mut snap = self.params.snapshot()?;
+        if let Some(f) = &self.forward {
+            snap.extend(f.params.snapshot()?);
+        }
+        crate::io::atomic_write_with(path, |tmp| {
+            candle_core::safetensors::save(&snap, tmp).map_err(DsbError::from)
+        })?;
         crate::io::atomic_write(&settings_path(path), json.as_bytes())
     }
 
@@ -50,8 +76,14 @@ impl DiffusionSampler {
                 format!("unsupported format version {}", settings.format),
             ));
         }
-        let sampler = Self::new(settings.dim, settings.config.clone(), 0, device)?;
+        let mut sampler = Self::new(settings.dim, settings.config.clone(), 0, device)?;
         sampler.params.load(path)?;
+        if settings.learned_forward {
+            sampler.enable_forward(0)?;
+            if let Some(f) = &sampler.forward {
+                f.params.load(path)?;
+            }
+        }
         Ok((sampler, settings))
     }
 }

@@ -1,7 +1,7 @@
 //! Settings of a sampler: the process and the network.
 
 use crate::error::{DsbError, Result};
-use crate::process::Schedule;
+use crate::process::{ReferenceKind, Schedule};
 use serde::{Deserialize, Serialize};
 
 /// Settings of a sampler: the process and the network. Saved beside the weights.
@@ -13,6 +13,17 @@ pub struct SamplerConfig {
     /// N(0, diag(σᵢ²)) and the OU reference acts on each coordinate with its own scale.
     #[serde(default)]
     pub prior_scales: Option<Vec<f64>>,
+    /// The reference process: OU (stationary at the prior; the default) or Brownian motion of
+    /// variance σ² per unit time (for bridges on [0, T] between two given distributions).
+    #[serde(default)]
+    pub reference: ReferenceKind,
+    /// Mean of a general Gaussian prior N(m, Σ) at the prior end (default: 0). With the OU
+    /// reference iteration 0 is then biased (its stationary law is N(0, σ²I)); IPF removes that.
+    #[serde(default)]
+    pub prior_mean: Option<Vec<f64>>,
+    /// Covariance Σ of a general Gaussian prior, row-major `dim × dim` (default: diag(σᵢ²)).
+    #[serde(default)]
+    pub prior_cov: Option<Vec<f64>>,
     /// Number of time steps N.
     pub steps: usize,
     /// Horizon T of the OU reference (in units of its relaxation time).
@@ -39,6 +50,9 @@ impl Default for SamplerConfig {
         Self {
             sigma: 1.0,
             prior_scales: None,
+            reference: ReferenceKind::Ou,
+            prior_mean: None,
+            prior_cov: None,
             steps: 64,
             horizon: 5.0,
             schedule: Schedule::Geometric,
@@ -68,7 +82,10 @@ impl SamplerConfig {
     pub fn first_time(&self, dim: usize) -> f64 {
         let widest = self.scales(dim).into_iter().fold(0.0, f64::max);
         let r = (0.1 * self.length_scale / widest).min(0.99);
-        -0.5 * (1.0 - r * r).ln()
+        match self.reference {
+            ReferenceKind::Ou => -0.5 * (1.0 - r * r).ln(),
+            ReferenceKind::Brownian => r * r,
+        }
     }
 
     /// Checks that the settings can be used.
@@ -88,6 +105,20 @@ impl SamplerConfig {
             return bad(format!(
                 "--sigma: every per-coordinate scale must be positive and finite, got {v:?}"
             ));
+        }
+        if let Some(m) = self
+            .prior_mean
+            .as_ref()
+            .filter(|m| m.iter().any(|v| !v.is_finite()))
+        {
+            return bad(format!("the prior mean must be finite, got {m:?}"));
+        }
+        if let Some(c) = self
+            .prior_cov
+            .as_ref()
+            .filter(|c| c.iter().any(|v| !v.is_finite()))
+        {
+            return bad(format!("the prior covariance must be finite, got {c:?}"));
         }
         if self.steps == 0 {
             return bad("--steps must be at least 1".into());

@@ -8,9 +8,11 @@
 //!   differentiated, in one batched pass over all steps. Its minimum (zero) is the same optimal
 //!   sampler, and because the paths are off-policy it is less prone to dropping modes.
 
+mod ema;
 mod loss;
 mod optim;
 
+pub use ema::Ema;
 pub use loss::{log_variance_loss, reverse_kl_loss};
 pub use optim::{clip_grad_norm, cosine_lr};
 
@@ -51,6 +53,10 @@ pub struct TrainConfig {
     /// and take noise λ s_k, which visits regions the sampler underweights. 1 is on-policy.
     #[serde(default = "one")]
     pub explore: f64,
+    /// Decay ρ of an exponential moving average of the weights (0: none). When set, the network
+    /// holds the average when training ends (it is what is simulated and saved).
+    #[serde(default)]
+    pub ema: f64,
 }
 
 fn one() -> f64 {
@@ -66,6 +72,7 @@ impl Default for TrainConfig {
             grad_clip: 10.0,
             loss: Loss::LogVariance,
             explore: 1.0,
+            ema: 0.0,
         }
     }
 }
@@ -116,6 +123,17 @@ pub fn train(
             "--lr and --grad-clip must be positive".into(),
         ));
     }
+    if !(0.0..1.0).contains(&cfg.ema) {
+        return Err(DsbError::InvalidInput(format!(
+            "--ema must be in [0, 1), got {}",
+            cfg.ema
+        )));
+    }
+    let mut ema = if cfg.ema > 0.0 {
+        Some(Ema::new(&sampler.params, cfg.ema)?)
+    } else {
+        None
+    };
     let vars = sampler.params.vars();
     let mut opt = AdamW::new(
         vars.clone(),
@@ -159,6 +177,9 @@ pub fn train(
             grad_norm = clip_grad_norm(&mut grads, &vars, cfg.grad_clip)?;
             if grad_norm.is_finite() {
                 opt.step(&grads)?;
+                if let Some(e) = ema.as_mut() {
+                    e.update(&sampler.params)?;
+                }
                 bad_loss = 0;
             } else {
                 skipped += 1;
@@ -182,6 +203,9 @@ pub fn train(
         };
         on_iter(&stats);
         last = Some(stats);
+    }
+    if let Some(e) = &ema {
+        e.apply(&sampler.params)?;
     }
     Ok(TrainReport {
         iterations: cfg.iterations,

@@ -1,0 +1,217 @@
+//! The forward half-step of IPF: mean matching on cached backward trajectories (DSB).
+//!
+//! On paths x_N → … → x_0 of the current backward process Q (started at the prior), the forward
+//! drift is regressed so that its kernel mean F(k, x_k) = a_k x_k + σ²c_k f_φ(t_k, x_k) matches
+//!
+//! x_k + B(k+1, x_{k+1}) − B(k+1, x_k),   B(k+1, x) = a_k x + σ²c_k h_θ(t_{k+1}, x),
+//!
+//! the DSB mean-matching target, whose conditional mean given x_k is the mean of Q's time
+//! reversal to first order in the step. Each step's squared error is divided by the kernel
+//! variance s_k² (so every step weighs like the KL between two Gaussian kernels). The targets
+//! depend only on the fixed backward network, so they are computed once when paths enter the
+//! cache; the cache holds a bounded number of paths and is refilled with fresh ones every
+//! `refresh` iterations, as in the DSB reference code.
+
+use crate::error::{DsbError, Result};
+use crate::sampler::DiffusionSampler;
+use crate::target::Target;
+use crate::train::{Ema, clip_grad_norm, cosine_lr};
+use candle_core::{DType, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+/// Settings of the forward (mean-matching) half-step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardFitConfig {
+    /// Gradient steps per half-step.
+    pub iterations: usize,
+    /// Paths per gradient step (each contributes all of its N transitions).
+    pub batch: usize,
+    /// Peak learning rate (Adam, no weight decay, cosine decay to a tenth).
+    pub lr: f64,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    /// Paths held in the trajectory cache.
+    pub cache: usize,
+    /// Refill the cache with fresh paths every this many iterations.
+    pub refresh: usize,
+    /// EMA decay of the forward weights (0: none); the average is what the next backward
+    /// half-step simulates with.
+    pub ema: f64,
+}
+
+impl Default for ForwardFitConfig {
+    fn default() -> Self {
+        Self {
+            iterations: 500,
+            batch: 256,
+            lr: 1e-3,
+            grad_clip: 10.0,
+            cache: 2048,
+            refresh: 100,
+            ema: 0.99,
+        }
+    }
+}
+
+/// Regression data: `[N, paths, dim]` states x_k and the standardised targets
+/// (mean-matching target − a_k x_k)/s_k.
+struct Cache {
+    states: Tensor,
+    targets: Tensor,
+}
+
+/// Simulates `count` backward paths and turns them into regression data.
+fn fill_cache(
+    sampler: &DiffusionSampler,
+    target: &dyn Target,
+    count: usize,
+    chunk: usize,
+    rng: &mut StdRng,
+) -> Result<Cache> {
+    let n = sampler.grid().steps();
+    let dim = sampler.dim();
+    let tf = sampler.step_time_features()?;
+    let (a, c, s) = sampler.all_step_coefficients()?;
+    let (mut st, mut tg) = (Vec::new(), Vec::new());
+    let mut done = 0;
+    while done < count {
+        let b = chunk.min(count - done);
+        let paths = sampler.simulate(target, b, rng, true)?;
+        let score0 = paths.score0.clone().ok_or_else(|| {
+            DsbError::InvalidInput("mean matching needs a sampler with a forward drift".into())
+        })?;
+        let next = Tensor::cat(&paths.states[1..=n], 0)?;
+        let cur = Tensor::cat(&paths.states[0..n], 0)?;
+        let score_next = Tensor::cat(&paths.scores, 0)?;
+        let mut cur_scores = vec![score0];
+        cur_scores.extend(paths.scores[..n - 1].iter().cloned());
+        let score_cur = Tensor::cat(&cur_scores, 0)?;
+        let h_next = sampler.drift_output(&next, &score_next, &tf)?;
+        let h_cur = sampler.drift_output(&cur, &score_cur, &tf)?;
+        let shape = (n, b, dim);
+        let (next, cur) = (next.reshape(shape)?, cur.reshape(shape)?);
+        let dh = (h_next - h_cur)?.reshape(shape)?;
+        // x_k + a(x_{k+1} − x_k) + σ²c (h(x_{k+1}) − h(x_k)) − a x_k, divided by s.
+        let y = ((&cur + (&next - &cur)?.broadcast_mul(&a)?)? + dh.broadcast_mul(&c)?)?;
+        let y = (y - cur.broadcast_mul(&a)?)?.broadcast_div(&s)?;
+        st.push(cur.detach());
+        tg.push(y.detach());
+        done += b;
+    }
+    Ok(Cache {
+        states: Tensor::cat(&st, 1)?,
+        targets: Tensor::cat(&tg, 1)?,
+    })
+}
+
+/// Fits the sampler's forward drift (added if absent) to the time reversal of its current
+/// backward process. `on_iter(iteration, loss)` sees every step. Returns the mean loss of the
+/// last tenth of the iterations (half the mean over steps of the standardised squared error).
+pub fn fit_forward(
+    sampler: &mut DiffusionSampler,
+    target: &dyn Target,
+    cfg: &ForwardFitConfig,
+    seed: u64,
+    rng: &mut StdRng,
+    mut on_iter: impl FnMut(usize, f64),
+) -> Result<f64> {
+    if cfg.batch < 1 || cfg.cache < 1 || cfg.refresh < 1 {
+        return Err(DsbError::InvalidInput(
+            "--forward-batch, --cache and --refresh must be at least 1".into(),
+        ));
+    }
+    if !(0.0..1.0).contains(&cfg.ema) {
+        return Err(DsbError::InvalidInput(format!(
+            "--ema must be in [0, 1), got {}",
+            cfg.ema
+        )));
+    }
+    sampler.enable_forward(seed)?;
+    let n = sampler.grid().steps();
+    let dim = sampler.dim();
+    let (_, c, s) = sampler.all_step_coefficients()?;
+    let gain = c.broadcast_div(&s)?;
+    let dev = sampler.device().clone();
+    let vars = sampler
+        .forward
+        .as_ref()
+        .expect("forward drift enabled")
+        .params
+        .vars();
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: cfg.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+    )?;
+    let mut ema = match (cfg.ema > 0.0, &sampler.forward) {
+        (true, Some(f)) => Some(Ema::new(&f.params, cfg.ema)?),
+        _ => None,
+    };
+    let chunk = cfg.batch.max(256);
+    let mut cache = fill_cache(sampler, target, cfg.cache, chunk, rng)?;
+    let tail_start = cfg.iterations - cfg.iterations.div_ceil(10);
+    let (mut tail_sum, mut tail_n) = (0.0, 0usize);
+    let mut bad = 0;
+    for it in 0..cfg.iterations {
+        if it > 0 && it % cfg.refresh == 0 {
+            cache = fill_cache(sampler, target, cfg.cache, chunk, rng)?;
+        }
+        opt.set_learning_rate(cosine_lr(cfg.lr, it, cfg.iterations));
+        let b = cfg.batch.min(cfg.cache);
+        let idx: Vec<u32> = (0..b)
+            .map(|_| rng.random_range(0..cfg.cache) as u32)
+            .collect();
+        let idx = Tensor::from_vec(idx, b, &dev)?;
+        let x = cache.states.index_select(&idx, 1)?.reshape((n * b, dim))?;
+        let y = cache.targets.index_select(&idx, 1)?;
+        let tf = sampler
+            .forward_time_features()?
+            .expect("forward drift enabled");
+        let f = sampler.forward_output(&x, &tf)?.reshape((n, b, dim))?;
+        let err = (f.broadcast_mul(&gain)? - y)?;
+        let loss = (err.sqr()?.sum(2)?.mean_all()? * 0.5)?;
+        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if value.is_finite() {
+            let mut grads = loss.backward()?;
+            let norm = clip_grad_norm(&mut grads, &vars, cfg.grad_clip)?;
+            if norm.is_finite() {
+                opt.step(&grads)?;
+                if let (Some(e), Some(fw)) = (ema.as_mut(), &sampler.forward) {
+                    e.update(&fw.params)?;
+                }
+                bad = 0;
+            } else {
+                bad += 1;
+            }
+        } else {
+            bad += 1;
+        }
+        if bad >= 20 {
+            return Err(DsbError::Diverged {
+                iteration: it,
+                loss: value,
+            });
+        }
+        if it >= tail_start {
+            tail_sum += value;
+            tail_n += 1;
+        }
+        on_iter(it, value);
+    }
+    if let (Some(e), Some(fw)) = (&ema, &sampler.forward) {
+        e.apply(&fw.params)?;
+    }
+    Ok(if tail_n > 0 {
+        tail_sum / tail_n as f64
+    } else {
+        f64::NAN
+    })
+}
