@@ -14,8 +14,9 @@ use std::time::Instant;
 pub struct IpfArgs {
     /// Schrödinger-bridge refinements K: after the diffusion sampler (IPF iteration 0), run K
     /// IPF iterations, each fitting a forward drift by mean matching and then the backward drift
-    /// against it. Helps when the horizon or the number of steps is too small for the reference
-    /// to forget the target. Prints one summary row per iteration.
+    /// against it. Helps when the horizon is too short for the reference to forget the target
+    /// (not when the steps are too few: see the README's results). Prints one summary row per
+    /// iteration.
     #[arg(long, default_value_t = 0)]
     pub ipf_iters: usize,
     /// Backward gradient steps per refinement (default: half of --iters).
