@@ -111,7 +111,20 @@ fn targets_lists_every_builtin_as_json() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["gaussian", "gmm", "mixture", "funnel", "many-well"]);
+    assert_eq!(
+        names,
+        [
+            "gaussian",
+            "gmm",
+            "mixture",
+            "funnel",
+            "many-well",
+            "ionosphere",
+            "sonar",
+            "german-credit",
+            "logistic"
+        ]
+    );
 }
 
 #[test]
@@ -264,4 +277,65 @@ fn ipf_refinement_prints_rows_and_saves_a_reloadable_bridge() {
         "-q",
     ]);
     assert_clear_error(&o, "--cache");
+}
+
+#[test]
+fn logistic_data_files_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| -> String {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let cases = [
+        (
+            "ragged.csv",
+            "a,b,y\n1,2,0\n3,1\n",
+            "line 3: 2 cells, but the header has 3",
+        ),
+        (
+            "text.csv",
+            "a,b,y\n1,2,0\n3,x,1\n",
+            "line 3, column 2: 'x' is not a finite number",
+        ),
+        (
+            "label.csv",
+            "a,b,y\n1,2,0\n3,4,2\n",
+            "labels must be 0 or 1",
+        ),
+        (
+            "const.csv",
+            "a,b,y\n1,2,0\n1,4,1\n1,5,0\n",
+            "feature column 1 ('a') is constant",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let path = write(name, text);
+        let o = dsb(&["sample", "--target", "logistic", "--data", &path, "-q"]);
+        assert_clear_error(&o, needle);
+    }
+    let o = dsb(&["sample", "--target", "logistic", "-q"]);
+    assert_clear_error(&o, "needs --data");
+    let o = dsb(&[
+        "sample",
+        "--target",
+        "logistic",
+        "--data",
+        "/nonexistent/d.csv",
+        "-q",
+    ]);
+    assert_clear_error(&o, "/nonexistent/d.csv");
+
+    // A good file trains and reports; the dimension is the features plus the intercept.
+    let good = write(
+        "good.csv",
+        "x1,x2,y\n0.5,1,1\n-1,2,0\n2,0.5,1\n0,-1,0\n1,1,1\n-2,0,0\n",
+    );
+    let o = dsb(&[
+        "sample", "--target", "logistic", "--data", &good, "--iters", "3", "--steps", "4",
+        "--width", "8", "--n", "50", "--json", "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["dim"], 3);
 }

@@ -14,9 +14,9 @@ use std::time::Instant;
 pub struct IpfArgs {
     /// Schrödinger-bridge refinements K: after the diffusion sampler (IPF iteration 0), run K
     /// IPF iterations, each fitting a forward drift by mean matching and then the backward drift
-    /// against it. Helps when the horizon is too short for the reference to forget the target
-    /// (not when the steps are too few: see the README's results). Prints one summary row per
-    /// iteration.
+    /// against it. It raises the ELBO, most when the horizon is too short for the reference to
+    /// forget the target; it does not replace more steps (see the README's results). Prints one
+    /// summary row per iteration.
     #[arg(long, default_value_t = 0)]
     pub ipf_iters: usize,
     /// Backward gradient steps per refinement (default: half of --iters).
@@ -41,10 +41,10 @@ pub struct IpfArgs {
 }
 
 impl IpfArgs {
-    /// The refinement settings for a run whose training settings are `tcfg`.
-    pub fn config(&self, tcfg: &TrainConfig) -> IpfConfig {
+    /// The refinement settings for a run whose training settings are `tcfg`, checked.
+    pub fn config(&self, tcfg: &TrainConfig) -> crate::error::Result<IpfConfig> {
         let half = (tcfg.iterations / 2).max(1);
-        IpfConfig {
+        let cfg = IpfConfig {
             refinements: self.ipf_iters,
             backward_iterations: self.ipf_backward_iters.unwrap_or(half),
             forward: ForwardFitConfig {
@@ -57,7 +57,11 @@ impl IpfArgs {
                 ema: self.ema,
             },
             eval_samples: self.ipf_eval,
+        };
+        if self.ipf_iters > 0 {
+            cfg.validate()?;
         }
+        Ok(cfg)
     }
 }
 

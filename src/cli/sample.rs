@@ -23,7 +23,8 @@ use std::time::Instant;
     after_help = "Settings shown without a default take the target's recommended value (src/recommend.rs); the summary prints every value used.\n\nExamples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy\n  dsb sample --target gaussian --steps 8 --horizon 0.25 --ipf-iters 3 --iters 400"
 )]
 pub struct SampleArgs {
-    /// Built-in target (see `dsb targets`): gaussian, gmm, mixture, funnel, many-well.
+    /// Built-in target (see `dsb targets`): gaussian, gmm, mixture, funnel, many-well,
+    /// ionosphere, sonar, german-credit, or logistic (with --data).
     #[arg(long, short)]
     pub target: String,
     /// Dimension, for targets whose dimension can be set (gaussian: 5, mixture: 2).
@@ -35,6 +36,13 @@ pub struct SampleArgs {
     /// Half-width of the box holding the means of `mixture`.
     #[arg(long, default_value_t = 10.0)]
     pub spread: f64,
+    /// Data of the `logistic` target: a CSV whose last column is the 0/1 label (an optional
+    /// header row is detected). Features are z-scored and an intercept is added first.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Prior scale s of the `logistic` weights: w ~ N(0, s²I).
+    #[arg(long, default_value_t = 1.0)]
+    pub prior_scale: f64,
 
     /// Time steps N of the diffusion.
     #[arg(long)]
@@ -128,6 +136,8 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         dim: a.dim,
         modes: a.modes,
         spread: a.spread,
+        data: a.data.clone(),
+        prior_scale: a.prior_scale,
     };
     let target = builtin_target(&a.target, &opts)?;
     let (mut scfg, mut tcfg) = recommended_settings(target.as_ref());
@@ -191,6 +201,8 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
     let device = super::device(&a.device)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
+    // Checked now, so that a bad IPF flag fails before the training it would follow.
+    let ipf_cfg = a.ipf.config(&tcfg)?;
 
     let train_start = Instant::now();
     let mut first_ipf = 1;
@@ -211,7 +223,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
                 );
             }
             scfg = s.config().clone();
-            first_ipf = settings.ipf_iterations + 1;
+            first_ipf = s.refinements() + 1;
             (s, None)
         }
         None => {
@@ -233,7 +245,6 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             (s, Some(report?))
         }
     };
-    let ipf_cfg = a.ipf.config(&tcfg);
     let mut ipf_rows = Vec::new();
     if a.ipf.ipf_iters > 0 {
         let refine_cfg = crate::train::TrainConfig {
@@ -253,13 +264,17 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             &mut curve,
         )?;
     }
-    if let (Some(p), Some(_)) = (&a.log, &trained) {
+    if let Some(p) = a
+        .log
+        .as_ref()
+        .filter(|_| trained.is_some() || a.ipf.ipf_iters > 0)
+    {
         crate::io::atomic_write(p, curve.as_bytes())?;
     }
     let train_secs = train_start.elapsed().as_secs_f64();
-    let ipf_done = first_ipf - 1 + a.ipf.ipf_iters;
+    let ipf_done = sampler.refinements();
     if let Some(p) = &a.save {
-        sampler.save_with_iterations(p, target.name(), ipf_done)?;
+        sampler.save(p, target.name())?;
     }
 
     let sample_start = Instant::now();

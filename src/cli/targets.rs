@@ -17,11 +17,11 @@ pub fn run(args: TargetsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    println!("{:<10} {:>5} {:>12}  description", "name", "dim", "log Z");
+    println!("{:<14} {:>5} {:>12}  description", "name", "dim", "log Z");
     for t in list {
         let dim = t.dim.map_or("any".to_string(), |d| d.to_string());
         let lz = t.log_z.map_or("unknown".to_string(), |z| format!("{z:.4}"));
-        println!("{:<10} {:>5} {:>12}  {}", t.name, dim, lz, t.description);
+        println!("{:<14} {:>5} {:>12}  {}", t.name, dim, lz, t.description);
     }
     Ok(())
 }

@@ -42,6 +42,30 @@ pub struct IpfConfig {
     pub eval_samples: usize,
 }
 
+impl IpfConfig {
+    /// Checks the settings, so that a bad value fails before any training.
+    pub fn validate(&self) -> Result<()> {
+        let f = &self.forward;
+        let bad = |m: String| Err(crate::error::DsbError::InvalidInput(m));
+        if f.batch < 1 || f.cache < 1 || f.refresh < 1 {
+            return bad("--cache and --refresh (and the forward batch) must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&f.ema) {
+            return bad(format!("--ema must be in [0, 1), got {}", f.ema));
+        }
+        if !(f.lr > 0.0 && f.lr.is_finite() && f.grad_clip > 0.0 && f.grad_clip.is_finite()) {
+            return bad("the forward learning rate and gradient clip must be positive".into());
+        }
+        if self.eval_samples < 2 {
+            return bad(format!(
+                "--ipf-eval must be at least 2 (paths per IPF row), got {}",
+                self.eval_samples
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for IpfConfig {
     fn default() -> Self {
         Self {
@@ -118,6 +142,7 @@ pub fn refine(
     rng: &mut StdRng,
     mut on_progress: impl FnMut(IpfProgress<'_>),
 ) -> Result<Vec<IpfRow>> {
+    cfg.validate()?;
     let mut rows = Vec::with_capacity(cfg.refinements);
     let back_cfg = TrainConfig {
         iterations: cfg.backward_iterations,
@@ -141,6 +166,7 @@ pub fn refine(
             seconds,
             gradient_evaluations: sampler.gradient_evaluations(),
         };
+        sampler.refinements = ipf;
         on_progress(IpfProgress::Row(&row));
         rows.push(row);
     }
@@ -179,6 +205,7 @@ pub fn run(
     rng: &mut StdRng,
     mut on_progress: impl FnMut(IpfProgress<'_>),
 ) -> Result<Vec<IpfRow>> {
+    cfg.validate()?;
     let start = Instant::now();
     let report = train(sampler, target, train_cfg, rng, |stats| {
         on_progress(IpfProgress::Backward { ipf: 0, stats })

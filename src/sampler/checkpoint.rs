@@ -30,24 +30,13 @@ impl DiffusionSampler {
     /// Saves the weights to `path` (safetensors; the learned forward drift too, if any) and the
     /// settings to `path` with extension `.json`, both written atomically.
     pub fn save(&self, path: &Path, target_name: &str) -> Result<()> {
-        self.save_with_iterations(path, target_name, 0)
-    }
-
-    /// [`DiffusionSampler::save`], recording that the sampler went through `ipf_iterations`
-    /// IPF refinements.
-    pub fn save_with_iterations(
-        &self,
-        path: &Path,
-        target_name: &str,
-        ipf_iterations: usize,
-    ) -> Result<()> {
         let settings = SavedSettings {
             format: 1,
             target: target_name.into(),
             dim: self.dim,
             config: self.config.clone(),
             learned_forward: self.forward.is_some(),
-            ipf_iterations,
+            ipf_iterations: self.refinements,
         };
         let json = serde_json::to_string_pretty(&settings).expect("settings serialise");
         let mut snap = self.params.snapshot()?;
@@ -78,6 +67,7 @@ impl DiffusionSampler {
         }
         let mut sampler = Self::new(settings.dim, settings.config.clone(), 0, device)?;
         sampler.params.load(path)?;
+        sampler.refinements = settings.ipf_iterations;
         if settings.learned_forward {
             sampler.enable_forward(0)?;
             if let Some(f) = &sampler.forward {

@@ -69,6 +69,8 @@ pub struct DiffusionSampler {
     pub(crate) params: ParamStore,
     net: DriftNet,
     pub(crate) forward: Option<ForwardDrift>,
+    /// IPF refinements this sampler has been through (saved with it).
+    pub(crate) refinements: usize,
     device: Device,
     grad_evals: AtomicU64,
 }
@@ -158,6 +160,7 @@ impl DiffusionSampler {
             params,
             net,
             forward: None,
+            refinements: 0,
             device: device.clone(),
             grad_evals: AtomicU64::new(0),
         })
@@ -191,6 +194,11 @@ impl DiffusionSampler {
     /// Whether the forward process is learned (the sampler has been refined by IPF).
     pub fn has_learned_forward(&self) -> bool {
         self.forward.is_some()
+    }
+
+    /// IPF refinements this sampler has been through (0 for the plain diffusion sampler).
+    pub fn refinements(&self) -> usize {
+        self.refinements
     }
 
     /// The settings.
@@ -377,13 +385,18 @@ mod tests {
     fn weights_are_unbiased_with_a_learned_forward() {
         use rand::Rng;
         let target = CorrelatedGaussian::new(vec![0.5, -0.5], DMatrix::identity(2, 2)).unwrap();
-        for prior_cov in [None, Some(vec![1.5, 0.3, 0.3, 0.8])] {
+        let full = Some(vec![1.5, 0.3, 0.3, 0.8]);
+        for (prior_mean, prior_cov) in [
+            (None, None),
+            (Some(vec![0.2, 0.1]), None),
+            (Some(vec![0.2, 0.1]), full),
+        ] {
             let cfg = SamplerConfig {
                 sigma: 1.2,
                 steps: 6,
                 width: 8,
                 depth: 1,
-                prior_mean: prior_cov.as_ref().map(|_| vec![0.2, 0.1]),
+                prior_mean,
                 prior_cov,
                 ..Default::default()
             };

@@ -11,9 +11,6 @@ pub struct Paths {
     pub states: Vec<Tensor>,
     /// `scores[k]` = the clipped score at x_{k+1}, for k = 0..N−1 (empty unless kept).
     pub scores: Vec<Tensor>,
-    /// The clipped score at x_0, computed only for kept paths of a sampler with a learned forward
-    /// drift (mean matching evaluates the backward network there).
-    pub score0: Option<Tensor>,
     /// Log importance weight of each path (−∞ where the target density was not finite).
     pub log_w: Vec<f64>,
     /// The part of log dP/dQ_θ that does not depend on the backward network (−∞ where the

@@ -113,7 +113,8 @@ impl GaussianPrior {
                 .map(|r| {
                     r.iter()
                         .zip(&self.scales)
-                        .map(|(v, s)| v * v / (2.0 * s * s))
+                        .zip(&self.mean)
+                        .map(|((v, s), m)| (v - m) * (v - m) / (2.0 * s * s))
                         .sum::<f64>()
                 })
                 .collect(),

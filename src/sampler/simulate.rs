@@ -119,15 +119,10 @@ impl DiffusionSampler {
             prev = Some(x);
             x = x_new;
         }
-        let mut score0 = None;
         if let Some(tf) = &tf_fwd {
             let x1 = prev.as_ref().expect("at least one step");
             let r = self.forward_residual(0, &x, x1, Some(tf))?;
             fwd_sum = (fwd_sum + half_sq_norm(&r)?)?;
-            if keep_path {
-                // Mean matching evaluates the backward network at x_0, which needs its score.
-                score0 = Some(self.score(target, &x)?);
-            }
         }
         let lp = self
             .target_log_density(target, &x)?
@@ -156,7 +151,6 @@ impl DiffusionSampler {
         Ok(Paths {
             states,
             scores,
-            score0,
             log_w,
             loss_constant,
             noise_energy,

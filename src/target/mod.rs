@@ -7,12 +7,16 @@
 
 mod funnel;
 mod gaussian;
+mod labelled_csv;
+mod logistic;
 mod many_well;
 mod mixture;
 mod registry;
 
 pub use funnel::Funnel;
 pub use gaussian::CorrelatedGaussian;
+pub use labelled_csv::LabelledData;
+pub use logistic::{Intercept, LogisticRegression, PosteriorReference};
 pub use many_well::ManyWell;
 pub use mixture::GaussianMixture;
 pub use registry::{TargetInfo, TargetOptions, builtin_target, builtin_targets};

@@ -1,6 +1,6 @@
 //! Built-in targets by name, as the CLI selects them.
 
-use super::{CorrelatedGaussian, Funnel, GaussianMixture, ManyWell, Target};
+use super::{CorrelatedGaussian, Funnel, GaussianMixture, LogisticRegression, ManyWell, Target};
 use crate::error::{DsbError, Result};
 
 /// What the registry knows of a built-in target before building it.
@@ -25,6 +25,10 @@ pub struct TargetOptions {
     pub modes: usize,
     /// Half-width of the box holding the `mixture` means.
     pub spread: f64,
+    /// Data file of `logistic` (CSV, last column the 0/1 label).
+    pub data: Option<std::path::PathBuf>,
+    /// Prior scale s of the `logistic` weights, w ~ N(0, s²I).
+    pub prior_scale: f64,
 }
 
 impl Default for TargetOptions {
@@ -33,6 +37,8 @@ impl Default for TargetOptions {
             dim: None,
             modes: 8,
             spread: 10.0,
+            data: None,
+            prior_scale: 1.0,
         }
     }
 }
@@ -69,6 +75,30 @@ pub fn builtin_targets() -> Vec<TargetInfo> {
             dim: Some(32),
             log_z: Some(164.6957),
             description: "16 independent double wells, 2^16 modes",
+        },
+        TargetInfo {
+            name: "ionosphere",
+            dim: Some(35),
+            log_z: Some(-111.6112),
+            description: "Bayesian logistic regression, UCI ionosphere (351 x 34, intercept first)",
+        },
+        TargetInfo {
+            name: "sonar",
+            dim: Some(61),
+            log_z: Some(-108.3816),
+            description: "Bayesian logistic regression, UCI sonar (208 x 60, intercept first)",
+        },
+        TargetInfo {
+            name: "german-credit",
+            dim: Some(25),
+            log_z: Some(-529.1765),
+            description: "Bayesian logistic regression, UCI german credit (1000 x 24, intercept last)",
+        },
+        TargetInfo {
+            name: "logistic",
+            dim: None,
+            log_z: None,
+            description: "Bayesian logistic regression on your CSV (--data FILE, last column 0/1; --prior-scale)",
         },
     ]
 }
@@ -111,6 +141,29 @@ pub fn builtin_target(name: &str, opts: &TargetOptions) -> Result<Box<dyn Target
         "many-well" | "manywell" => {
             fixed(32)?;
             Box::new(ManyWell::new(32))
+        }
+        "ionosphere" => {
+            fixed(35)?;
+            Box::new(LogisticRegression::ionosphere()?)
+        }
+        "sonar" => {
+            fixed(61)?;
+            Box::new(LogisticRegression::sonar()?)
+        }
+        "german-credit" | "german_credit" => {
+            fixed(25)?;
+            Box::new(LogisticRegression::german_credit()?)
+        }
+        "logistic" => {
+            let path = opts.data.as_ref().ok_or_else(|| {
+                DsbError::InvalidInput(
+                    "target 'logistic' needs --data FILE.csv (features, then a 0/1 label in the last column)"
+                        .into(),
+                )
+            })?;
+            let t = LogisticRegression::from_csv(path, opts.prior_scale)?;
+            fixed(t.dim())?;
+            Box::new(t)
         }
         _ => {
             let known: Vec<&str> = builtin_targets().iter().map(|t| t.name).collect();
