@@ -122,6 +122,8 @@ fn targets_lists_every_builtin_as_json() {
             "ionosphere",
             "sonar",
             "german-credit",
+            "seeds",
+            "brownian",
             "logistic"
         ]
     );
@@ -338,4 +340,21 @@ fn logistic_data_files_are_checked() {
     assert!(o.status.success(), "{}", stderr(&o));
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["dim"], 3);
+}
+
+#[test]
+fn seeds_and_brownian_run_end_to_end() {
+    for (target, dim) in [("seeds", 26), ("brownian", 32)] {
+        let o = dsb(&[
+            "sample", "--target", target, "--iters", "3", "--steps", "4", "--width", "8", "--n",
+            "64", "--json", "-q",
+        ]);
+        assert!(o.status.success(), "{target}: {}", stderr(&o));
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(s["dim"], dim);
+        assert!(
+            s["estimates"]["elbo"].as_f64().unwrap().is_finite(),
+            "{target}"
+        );
+    }
 }

@@ -24,7 +24,7 @@ use std::time::Instant;
 )]
 pub struct SampleArgs {
     /// Built-in target (see `dsb targets`): gaussian, gmm, mixture, funnel, many-well,
-    /// ionosphere, sonar, german-credit, or logistic (with --data).
+    /// ionosphere, sonar, german-credit, seeds, brownian, or logistic (with --data).
     #[arg(long, short)]
     pub target: String,
     /// Dimension, for targets whose dimension can be set (gaussian: 5, mixture: 2).

@@ -5,6 +5,7 @@
 //! true log normalising constant, exact samples, mode locations) are optional and are used by
 //! the reports and the tests.
 
+mod brownian;
 mod funnel;
 mod gaussian;
 mod labelled_csv;
@@ -12,7 +13,9 @@ mod logistic;
 mod many_well;
 mod mixture;
 mod registry;
+mod seeds;
 
+pub use brownian::{BrownianMotion, brownian_observations};
 pub use funnel::Funnel;
 pub use gaussian::CorrelatedGaussian;
 pub use labelled_csv::LabelledData;
@@ -20,6 +23,7 @@ pub use logistic::{Intercept, LogisticRegression, PosteriorReference};
 pub use many_well::ManyWell;
 pub use mixture::GaussianMixture;
 pub use registry::{TargetInfo, TargetOptions, builtin_target, builtin_targets};
+pub use seeds::{Seeds, seeds_data};
 
 use candle_core::{Result, Tensor, Var};
 

@@ -1,6 +1,9 @@
 //! Built-in targets by name, as the CLI selects them.
 
-use super::{CorrelatedGaussian, Funnel, GaussianMixture, LogisticRegression, ManyWell, Target};
+use super::{
+    BrownianMotion, CorrelatedGaussian, Funnel, GaussianMixture, LogisticRegression, ManyWell,
+    Seeds, Target,
+};
 use crate::error::{DsbError, Result};
 
 /// What the registry knows of a built-in target before building it.
@@ -95,6 +98,18 @@ pub fn builtin_targets() -> Vec<TargetInfo> {
             description: "Bayesian logistic regression, UCI german credit (1000 x 24, intercept last)",
         },
         TargetInfo {
+            name: "seeds",
+            dim: Some(26),
+            log_z: None,
+            description: "random-effects binomial regression, Crowder's seeds (21 plates; log tau first)",
+        },
+        TargetInfo {
+            name: "brownian",
+            dim: Some(32),
+            log_z: Some(super::brownian::LOG_Z),
+            description: "Brownian motion, 30 steps, middle 10 unobserved (log scales first)",
+        },
+        TargetInfo {
             name: "logistic",
             dim: None,
             log_z: None,
@@ -153,6 +168,14 @@ pub fn builtin_target(name: &str, opts: &TargetOptions) -> Result<Box<dyn Target
         "german-credit" | "german_credit" => {
             fixed(25)?;
             Box::new(LogisticRegression::german_credit()?)
+        }
+        "seeds" => {
+            fixed(26)?;
+            Box::new(Seeds::new())
+        }
+        "brownian" => {
+            fixed(32)?;
+            Box::new(BrownianMotion::new())
         }
         "logistic" => {
             let path = opts.data.as_ref().ok_or_else(|| {
