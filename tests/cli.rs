@@ -249,36 +249,26 @@ fn ipf_refinement_prints_rows_and_saves_a_reloadable_bridge() {
     );
 
     // Bad settings are clear errors.
-    let o = dsb(&[
-        "sample",
-        "--target",
-        "gaussian",
-        "--dim",
-        "2",
-        "--iters",
-        "2",
-        "--ipf-iters",
-        "1",
-        "--ema",
-        "1.5",
-        "-q",
-    ]);
-    assert_clear_error(&o, "--ema must be in [0, 1)");
-    let o = dsb(&[
-        "sample",
-        "--target",
-        "gaussian",
-        "--dim",
-        "2",
-        "--iters",
-        "2",
-        "--ipf-iters",
-        "1",
-        "--cache",
-        "0",
-        "-q",
-    ]);
-    assert_clear_error(&o, "--cache");
+    for (flag, value, needle) in [
+        ("--ema", "1.5", "--ema must be in [0, 1)"),
+        ("--cache", "0", "--cache"),
+    ] {
+        let o = dsb(&[
+            "sample",
+            "--target",
+            "gaussian",
+            "--dim",
+            "2",
+            "--iters",
+            "2",
+            "--ipf-iters",
+            "1",
+            flag,
+            value,
+            "-q",
+        ]);
+        assert_clear_error(&o, needle);
+    }
 }
 
 #[test]

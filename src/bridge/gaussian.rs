@@ -160,13 +160,11 @@ fn to_matrix(t: &candle_core::Tensor) -> Result<DMatrix<f64>> {
 }
 
 fn centred(x: &DMatrix<f64>) -> (DVector<f64>, DMatrix<f64>) {
-    let n = x.nrows() as f64;
     let mean = x.row_mean().transpose();
     let mut c = x.clone();
     for mut row in c.row_iter_mut() {
         row -= mean.transpose();
     }
-    let _ = n;
     (mean, c)
 }
 

@@ -7,7 +7,6 @@ use crate::target::Target;
 use crate::train::TrainConfig;
 use indicatif::ProgressBar;
 use rand::rngs::StdRng;
-use std::time::Instant;
 
 /// IPF flags of `dsb sample`.
 #[derive(Debug, Clone, clap::Args)]
@@ -121,7 +120,6 @@ pub fn run_refinement(
     echo(&hidden, format_row(&row0, log_z));
     let mut pb = hidden.clone();
     let mut rows = vec![row0];
-    let t = Instant::now();
     rows.extend(refine(
         sampler,
         target,
@@ -175,6 +173,5 @@ pub fn run_refinement(
             }
         },
     )?);
-    let _ = t;
     Ok(rows)
 }

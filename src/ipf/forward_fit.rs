@@ -21,9 +21,8 @@
 use crate::error::{DsbError, Result};
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
-use crate::train::{Ema, clip_grad_norm, cosine_lr};
+use crate::train::Optimiser;
 use candle_core::{DType, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -46,6 +45,24 @@ pub struct ForwardFitConfig {
     /// EMA decay of the forward weights (0: none); the average is what the next backward
     /// half-step simulates with.
     pub ema: f64,
+}
+
+impl ForwardFitConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(DsbError::InvalidInput(m));
+        if self.batch < 1 || self.cache < 1 || self.refresh < 1 {
+            return bad("--cache and --refresh (and the forward batch) must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.ema) {
+            return bad(format!("--ema must be in [0, 1), got {}", self.ema));
+        }
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if !(positive(self.lr) && positive(self.grad_clip)) {
+            return bad("the forward learning rate and gradient clip must be positive".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for ForwardFitConfig {
@@ -110,42 +127,16 @@ pub fn fit_forward(
     rng: &mut StdRng,
     mut on_iter: impl FnMut(usize, f64),
 ) -> Result<f64> {
-    if cfg.batch < 1 || cfg.cache < 1 || cfg.refresh < 1 {
-        return Err(DsbError::InvalidInput(
-            "--forward-batch, --cache and --refresh must be at least 1".into(),
-        ));
-    }
-    if !(0.0..1.0).contains(&cfg.ema) {
-        return Err(DsbError::InvalidInput(format!(
-            "--ema must be in [0, 1), got {}",
-            cfg.ema
-        )));
-    }
+    cfg.validate()?;
     sampler.enable_forward(seed)?;
     let n = sampler.grid().steps();
     let dim = sampler.dim();
     let (_, c, s) = sampler.all_step_coefficients()?;
     let gain = c.broadcast_div(&s)?;
     let dev = sampler.device().clone();
-    let vars = sampler
-        .forward
-        .as_ref()
-        .expect("forward drift enabled")
-        .params
-        .vars();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )?;
-    let mut ema = match (cfg.ema > 0.0, &sampler.forward) {
-        (true, Some(f)) => Some(Ema::new(&f.params, cfg.ema)?),
-        _ => None,
+    let mut opt = {
+        let fw = sampler.forward.as_ref().expect("forward drift enabled");
+        Optimiser::new(&fw.params, cfg.lr, cfg.grad_clip, cfg.iterations, cfg.ema)?
     };
     let chunk = cfg.batch.max(256);
     let mut cache = fill_cache(sampler, target, cfg.cache, chunk, rng)?;
@@ -156,7 +147,6 @@ pub fn fit_forward(
         if it > 0 && it % cfg.refresh == 0 {
             cache = fill_cache(sampler, target, cfg.cache, chunk, rng)?;
         }
-        opt.set_learning_rate(cosine_lr(cfg.lr, it, cfg.iterations));
         let b = cfg.batch.min(cfg.cache);
         let idx: Vec<u32> = (0..b)
             .map(|_| rng.random_range(0..cfg.cache) as u32)
@@ -171,21 +161,9 @@ pub fn fit_forward(
         let err = (f.broadcast_mul(&gain)? - y)?;
         let loss = (err.sqr()?.sum(2)?.mean_all()? * 0.5)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if value.is_finite() {
-            let mut grads = loss.backward()?;
-            let norm = clip_grad_norm(&mut grads, &vars, cfg.grad_clip)?;
-            if norm.is_finite() {
-                opt.step(&grads)?;
-                if let (Some(e), Some(fw)) = (ema.as_mut(), &sampler.forward) {
-                    e.update(&fw.params)?;
-                }
-                bad = 0;
-            } else {
-                bad += 1;
-            }
-        } else {
-            bad += 1;
-        }
+        let fw = sampler.forward.as_ref().expect("forward drift enabled");
+        let stepped = value.is_finite() && opt.step(it, &loss, &fw.params)?.is_finite();
+        bad = if stepped { 0 } else { bad + 1 };
         if bad >= 20 {
             return Err(DsbError::Diverged {
                 iteration: it,
@@ -198,9 +176,13 @@ pub fn fit_forward(
         }
         on_iter(it, value);
     }
-    if let (Some(e), Some(fw)) = (&ema, &sampler.forward) {
-        e.apply(&fw.params)?;
-    }
+    opt.finish(
+        &sampler
+            .forward
+            .as_ref()
+            .expect("forward drift enabled")
+            .params,
+    )?;
     Ok(if tail_n > 0 {
         tail_sum / tail_n as f64
     } else {

@@ -45,22 +45,12 @@ pub struct IpfConfig {
 impl IpfConfig {
     /// Checks the settings, so that a bad value fails before any training.
     pub fn validate(&self) -> Result<()> {
-        let f = &self.forward;
-        let bad = |m: String| Err(crate::error::DsbError::InvalidInput(m));
-        if f.batch < 1 || f.cache < 1 || f.refresh < 1 {
-            return bad("--cache and --refresh (and the forward batch) must be at least 1".into());
-        }
-        if !(0.0..1.0).contains(&f.ema) {
-            return bad(format!("--ema must be in [0, 1), got {}", f.ema));
-        }
-        if !(f.lr > 0.0 && f.lr.is_finite() && f.grad_clip > 0.0 && f.grad_clip.is_finite()) {
-            return bad("the forward learning rate and gradient clip must be positive".into());
-        }
+        self.forward.validate()?;
         if self.eval_samples < 2 {
-            return bad(format!(
+            return Err(crate::error::DsbError::InvalidInput(format!(
                 "--ipf-eval must be at least 2 (paths per IPF row), got {}",
                 self.eval_samples
-            ));
+            )));
         }
         Ok(())
     }

@@ -14,13 +14,12 @@ mod optim;
 
 pub use ema::Ema;
 pub use loss::{log_variance_loss, reverse_kl_loss};
-pub use optim::{clip_grad_norm, cosine_lr};
+pub use optim::{Optimiser, clip_grad_norm, cosine_lr};
 
 use crate::error::{DsbError, Result};
 use crate::estimate::Estimates;
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::rngs::StdRng;
 use serde::Serialize;
 
@@ -129,26 +128,16 @@ pub fn train(
             cfg.ema
         )));
     }
-    let mut ema = if cfg.ema > 0.0 {
-        Some(Ema::new(&sampler.params, cfg.ema)?)
-    } else {
-        None
-    };
-    let vars = sampler.params.vars();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
+    let mut opt = Optimiser::new(
+        &sampler.params,
+        cfg.lr,
+        cfg.grad_clip,
+        cfg.iterations,
+        cfg.ema,
     )?;
     let (mut skipped, mut bad_loss, mut bad_target) = (0, 0, 0);
     let mut last = None;
     for it in 0..cfg.iterations {
-        opt.set_learning_rate(cosine_lr(cfg.lr, it, cfg.iterations));
         let (loss, log_w) = match cfg.loss {
             Loss::LogVariance => {
                 let paths =
@@ -173,13 +162,9 @@ pub fn train(
         };
         let mut grad_norm = f64::NAN;
         if loss_value.is_finite() {
-            let mut grads = loss.as_ref().expect("finite loss exists").backward()?;
-            grad_norm = clip_grad_norm(&mut grads, &vars, cfg.grad_clip)?;
+            let l = loss.as_ref().expect("finite loss exists");
+            grad_norm = opt.step(it, l, &sampler.params)?;
             if grad_norm.is_finite() {
-                opt.step(&grads)?;
-                if let Some(e) = ema.as_mut() {
-                    e.update(&sampler.params)?;
-                }
                 bad_loss = 0;
             } else {
                 skipped += 1;
@@ -204,9 +189,7 @@ pub fn train(
         on_iter(&stats);
         last = Some(stats);
     }
-    if let Some(e) = &ema {
-        e.apply(&sampler.params)?;
-    }
+    opt.finish(&sampler.params)?;
     Ok(TrainReport {
         iterations: cfg.iterations,
         skipped,

@@ -1,7 +1,83 @@
-//! Optimiser helpers that candle does not provide: gradient-norm clipping and the schedule.
+//! Optimiser helpers that candle does not provide: gradient-norm clipping, the schedule, and
+//! the update step both training loops share.
 
+use super::Ema;
 use crate::error::Result;
-use candle_core::{DType, Var, backprop::GradStore};
+use crate::nn::ParamStore;
+use candle_core::{DType, Tensor, Var, backprop::GradStore};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+/// Adam without weight decay over one [`ParamStore`], with the cosine learning-rate decay of
+/// [`cosine_lr`], the global gradient-norm clip and an optional EMA of the weights.
+pub struct Optimiser {
+    opt: AdamW,
+    vars: Vec<Var>,
+    peak_lr: f64,
+    iterations: usize,
+    grad_clip: f64,
+    ema: Option<Ema>,
+}
+
+impl Optimiser {
+    /// An optimiser for `params` over a run of `iterations` steps; `ema` is the EMA decay
+    /// (0: none).
+    pub fn new(
+        params: &ParamStore,
+        lr: f64,
+        grad_clip: f64,
+        iterations: usize,
+        ema: f64,
+    ) -> Result<Self> {
+        let vars = params.vars();
+        let opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW {
+                lr,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
+        )?;
+        let ema = if ema > 0.0 {
+            Some(Ema::new(params, ema)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            opt,
+            vars,
+            peak_lr: lr,
+            iterations,
+            grad_clip,
+            ema,
+        })
+    }
+
+    /// Update `it` from a finite `loss`: backpropagate, clip, step and fold the weights into the
+    /// EMA. Returns the gradient norm before clipping; when it is not finite nothing is updated.
+    pub fn step(&mut self, it: usize, loss: &Tensor, params: &ParamStore) -> Result<f64> {
+        self.opt
+            .set_learning_rate(cosine_lr(self.peak_lr, it, self.iterations));
+        let mut grads = loss.backward()?;
+        let norm = clip_grad_norm(&mut grads, &self.vars, self.grad_clip)?;
+        if norm.is_finite() {
+            self.opt.step(&grads)?;
+            if let Some(e) = self.ema.as_mut() {
+                e.update(params)?;
+            }
+        }
+        Ok(norm)
+    }
+
+    /// Ends the run: `params` take the EMA of their weights, if one is kept.
+    pub fn finish(self, params: &ParamStore) -> Result<()> {
+        match &self.ema {
+            Some(e) => e.apply(params),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Scales all gradients so that their global L2 norm is at most `max_norm` (the anchors' gradient
 /// clip). Returns the norm before clipping (NaN or ∞ if a gradient was not finite, in which case
