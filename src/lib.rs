@@ -29,6 +29,7 @@
 //! println!("log Z ≈ {:.3} (true {:.3})", set.estimates.log_z, target.log_z().unwrap());
 //! ```
 
+pub mod baseline;
 pub mod bridge;
 pub mod cli;
 pub mod error;

@@ -2,8 +2,10 @@
 
 mod energy;
 mod modes;
+mod moments;
 mod tests_stat;
 
 pub use energy::energy_distance;
 pub use modes::{ModeReport, mode_report};
+pub use moments::{MomentErrors, moment_errors, weighted_moments};
 pub use tests_stat::{kolmogorov_p_value, ks_test_normal, weighted_proportion_test};

@@ -24,6 +24,16 @@ impl Funnel {
 const LOG_2PI: f64 = 1.837_877_066_409_345_3;
 
 impl Target for Funnel {
+    /// x₀: mean 0, sd 3; xᵢ: mean 0, sd √E[e^{x₀}] = e^{9/4}.
+    fn posterior_moments(&self) -> Option<super::PosteriorReference> {
+        let mut sd = vec![(2.25f64).exp(); self.dim()];
+        sd[0] = 3.0;
+        Some(super::PosteriorReference {
+            mean: vec![0.0; self.dim()],
+            sd,
+        })
+    }
+
     fn name(&self) -> &str {
         "funnel"
     }

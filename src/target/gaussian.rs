@@ -96,6 +96,18 @@ impl CorrelatedGaussian {
 }
 
 impl Target for CorrelatedGaussian {
+    fn posterior_moments(&self) -> Option<super::PosteriorReference> {
+        Some(super::PosteriorReference {
+            mean: self.mean().iter().copied().collect(),
+            sd: self
+                .covariance()
+                .diagonal()
+                .iter()
+                .map(|v| v.sqrt())
+                .collect(),
+        })
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

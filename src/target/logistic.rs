@@ -203,6 +203,10 @@ impl LogisticRegression {
 }
 
 impl Target for LogisticRegression {
+    fn posterior_moments(&self) -> Option<PosteriorReference> {
+        self.posterior.clone()
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

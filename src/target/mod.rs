@@ -94,6 +94,13 @@ pub trait Target: Send + Sync {
     fn suggested_scales(&self) -> Option<Vec<f64>> {
         None
     }
+
+    /// Reference posterior means and standard deviations per coordinate, where known (closed
+    /// form, or long reference runs shipped with the data). Used to report moment errors in
+    /// units of the reference standard deviation.
+    fn posterior_moments(&self) -> Option<PosteriorReference> {
+        None
+    }
 }
 
 /// Gradient of `target.log_density` at `x` by reverse-mode autograd on a detached copy of `x`.

@@ -1,0 +1,634 @@
+//! Sequential Monte Carlo with adaptive tempering: the baseline that estimates log Z for
+//! targets without a closed form.
+//!
+//! The particles start from a normalised Gaussian π₀ = N(m, diag(s²)) and pass through the
+//! geometric path π_β ∝ π₀^{1−β} γ̃^β, β from 0 to 1:
+//!
+//! 1. **Reweight.** The next β′ is the largest value in (β, 1] at which the conditional ESS of
+//!    the incremental weights e^{(β′−β)(log γ̃ − log π₀)} stays at `cess_target` of the
+//!    particles (bisection; Zhou, Johansen & Aston 2016). log Ẑ accumulates
+//!    log Σᵢ Wᵢ e^{(β′−β)(log γ̃ᵢ − log π₀ᵢ)} in f64 with the normalised weights Wᵢ.
+//! 2. **Resample** (systematic) when the ESS falls under `resample_threshold` of the particles.
+//! 3. **Move** every particle by `moves` MALA or HMC steps that leave π_β′ invariant. The
+//!    kernels are preconditioned by the weighted particle standard deviation per coordinate, and
+//!    the step size is adapted from the population's mean acceptance probability after every
+//!    move (towards 0.574 for MALA, 0.65 for HMC).
+//!
+//! The product of the mean incremental weights is an unbiased estimate of Z for any such
+//! adaptation chosen from the current population (the usual adaptive-SMC argument; a small
+//! bias of order 1/N can come from choosing β′ with the same particles).
+
+use super::particles::{DiagGaussian, Want, evaluate};
+use crate::estimate::{Estimates, log_sum_exp, systematic_resample};
+use crate::sampler::SampleSet;
+use crate::target::Target;
+use rand::Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+/// The MCMC kernel that moves the particles at each temperature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MoveKernel {
+    /// Metropolis-adjusted Langevin: one gradient per move.
+    Mala,
+    /// Hamiltonian Monte Carlo with `leapfrog_steps` leapfrog steps per move.
+    Hmc,
+}
+
+/// Settings of [`run_smc`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmcConfig {
+    /// Number of particles.
+    pub particles: usize,
+    /// The MCMC kernel.
+    pub kernel: MoveKernel,
+    /// MCMC moves per temperature.
+    pub moves: usize,
+    /// Leapfrog steps per HMC move.
+    pub leapfrog_steps: usize,
+    /// Conditional ESS (a fraction of the particles) kept when choosing the next temperature;
+    /// closer to 1 means more temperatures.
+    pub cess_target: f64,
+    /// Resample when the ESS falls below this fraction of the particles.
+    pub resample_threshold: f64,
+    /// Stop with an error after this many temperatures (a tempering that stalls).
+    pub max_temperatures: usize,
+}
+
+impl Default for SmcConfig {
+    fn default() -> Self {
+        Self {
+            particles: 2048,
+            kernel: MoveKernel::Hmc,
+            moves: 2,
+            leapfrog_steps: 5,
+            cess_target: 0.9,
+            resample_threshold: 0.5,
+            max_temperatures: 5000,
+        }
+    }
+}
+
+impl SmcConfig {
+    /// Checks the settings, naming the flag at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.particles < 2 {
+            anyhow::bail!(
+                "--particles {}: SMC needs at least 2 particles",
+                self.particles
+            );
+        }
+        if self.kernel == MoveKernel::Hmc && self.leapfrog_steps == 0 {
+            anyhow::bail!("--leapfrog 0: an HMC move needs at least one leapfrog step");
+        }
+        if !(self.cess_target > 0.0 && self.cess_target < 1.0) {
+            anyhow::bail!(
+                "--cess {}: must lie strictly between 0 and 1",
+                self.cess_target
+            );
+        }
+        if !(0.0..=1.0).contains(&self.resample_threshold) {
+            anyhow::bail!(
+                "resample threshold {} must lie in [0, 1]",
+                self.resample_threshold
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One temperature of an SMC run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SmcStep {
+    /// The inverse temperature β reached.
+    pub beta: f64,
+    /// log Ẑ accumulated so far (the log normalising constant of π_β).
+    pub log_z: f64,
+    /// Normalised ESS after reweighting (before any resampling).
+    pub ess: f64,
+    /// Whether the particles were resampled.
+    pub resampled: bool,
+    /// Mean acceptance probability of the moves.
+    pub acceptance: f64,
+    /// Step size after adaptation (in preconditioned units).
+    pub step_size: f64,
+}
+
+/// The outcome of [`run_smc`].
+#[derive(Debug, Clone)]
+pub struct SmcResult {
+    /// The final weighted particles; their estimates hold log Ẑ and the final ESS (the ELBO and
+    /// the delta-method standard error do not apply to SMC and are NaN).
+    pub samples: SampleSet,
+    /// One row per temperature.
+    pub steps: Vec<SmcStep>,
+    /// Target gradient evaluations (per particle).
+    pub gradient_evaluations: u64,
+    /// Target density evaluations (per particle).
+    pub density_evaluations: u64,
+}
+
+/// The particle population with its cached densities under π₀ and the target.
+struct Population {
+    dim: usize,
+    x: Vec<f64>,
+    /// log π₀ per particle.
+    l0: Vec<f64>,
+    /// log γ̃ per particle (−∞ where not finite).
+    l: Vec<f64>,
+    /// ∇ log γ̃ per particle, row-major.
+    g: Vec<f64>,
+    /// Normalised log weights.
+    log_w: Vec<f64>,
+}
+
+/// log π_β = (1−β) log π₀ + β log γ̃, with β = 0 ignoring the target (even where it is −∞).
+fn tempered(l0: f64, l: f64, beta: f64) -> f64 {
+    if beta == 0.0 {
+        l0
+    } else if !l.is_finite() {
+        f64::NEG_INFINITY
+    } else {
+        (1.0 - beta) * l0 + beta * l
+    }
+}
+
+/// Runs adaptive-tempering SMC from `start` to `target`. `progress` sees each temperature.
+///
+/// ```
+/// use dsb::baseline::{DiagGaussian, SmcConfig, MoveKernel, run_smc};
+/// use dsb::target::{CorrelatedGaussian, Target};
+/// use rand::SeedableRng;
+///
+/// let target = CorrelatedGaussian::builtin(3).unwrap();
+/// let start = DiagGaussian { mean: vec![0.0; 3], scale: vec![3.0; 3] };
+/// let cfg = SmcConfig { particles: 512, kernel: MoveKernel::Mala, moves: 5, ..Default::default() };
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let out = run_smc(&target, &start, &cfg, &mut rng, |_| {}).unwrap();
+/// let err = (out.samples.estimates.log_z - target.log_z().unwrap()).abs();
+/// assert!(err < 0.2, "log Z error {err}");
+/// ```
+pub fn run_smc(
+    target: &dyn Target,
+    start: &DiagGaussian,
+    cfg: &SmcConfig,
+    rng: &mut impl Rng,
+    mut progress: impl FnMut(&SmcStep),
+) -> anyhow::Result<SmcResult> {
+    cfg.validate()?;
+    let dim = target.dim();
+    anyhow::ensure!(
+        start.dim() == dim,
+        "the SMC start distribution is {}-D but the target is {dim}-D",
+        start.dim()
+    );
+    anyhow::ensure!(
+        start.scale.iter().all(|s| *s > 0.0 && s.is_finite()),
+        "the SMC start distribution needs positive, finite scales"
+    );
+    let n = cfg.particles;
+    let mut x = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        for j in 0..dim {
+            let e: f64 = rng.sample(StandardNormal);
+            x.push(start.mean[j] + start.scale[j] * e);
+        }
+    }
+    let l0 = x.chunks(dim).map(|r| start.log_density(r)).collect();
+    let (l, g) = evaluate(target, &x, dim, Want::Both)?;
+    anyhow::ensure!(
+        l.iter().any(|v| v.is_finite()),
+        "the target '{}' has a non-finite log density at all {n} starting particles; check the \
+         target, or widen the start (--sigma)",
+        target.name()
+    );
+    let mut pop = Population {
+        dim,
+        x,
+        l0,
+        l,
+        g,
+        log_w: vec![-(n as f64).ln(); n],
+    };
+    let mut counts = (n as u64, n as u64);
+    let mut scale = start.scale.clone();
+    let mut step_size = match cfg.kernel {
+        MoveKernel::Mala => 1.0 / (dim as f64).powf(1.0 / 6.0),
+        MoveKernel::Hmc => 1.0 / (dim as f64).powf(0.25),
+    };
+    let (mut beta, mut log_z) = (0.0f64, 0.0f64);
+    let mut steps = Vec::new();
+    while beta < 1.0 {
+        if steps.len() >= cfg.max_temperatures {
+            anyhow::bail!(
+                "SMC stalled: {} temperatures reached only β = {beta:.3e}; the target may be \
+                 improper or far from the start (try a wider --sigma, or a lower --cess)",
+                steps.len()
+            );
+        }
+        let delta: Vec<f64> = pop
+            .l
+            .iter()
+            .zip(&pop.l0)
+            .map(|(l, l0)| {
+                if l.is_finite() {
+                    l - l0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        let next = next_beta(&pop.log_w, &delta, beta, cfg.cess_target);
+        let inc: Vec<f64> = pop
+            .log_w
+            .iter()
+            .zip(&delta)
+            .map(|(w, d)| w + incremental(next - beta, *d))
+            .collect();
+        let lse = log_sum_exp(&inc);
+        anyhow::ensure!(
+            lse.is_finite(),
+            "SMC: every particle has zero weight at β = {next:.3e}"
+        );
+        log_z += lse;
+        pop.log_w = inc.iter().map(|v| v - lse).collect();
+        beta = next;
+        let ess = ess_fraction(&pop.log_w);
+        let resampled = ess < cfg.resample_threshold;
+        if resampled {
+            resample(&mut pop, rng);
+        }
+        scale = weighted_scale(&pop, &scale);
+        let mut acc_sum = 0.0;
+        for _ in 0..cfg.moves {
+            let acc = match cfg.kernel {
+                MoveKernel::Mala => mala_move(
+                    target,
+                    start,
+                    &mut pop,
+                    beta,
+                    &scale,
+                    step_size,
+                    rng,
+                    &mut counts,
+                )?,
+                MoveKernel::Hmc => hmc_move(
+                    target,
+                    start,
+                    &mut pop,
+                    beta,
+                    &scale,
+                    step_size,
+                    cfg.leapfrog_steps,
+                    rng,
+                    &mut counts,
+                )?,
+            };
+            let goal = match cfg.kernel {
+                MoveKernel::Mala => 0.574,
+                MoveKernel::Hmc => 0.65,
+            };
+            step_size = (step_size * (acc - goal).exp()).clamp(1e-4, 10.0);
+            acc_sum += acc;
+        }
+        let row = SmcStep {
+            beta,
+            log_z,
+            ess,
+            resampled,
+            acceptance: if cfg.moves > 0 {
+                acc_sum / cfg.moves as f64
+            } else {
+                f64::NAN
+            },
+            step_size,
+        };
+        progress(&row);
+        steps.push(row);
+    }
+    let samples = final_set(&pop, log_z);
+    Ok(SmcResult {
+        samples,
+        steps,
+        gradient_evaluations: counts.1,
+        density_evaluations: counts.0,
+    })
+}
+
+/// (β′ − β)·Δ with a zero step leaving −∞ increments at 0 (the particle's weight unchanged).
+fn incremental(step: f64, delta: f64) -> f64 {
+    if step == 0.0 { 0.0 } else { step * delta }
+}
+
+/// Normalised ESS (Σw)² / (n Σw²) of normalised log weights.
+fn ess_fraction(log_w: &[f64]) -> f64 {
+    let l2: Vec<f64> = log_w.iter().map(|w| 2.0 * w).collect();
+    (-log_sum_exp(&l2)).exp() / log_w.len() as f64
+}
+
+/// The largest β′ ∈ (β, 1] whose conditional ESS, (Σ Wᵢ uᵢ)² / Σ Wᵢ uᵢ² with
+/// uᵢ = e^{(β′−β)Δᵢ}, is at least `target`; bisection on the step.
+fn next_beta(log_w: &[f64], delta: &[f64], beta: f64, target: f64) -> f64 {
+    let cess = |step: f64| {
+        let a: Vec<f64> = log_w
+            .iter()
+            .zip(delta)
+            .map(|(w, d)| w + incremental(step, *d))
+            .collect();
+        let b: Vec<f64> = log_w
+            .iter()
+            .zip(delta)
+            .map(|(w, d)| w + 2.0 * incremental(step, *d))
+            .collect();
+        let v = (2.0 * log_sum_exp(&a) - log_sum_exp(&b)).exp();
+        if v.is_finite() { v } else { 0.0 }
+    };
+    let full = 1.0 - beta;
+    if cess(full) >= target {
+        return 1.0;
+    }
+    let (mut lo, mut hi) = (0.0, full);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if cess(mid) >= target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // Always advance, however little: a stall is caught by `max_temperatures`.
+    (beta + lo.max(full * 1e-12)).min(1.0)
+}
+
+/// Systematic resampling of the whole population; the weights become equal.
+fn resample(pop: &mut Population, rng: &mut impl Rng) {
+    let n = pop.log_w.len();
+    let d = pop.dim;
+    let idx = systematic_resample(&pop.log_w, n, rng);
+    pop.x = idx
+        .iter()
+        .flat_map(|&i| pop.x[i * d..(i + 1) * d].to_vec())
+        .collect();
+    pop.g = idx
+        .iter()
+        .flat_map(|&i| pop.g[i * d..(i + 1) * d].to_vec())
+        .collect();
+    pop.l0 = idx.iter().map(|&i| pop.l0[i]).collect();
+    pop.l = idx.iter().map(|&i| pop.l[i]).collect();
+    pop.log_w = vec![-(n as f64).ln(); n];
+}
+
+/// Weighted standard deviation per coordinate: the kernels' preconditioner. Falls back to the
+/// previous value for a coordinate whose spread collapsed or is not finite.
+fn weighted_scale(pop: &Population, previous: &[f64]) -> Vec<f64> {
+    let d = pop.dim;
+    let w: Vec<f64> = pop.log_w.iter().map(|v| v.exp()).collect();
+    let mut mean = vec![0.0; d];
+    let mut sq = vec![0.0; d];
+    for (row, wi) in pop.x.chunks(d).zip(&w) {
+        for j in 0..d {
+            mean[j] += wi * row[j];
+            sq[j] += wi * row[j] * row[j];
+        }
+    }
+    (0..d)
+        .map(|j| {
+            let v = (sq[j] - mean[j] * mean[j]).max(0.0).sqrt();
+            if v.is_finite() && v > 1e-8 {
+                v
+            } else {
+                previous[j]
+            }
+        })
+        .collect()
+}
+
+/// log π_β and its gradient at every particle of `x` with target values `l`, `g`.
+fn tempered_grad(start: &DiagGaussian, x: &[f64], g: &[f64], beta: f64, out: &mut [f64]) {
+    let d = start.dim();
+    for ((xr, gr), o) in x.chunks(d).zip(g.chunks(d)).zip(out.chunks_mut(d)) {
+        start.grad_into(xr, o);
+        for j in 0..d {
+            o[j] = (1.0 - beta) * o[j] + beta * gr[j];
+        }
+    }
+}
+
+/// One preconditioned MALA move of every particle; returns the mean acceptance probability.
+#[allow(clippy::too_many_arguments)]
+fn mala_move(
+    target: &dyn Target,
+    start: &DiagGaussian,
+    pop: &mut Population,
+    beta: f64,
+    scale: &[f64],
+    h: f64,
+    rng: &mut impl Rng,
+    counts: &mut (u64, u64),
+) -> anyhow::Result<f64> {
+    let d = pop.dim;
+    let n = pop.l.len();
+    let mut gt = vec![0.0; n * d];
+    tempered_grad(start, &pop.x, &pop.g, beta, &mut gt);
+    let mut xi = vec![0.0; n * d];
+    let mut y = vec![0.0; n * d];
+    for k in 0..n * d {
+        let j = k % d;
+        xi[k] = rng.sample(StandardNormal);
+        y[k] = pop.x[k] + 0.5 * h * h * scale[j] * scale[j] * gt[k] + h * scale[j] * xi[k];
+    }
+    let (ly, gy) = evaluate(target, &y, d, Want::Both)?;
+    counts.0 += n as u64;
+    counts.1 += n as u64;
+    let mut gty = vec![0.0; n * d];
+    tempered_grad(start, &y, &gy, beta, &mut gty);
+    let mut acc = 0.0;
+    for i in 0..n {
+        let yr = &y[i * d..(i + 1) * d];
+        let l0y = start.log_density(yr);
+        let new = tempered(l0y, ly[i], beta);
+        let old = tempered(pop.l0[i], pop.l[i], beta);
+        // Reverse proposal residual, in preconditioned units.
+        let mut back = 0.0;
+        let mut fwd = 0.0;
+        for j in 0..d {
+            let k = i * d + j;
+            let r = (pop.x[k] - y[k] - 0.5 * h * h * scale[j] * scale[j] * gty[k]) / (h * scale[j]);
+            back += r * r;
+            fwd += xi[k] * xi[k];
+        }
+        let log_alpha = new - old - 0.5 * back + 0.5 * fwd;
+        let alpha = if new.is_finite() {
+            log_alpha.min(0.0).exp()
+        } else {
+            0.0
+        };
+        let alpha = if alpha.is_nan() { 0.0 } else { alpha };
+        acc += alpha;
+        if rng.random::<f64>() < alpha {
+            pop.x[i * d..(i + 1) * d].copy_from_slice(yr);
+            pop.g[i * d..(i + 1) * d].copy_from_slice(&gy[i * d..(i + 1) * d]);
+            pop.l0[i] = l0y;
+            pop.l[i] = ly[i];
+        }
+    }
+    Ok(acc / n as f64)
+}
+
+/// One preconditioned HMC move (identity mass in the coordinates x/scale) of every particle;
+/// returns the mean acceptance probability.
+#[allow(clippy::too_many_arguments)]
+fn hmc_move(
+    target: &dyn Target,
+    start: &DiagGaussian,
+    pop: &mut Population,
+    beta: f64,
+    scale: &[f64],
+    eps: f64,
+    leapfrog: usize,
+    rng: &mut impl Rng,
+    counts: &mut (u64, u64),
+) -> anyhow::Result<f64> {
+    let d = pop.dim;
+    let n = pop.l.len();
+    let mut p: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
+    let kinetic0: Vec<f64> = p
+        .chunks(d)
+        .map(|r| 0.5 * r.iter().map(|v| v * v).sum::<f64>())
+        .collect();
+    let mut gt = vec![0.0; n * d];
+    tempered_grad(start, &pop.x, &pop.g, beta, &mut gt);
+    let mut y = pop.x.clone();
+    let mut ly = pop.l.clone();
+    let mut gy = pop.g.clone();
+    let mut diverged = vec![false; n];
+    for k in 0..n * d {
+        p[k] += 0.5 * eps * scale[k % d] * gt[k];
+    }
+    for step in 0..leapfrog {
+        for k in 0..n * d {
+            y[k] += eps * scale[k % d] * p[k];
+        }
+        let last = step + 1 == leapfrog;
+        let (l, g) = evaluate(
+            target,
+            &y,
+            d,
+            if last { Want::Both } else { Want::Gradient },
+        )?;
+        counts.1 += n as u64;
+        if last {
+            counts.0 += n as u64;
+        }
+        for i in 0..n {
+            if l[i] == f64::NEG_INFINITY {
+                diverged[i] = true;
+            }
+        }
+        ly = l;
+        gy = g;
+        tempered_grad(start, &y, &gy, beta, &mut gt);
+        let f = if last { 0.5 } else { 1.0 };
+        for k in 0..n * d {
+            p[k] += f * eps * scale[k % d] * gt[k];
+        }
+    }
+    let mut acc = 0.0;
+    for i in 0..n {
+        let yr = &y[i * d..(i + 1) * d];
+        let l0y = start.log_density(yr);
+        let new = tempered(l0y, ly[i], beta);
+        let old = tempered(pop.l0[i], pop.l[i], beta);
+        let kinetic1 = 0.5 * p[i * d..(i + 1) * d].iter().map(|v| v * v).sum::<f64>();
+        let log_alpha = new - kinetic1 - old + kinetic0[i];
+        let alpha = if diverged[i] || !new.is_finite() || log_alpha.is_nan() {
+            0.0
+        } else {
+            log_alpha.min(0.0).exp()
+        };
+        acc += alpha;
+        if rng.random::<f64>() < alpha {
+            pop.x[i * d..(i + 1) * d].copy_from_slice(yr);
+            pop.g[i * d..(i + 1) * d].copy_from_slice(&gy[i * d..(i + 1) * d]);
+            pop.l0[i] = l0y;
+            pop.l[i] = ly[i];
+        }
+    }
+    Ok(acc / n as f64)
+}
+
+/// The final particles as a weighted sample set whose weights average to Ẑ.
+fn final_set(pop: &Population, log_z: f64) -> SampleSet {
+    let n = pop.log_w.len();
+    let log_w: Vec<f64> = pop
+        .log_w
+        .iter()
+        .map(|w| w + log_z + (n as f64).ln())
+        .collect();
+    let estimates = Estimates {
+        n,
+        n_nonfinite: pop.log_w.iter().filter(|w| !w.is_finite()).count(),
+        log_z,
+        log_z_stderr: f64::NAN,
+        elbo: f64::NAN,
+        ess: ess_fraction(&pop.log_w),
+    };
+    SampleSet {
+        dim: pop.dim,
+        samples: pop.x.iter().map(|&v| v as f32).collect(),
+        log_w,
+        estimates,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::CorrelatedGaussian;
+    use rand::SeedableRng;
+
+    #[test]
+    fn next_beta_keeps_the_conditional_ess() {
+        let n = 1000;
+        let log_w = vec![-(n as f64).ln(); n];
+        let delta: Vec<f64> = (0..n).map(|i| -(i as f64) / 100.0).collect();
+        let b = next_beta(&log_w, &delta, 0.0, 0.5);
+        assert!(b > 0.0 && b < 1.0);
+        let a: Vec<f64> = log_w.iter().zip(&delta).map(|(w, d)| w + b * d).collect();
+        let c: Vec<f64> = log_w
+            .iter()
+            .zip(&delta)
+            .map(|(w, d)| w + 2.0 * b * d)
+            .collect();
+        let cess = (2.0 * log_sum_exp(&a) - log_sum_exp(&c)).exp();
+        assert!((cess - 0.5).abs() < 1e-6, "{cess}");
+        // Flat increments: straight to β = 1.
+        assert_eq!(next_beta(&log_w, &vec![0.0; n], 0.3, 0.5), 1.0);
+    }
+
+    /// Both kernels leave the target invariant and the estimate of log Z is close: on a 4-D
+    /// correlated Gaussian with 1000 particles the SMC error of log Ẑ is a few hundredths, so
+    /// 0.15 is several standard deviations (checked over seeds 0–4 while writing this).
+    #[test]
+    fn smc_estimates_a_gaussian_normaliser() {
+        let target = CorrelatedGaussian::builtin(4).unwrap();
+        let start = DiagGaussian {
+            mean: vec![0.0; 4],
+            scale: vec![3.0; 4],
+        };
+        for kernel in [MoveKernel::Mala, MoveKernel::Hmc] {
+            let cfg = SmcConfig {
+                particles: 1000,
+                kernel,
+                moves: 3,
+                ..Default::default()
+            };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+            let out = run_smc(&target, &start, &cfg, &mut rng, |_| {}).unwrap();
+            let err = out.samples.estimates.log_z - target.log_z().unwrap();
+            assert!(err.abs() < 0.15, "{kernel:?}: log Z error {err}");
+            assert_eq!(out.steps.last().unwrap().beta, 1.0);
+        }
+    }
+}
