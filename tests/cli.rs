@@ -124,6 +124,8 @@ fn targets_lists_every_builtin_as_json() {
             "german-credit",
             "seeds",
             "brownian",
+            "lgcp",
+            "lgcp-whitened",
             "logistic"
         ]
     );
@@ -347,4 +349,19 @@ fn seeds_and_brownian_run_end_to_end() {
             "{target}"
         );
     }
+}
+
+#[test]
+fn lgcp_whitened_runs_end_to_end() {
+    let o = dsb(&[
+        "sample", "--target", "lgcp", "--whiten", "--iters", "2", "--steps", "4", "--width", "8",
+        "--batch", "8", "--n", "32", "--json", "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["dim"], 1600);
+    assert_eq!(s["target"], "lgcp-whitened");
+    assert!(s["estimates"]["log_z"].as_f64().unwrap().is_finite());
+    let o = dsb(&["sample", "--target", "funnel", "--whiten"]);
+    assert_clear_error(&o, "--whiten applies to target 'lgcp' only");
 }

@@ -43,6 +43,9 @@ pub struct SampleArgs {
     /// Prior scale s of the `logistic` weights: w ~ N(0, s²I).
     #[arg(long, default_value_t = 1.0)]
     pub prior_scale: f64,
+    /// `lgcp` in whitened coordinates z, x = μ + Lz (the same as `--target lgcp-whitened`).
+    #[arg(long)]
+    pub whiten: bool,
 
     /// Time steps N of the diffusion.
     #[arg(long)]
@@ -138,6 +141,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         spread: a.spread,
         data: a.data.clone(),
         prior_scale: a.prior_scale,
+        whiten: a.whiten,
     };
     let target = builtin_target(&a.target, &opts)?;
     let (mut scfg, mut tcfg) = recommended_settings(target.as_ref());

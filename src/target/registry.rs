@@ -1,8 +1,8 @@
 //! Built-in targets by name, as the CLI selects them.
 
 use super::{
-    BrownianMotion, CorrelatedGaussian, Funnel, GaussianMixture, LogisticRegression, ManyWell,
-    Seeds, Target,
+    BrownianMotion, CorrelatedGaussian, Funnel, GaussianMixture, Lgcp, LogisticRegression,
+    ManyWell, Seeds, Target,
 };
 use crate::error::{DsbError, Result};
 
@@ -32,6 +32,8 @@ pub struct TargetOptions {
     pub data: Option<std::path::PathBuf>,
     /// Prior scale s of the `logistic` weights, w ~ N(0, s²I).
     pub prior_scale: f64,
+    /// `lgcp` in whitened coordinates z (x = μ + Lz), the same as `lgcp-whitened`.
+    pub whiten: bool,
 }
 
 impl Default for TargetOptions {
@@ -42,6 +44,7 @@ impl Default for TargetOptions {
             spread: 10.0,
             data: None,
             prior_scale: 1.0,
+            whiten: false,
         }
     }
 }
@@ -110,6 +113,18 @@ pub fn builtin_targets() -> Vec<TargetInfo> {
             description: "Brownian motion, 30 steps, middle 10 unobserved (log scales first)",
         },
         TargetInfo {
+            name: "lgcp",
+            dim: Some(1600),
+            log_z: Some(super::lgcp::LOG_Z),
+            description: "log-Gaussian Cox process, Finnish pines on a 40x40 grid (--whiten for x = mu + Lz)",
+        },
+        TargetInfo {
+            name: "lgcp-whitened",
+            dim: Some(1600),
+            log_z: Some(super::lgcp::LOG_Z),
+            description: "lgcp in whitened coordinates z ~ N(0, I) a priori, x = mu + Lz",
+        },
+        TargetInfo {
             name: "logistic",
             dim: None,
             log_z: None,
@@ -130,6 +145,11 @@ pub fn builtin_target(name: &str, opts: &TargetOptions) -> Result<Box<dyn Target
             _ => Ok(()),
         }
     };
+    if opts.whiten && name != "lgcp" {
+        return Err(DsbError::InvalidInput(format!(
+            "--whiten applies to target 'lgcp' only, not '{name}'"
+        )));
+    }
     Ok(match name {
         "gaussian" => Box::new(CorrelatedGaussian::builtin(opts.dim.unwrap_or(5))?),
         "gmm" | "gmm40" => {
@@ -176,6 +196,10 @@ pub fn builtin_target(name: &str, opts: &TargetOptions) -> Result<Box<dyn Target
         "brownian" => {
             fixed(32)?;
             Box::new(BrownianMotion::new())
+        }
+        "lgcp" | "lgcp-whitened" => {
+            fixed(1600)?;
+            Box::new(Lgcp::new(opts.whiten || name == "lgcp-whitened"))
         }
         "logistic" => {
             let path = opts.data.as_ref().ok_or_else(|| {
