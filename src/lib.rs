@@ -10,6 +10,8 @@
 //! and the effective sample size. [`ipf::run`] refines the trained sampler into a Schrödinger
 //! bridge by iterative proportional fitting (useful with short horizons or few steps), and
 //! [`bridge::GaussianBridge`] is the closed-form Gaussian case that checks it.
+//! [`data::load`] reads data sets for generative training (2-D toy generators, CSV points,
+//! MNIST-style IDX images).
 //!
 //! ```
 //! use candle_core::Device;
@@ -32,6 +34,7 @@
 pub mod baseline;
 pub mod bridge;
 pub mod cli;
+pub mod data;
 pub mod error;
 pub mod estimate;
 pub mod io;
