@@ -4,8 +4,28 @@
 
 mod nuts;
 mod particles;
+mod precondition;
 mod smc;
 
 pub use nuts::{NutsConfig, NutsResult, run_nuts};
+pub use precondition::Preconditioner;
 pub use particles::{DiagGaussian, Want, evaluate};
 pub use smc::{MoveKernel, SmcConfig, SmcResult, SmcStep, run_smc};
+
+use serde::{Deserialize, Serialize};
+
+/// A sampling method: the diffusion sampler or one of the baselines.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// The diffusion sampler (trained, then sampled; log Z, ELBO, ESS).
+    #[default]
+    Dsb,
+    /// Adaptive-tempering SMC from N(0, σ²) with MALA or HMC moves (log Z and samples).
+    Smc,
+    /// The No-U-Turn sampler of nuts-rs (posterior moments; no log Z).
+    Nuts,
+}
+

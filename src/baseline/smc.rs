@@ -10,7 +10,8 @@
 //!    log Σᵢ Wᵢ e^{(β′−β)(log γ̃ᵢ − log π₀ᵢ)} in f64 with the normalised weights Wᵢ.
 //! 2. **Resample** (systematic) when the ESS falls under `resample_threshold` of the particles.
 //! 3. **Move** every particle by `moves` MALA or HMC steps that leave π_β′ invariant. The
-//!    kernels are preconditioned by the weighted particle standard deviation per coordinate, and
+//!    kernels are preconditioned by the weighted particle covariance (its Cholesky factor up to
+//!    `full_covariance_max_dim` dimensions, its diagonal above), and
 //!    the step size is adapted from the population's mean acceptance probability after every
 //!    move (towards 0.574 for MALA, 0.65 for HMC).
 //!
@@ -19,6 +20,7 @@
 //! bias of order 1/N can come from choosing β′ with the same particles).
 
 use super::particles::{DiagGaussian, Want, evaluate};
+use super::precondition::Preconditioner;
 use crate::estimate::{Estimates, log_sum_exp, systematic_resample};
 use crate::sampler::SampleSet;
 use crate::target::Target;
@@ -54,6 +56,14 @@ pub struct SmcConfig {
     pub resample_threshold: f64,
     /// Stop with an error after this many temperatures (a tempering that stalls).
     pub max_temperatures: usize,
+    /// Precondition the moves with the full weighted particle covariance up to this dimension,
+    /// with its diagonal above it (d² work per particle and move).
+    #[serde(default = "default_full_covariance_max_dim")]
+    pub full_covariance_max_dim: usize,
+}
+
+fn default_full_covariance_max_dim() -> usize {
+    0
 }
 
 impl Default for SmcConfig {
@@ -61,11 +71,12 @@ impl Default for SmcConfig {
         Self {
             particles: 2048,
             kernel: MoveKernel::Hmc,
-            moves: 2,
+            moves: 10,
             leapfrog_steps: 5,
             cess_target: 0.9,
             resample_threshold: 0.5,
             max_temperatures: 5000,
+            full_covariance_max_dim: default_full_covariance_max_dim(),
         }
     }
 }
@@ -212,7 +223,7 @@ pub fn run_smc(
         log_w: vec![-(n as f64).ln(); n],
     };
     let mut counts = (n as u64, n as u64);
-    let mut scale = start.scale.clone();
+    let mut pre = Preconditioner::Diagonal(start.scale.clone());
     let mut step_size = match cfg.kernel {
         MoveKernel::Mala => 1.0 / (dim as f64).powf(1.0 / 6.0),
         MoveKernel::Hmc => 1.0 / (dim as f64).powf(0.25),
@@ -259,7 +270,14 @@ pub fn run_smc(
         if resampled {
             resample(&mut pop, rng);
         }
-        scale = weighted_scale(&pop, &scale);
+        let w: Vec<f64> = pop.log_w.iter().map(|v| v.exp()).collect();
+        pre = Preconditioner::from_population(
+            &pop.x,
+            dim,
+            &w,
+            dim <= cfg.full_covariance_max_dim,
+            &pre,
+        );
         let mut acc_sum = 0.0;
         for _ in 0..cfg.moves {
             let acc = match cfg.kernel {
@@ -268,7 +286,7 @@ pub fn run_smc(
                     start,
                     &mut pop,
                     beta,
-                    &scale,
+                    &pre,
                     step_size,
                     rng,
                     &mut counts,
@@ -278,7 +296,7 @@ pub fn run_smc(
                     start,
                     &mut pop,
                     beta,
-                    &scale,
+                    &pre,
                     step_size,
                     cfg.leapfrog_steps,
                     rng,
@@ -379,31 +397,6 @@ fn resample(pop: &mut Population, rng: &mut impl Rng) {
     pop.log_w = vec![-(n as f64).ln(); n];
 }
 
-/// Weighted standard deviation per coordinate: the kernels' preconditioner. Falls back to the
-/// previous value for a coordinate whose spread collapsed or is not finite.
-fn weighted_scale(pop: &Population, previous: &[f64]) -> Vec<f64> {
-    let d = pop.dim;
-    let w: Vec<f64> = pop.log_w.iter().map(|v| v.exp()).collect();
-    let mut mean = vec![0.0; d];
-    let mut sq = vec![0.0; d];
-    for (row, wi) in pop.x.chunks(d).zip(&w) {
-        for j in 0..d {
-            mean[j] += wi * row[j];
-            sq[j] += wi * row[j] * row[j];
-        }
-    }
-    (0..d)
-        .map(|j| {
-            let v = (sq[j] - mean[j] * mean[j]).max(0.0).sqrt();
-            if v.is_finite() && v > 1e-8 {
-                v
-            } else {
-                previous[j]
-            }
-        })
-        .collect()
-}
-
 /// log π_β and its gradient at every particle of `x` with target values `l`, `g`.
 fn tempered_grad(start: &DiagGaussian, x: &[f64], g: &[f64], beta: f64, out: &mut [f64]) {
     let d = start.dim();
@@ -416,13 +409,14 @@ fn tempered_grad(start: &DiagGaussian, x: &[f64], g: &[f64], beta: f64, out: &mu
 }
 
 /// One preconditioned MALA move of every particle; returns the mean acceptance probability.
+/// In u = L⁻¹x: y = x + L(½h² Lᵀ∇log π_β(x) + h ξ).
 #[allow(clippy::too_many_arguments)]
 fn mala_move(
     target: &dyn Target,
     start: &DiagGaussian,
     pop: &mut Population,
     beta: f64,
-    scale: &[f64],
+    pre: &Preconditioner,
     h: f64,
     rng: &mut impl Rng,
     counts: &mut (u64, u64),
@@ -431,40 +425,42 @@ fn mala_move(
     let n = pop.l.len();
     let mut gt = vec![0.0; n * d];
     tempered_grad(start, &pop.x, &pop.g, beta, &mut gt);
-    let mut xi = vec![0.0; n * d];
-    let mut y = vec![0.0; n * d];
-    for k in 0..n * d {
-        let j = k % d;
-        xi[k] = rng.sample(StandardNormal);
-        y[k] = pop.x[k] + 0.5 * h * h * scale[j] * scale[j] * gt[k] + h * scale[j] * xi[k];
-    }
+    let gu = pre.apply_transpose(&gt);
+    let xi: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
+    let step: Vec<f64> = gu
+        .iter()
+        .zip(&xi)
+        .map(|(g, e)| 0.5 * h * h * g + h * e)
+        .collect();
+    let y: Vec<f64> = pop.x.iter().zip(pre.apply(&step)).map(|(a, b)| a + b).collect();
     let (ly, gy) = evaluate(target, &y, d, Want::Both)?;
     counts.0 += n as u64;
     counts.1 += n as u64;
     let mut gty = vec![0.0; n * d];
     tempered_grad(start, &y, &gy, beta, &mut gty);
+    let guy = pre.apply_transpose(&gty);
+    let diff: Vec<f64> = pop.x.iter().zip(&y).map(|(a, b)| a - b).collect();
+    let diff_u = pre.solve(&diff);
     let mut acc = 0.0;
     for i in 0..n {
         let yr = &y[i * d..(i + 1) * d];
         let l0y = start.log_density(yr);
         let new = tempered(l0y, ly[i], beta);
         let old = tempered(pop.l0[i], pop.l[i], beta);
-        // Reverse proposal residual, in preconditioned units.
+        // The reverse proposal's standardised residual, and the forward one (ξ).
         let mut back = 0.0;
         let mut fwd = 0.0;
-        for j in 0..d {
-            let k = i * d + j;
-            let r = (pop.x[k] - y[k] - 0.5 * h * h * scale[j] * scale[j] * gty[k]) / (h * scale[j]);
+        for k in i * d..(i + 1) * d {
+            let r = (diff_u[k] - 0.5 * h * h * guy[k]) / h;
             back += r * r;
             fwd += xi[k] * xi[k];
         }
         let log_alpha = new - old - 0.5 * back + 0.5 * fwd;
-        let alpha = if new.is_finite() {
+        let alpha = if new.is_finite() && !log_alpha.is_nan() {
             log_alpha.min(0.0).exp()
         } else {
             0.0
         };
-        let alpha = if alpha.is_nan() { 0.0 } else { alpha };
         acc += alpha;
         if rng.random::<f64>() < alpha {
             pop.x[i * d..(i + 1) * d].copy_from_slice(yr);
@@ -476,15 +472,16 @@ fn mala_move(
     Ok(acc / n as f64)
 }
 
-/// One preconditioned HMC move (identity mass in the coordinates x/scale) of every particle;
-/// returns the mean acceptance probability.
+/// One preconditioned HMC move of every particle (identity mass in u = L⁻¹x: momentum
+/// p ~ N(0, I), position steps εLp, momentum kicks εLᵀ∇log π_β); returns the mean acceptance
+/// probability.
 #[allow(clippy::too_many_arguments)]
 fn hmc_move(
     target: &dyn Target,
     start: &DiagGaussian,
     pop: &mut Population,
     beta: f64,
-    scale: &[f64],
+    pre: &Preconditioner,
     eps: f64,
     leapfrog: usize,
     rng: &mut impl Rng,
@@ -503,20 +500,15 @@ fn hmc_move(
     let mut ly = pop.l.clone();
     let mut gy = pop.g.clone();
     let mut diverged = vec![false; n];
-    for k in 0..n * d {
-        p[k] += 0.5 * eps * scale[k % d] * gt[k];
+    for (pk, g) in p.iter_mut().zip(pre.apply_transpose(&gt)) {
+        *pk += 0.5 * eps * g;
     }
     for step in 0..leapfrog {
-        for k in 0..n * d {
-            y[k] += eps * scale[k % d] * p[k];
+        for (yk, v) in y.iter_mut().zip(pre.apply(&p)) {
+            *yk += eps * v;
         }
         let last = step + 1 == leapfrog;
-        let (l, g) = evaluate(
-            target,
-            &y,
-            d,
-            if last { Want::Both } else { Want::Gradient },
-        )?;
+        let (l, g) = evaluate(target, &y, d, if last { Want::Both } else { Want::Gradient })?;
         counts.1 += n as u64;
         if last {
             counts.0 += n as u64;
@@ -530,8 +522,8 @@ fn hmc_move(
         gy = g;
         tempered_grad(start, &y, &gy, beta, &mut gt);
         let f = if last { 0.5 } else { 1.0 };
-        for k in 0..n * d {
-            p[k] += f * eps * scale[k % d] * gt[k];
+        for (pk, g) in p.iter_mut().zip(pre.apply_transpose(&gt)) {
+            *pk += f * eps * g;
         }
     }
     let mut acc = 0.0;

@@ -1,5 +1,6 @@
 //! The command-line interface: one file per subcommand, thin over the library.
 
+mod baseline;
 mod progress;
 mod refine;
 mod sample;

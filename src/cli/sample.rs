@@ -1,5 +1,7 @@
 //! `dsb sample`: train a diffusion sampler on a target and report its estimates.
 
+use super::baseline::{BaselineArgs, print_baseline_summary, run_baseline};
+use crate::baseline::Method;
 use super::progress::bar;
 use super::refine::{IpfArgs, run_refinement};
 use super::summary::{Summary, print_summary};
@@ -8,7 +10,8 @@ use crate::metrics::mode_report;
 use crate::process::Schedule;
 use crate::recommend::recommended_settings;
 use crate::sampler::DiffusionSampler;
-use crate::target::{TargetOptions, builtin_target};
+use crate::sampler::SampleSet;
+use crate::target::{Target, TargetOptions, builtin_target};
 use crate::train::{Loss, train};
 use anyhow::{Context, bail};
 use rand::SeedableRng;
@@ -130,6 +133,10 @@ pub struct SampleArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub ipf: IpfArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub baseline: BaselineArgs,
 }
 
 /// Runs `dsb sample`.
@@ -205,6 +212,27 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
     let device = super::device(&a.device)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
+    if a.baseline.method != Method::Dsb {
+        if a.load.is_some() || a.save.is_some() || a.ipf.ipf_iters > 0 || a.log.is_some() {
+            bail!(
+                "--load, --save, --log and --ipf-iters belong to the diffusion sampler; drop them \
+                 with --method {:?}",
+                a.baseline.method
+            );
+        }
+        let (mut set, summary) =
+            run_baseline(target.as_ref(), &a.baseline, &scfg, a.seed, a.quiet || a.json, &mut rng)?;
+        if a.resample {
+            set = set.resampled(a.n, &mut rng);
+        }
+        write_outputs(&a, target.as_ref(), &set)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            print_baseline_summary(&summary);
+        }
+        return Ok(());
+    }
     // Checked now, so that a bad IPF flag fails before the training it would follow.
     let ipf_cfg = a.ipf.config(&tcfg)?;
 
@@ -295,6 +323,39 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if a.resample {
         set = set.resampled(a.n, &mut rng);
     }
+    write_outputs(&a, target.as_ref(), &set)?;
+
+    let summary = Summary {
+        target: target.name().to_string(),
+        dim: target.dim(),
+        loaded: a.load.as_ref().map(|p| p.display().to_string()),
+        sampler: scfg,
+        training: trained.as_ref().map(|_| tcfg.clone()),
+        ipf: (a.ipf.ipf_iters > 0).then_some(ipf_cfg),
+        ipf_rows,
+        ipf_iterations: ipf_done,
+        train_report: trained,
+        estimates: set.estimates,
+        true_log_z: target.log_z(),
+        abs_error: target.log_z().map(|z| (set.estimates.log_z - z).abs()),
+        modes,
+        n_samples: a.n,
+        seed: a.seed,
+        gradient_evaluations: sampler.gradient_evaluations(),
+        train_seconds: train_secs,
+        sample_seconds: sample_secs,
+        wall_seconds: start.elapsed().as_secs_f64(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+/// Writes `--out` and `--plot` for a finished sample set.
+fn write_outputs(a: &SampleArgs, target: &dyn Target, set: &SampleSet) -> anyhow::Result<()> {
     if let Some(p) = &a.out {
         write_samples(p, &set)?;
     }
@@ -343,31 +404,5 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         scatter_png(p, &plot)?;
     }
 
-    let summary = Summary {
-        target: target.name().to_string(),
-        dim: target.dim(),
-        loaded: a.load.as_ref().map(|p| p.display().to_string()),
-        sampler: scfg,
-        training: trained.as_ref().map(|_| tcfg.clone()),
-        ipf: (a.ipf.ipf_iters > 0).then_some(ipf_cfg),
-        ipf_rows,
-        ipf_iterations: ipf_done,
-        train_report: trained,
-        estimates: set.estimates,
-        true_log_z: target.log_z(),
-        abs_error: target.log_z().map(|z| (set.estimates.log_z - z).abs()),
-        modes,
-        n_samples: a.n,
-        seed: a.seed,
-        gradient_evaluations: sampler.gradient_evaluations(),
-        train_seconds: train_secs,
-        sample_seconds: sample_secs,
-        wall_seconds: start.elapsed().as_secs_f64(),
-    };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print_summary(&summary);
-    }
     Ok(())
 }

@@ -1,0 +1,261 @@
+//! `dsb sample --method smc|nuts`: the baselines, run on the same targets as the diffusion
+//! sampler and reported the same way.
+
+use super::progress::bar;
+use crate::baseline::{
+    DiagGaussian, Method, MoveKernel, NutsConfig, NutsResult, SmcConfig, SmcResult, run_nuts, run_smc,
+};
+use crate::metrics::{MomentErrors, moment_errors};
+use crate::sampler::{SampleSet, SamplerConfig};
+use crate::target::Target;
+use rand::Rng;
+use serde::Serialize;
+
+/// Flags of the baselines (ignored by `--method dsb`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BaselineArgs {
+    /// Sampler: `dsb` (diffusion), `smc` (adaptive tempering) or `nuts` (No-U-Turn, moments only).
+    #[arg(long, value_enum, default_value_t = Method::Dsb)]
+    pub method: Method,
+    /// SMC: number of particles.
+    #[arg(long, default_value_t = 2048, help_heading = "SMC")]
+    pub particles: usize,
+    /// SMC: MCMC kernel moving the particles.
+    #[arg(long, value_enum, default_value_t = MoveKernel::Hmc, help_heading = "SMC")]
+    pub kernel: MoveKernel,
+    /// SMC: MCMC moves per temperature.
+    #[arg(long, default_value_t = 10, help_heading = "SMC")]
+    pub moves: usize,
+    /// SMC: leapfrog steps per HMC move.
+    #[arg(long, default_value_t = 5, help_heading = "SMC")]
+    pub leapfrog: usize,
+    /// SMC: conditional ESS kept from one temperature to the next (closer to 1: more, smaller
+    /// temperature steps).
+    #[arg(long, default_value_t = 0.9, help_heading = "SMC")]
+    pub cess: f64,
+    /// SMC: precondition the moves with the full particle covariance up to this dimension and
+    /// with its diagonal above it (default 0: always diagonal, which measured better on the
+    /// logistic regressions; brownian did better with the full covariance).
+    #[arg(long, default_value_t = 0, help_heading = "SMC")]
+    pub full_cov_max_dim: usize,
+    /// NUTS: chains, run one after another.
+    #[arg(long, default_value_t = 4, help_heading = "NUTS")]
+    pub chains: usize,
+    /// NUTS: warm-up draws per chain (discarded).
+    #[arg(long, default_value_t = 1000, help_heading = "NUTS")]
+    pub tune: u64,
+    /// NUTS: draws kept per chain.
+    #[arg(long, default_value_t = 1000, help_heading = "NUTS")]
+    pub draws: u64,
+    /// NUTS: maximum tree depth.
+    #[arg(long, default_value_t = 10, help_heading = "NUTS")]
+    pub max_depth: u64,
+}
+
+impl BaselineArgs {
+    /// The SMC settings these flags give.
+    pub fn smc(&self) -> SmcConfig {
+        SmcConfig {
+            particles: self.particles,
+            kernel: self.kernel,
+            moves: self.moves,
+            leapfrog_steps: self.leapfrog,
+            cess_target: self.cess,
+            full_covariance_max_dim: self.full_cov_max_dim,
+            ..SmcConfig::default()
+        }
+    }
+    /// The NUTS settings these flags give.
+    pub fn nuts(&self) -> NutsConfig {
+        NutsConfig {
+            chains: self.chains,
+            tune: self.tune,
+            draws: self.draws,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
+/// The Gaussian both baselines start from: the diffusion sampler's prior N(m, diag(σᵢ²)).
+pub fn start_distribution(scfg: &SamplerConfig, dim: usize) -> DiagGaussian {
+    DiagGaussian {
+        mean: scfg.prior_mean.clone().unwrap_or_else(|| vec![0.0; dim]),
+        scale: scfg.scales(dim),
+    }
+}
+
+/// What a baseline run reports.
+#[derive(Debug, Serialize)]
+pub struct BaselineSummary {
+    /// Target name.
+    pub target: String,
+    /// Target dimension.
+    pub dim: usize,
+    /// The method.
+    pub method: Method,
+    /// SMC settings, for `--method smc`.
+    pub smc: Option<SmcConfig>,
+    /// NUTS settings, for `--method nuts`.
+    pub nuts: Option<NutsConfig>,
+    /// log Ẑ (SMC only).
+    pub log_z: Option<f64>,
+    /// Known log Z.
+    pub true_log_z: Option<f64>,
+    /// |log Ẑ − log Z|.
+    pub abs_error: Option<f64>,
+    /// Normalised ESS of the final weighted particles (SMC).
+    pub ess: Option<f64>,
+    /// Temperatures used (SMC).
+    pub temperatures: Option<usize>,
+    /// Mean acceptance probability over all moves (SMC).
+    pub acceptance: Option<f64>,
+    /// Divergent transitions after warm-up (NUTS).
+    pub divergences: Option<u64>,
+    /// Largest split-R̂ over coordinates (NUTS, ≥ 2 chains).
+    pub max_rhat: Option<f64>,
+    /// Posterior moment errors against the target's reference, where it has one.
+    pub moments: Option<MomentErrors>,
+    /// Samples returned.
+    pub n_samples: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Target gradient evaluations (per point).
+    pub gradient_evaluations: u64,
+    /// Seconds for the run.
+    pub wall_seconds: f64,
+}
+
+/// Runs the baseline `args.method` on `target`; returns its samples and summary.
+pub fn run_baseline(
+    target: &dyn Target,
+    args: &BaselineArgs,
+    scfg: &SamplerConfig,
+    seed: u64,
+    quiet: bool,
+    rng: &mut impl Rng,
+) -> anyhow::Result<(SampleSet, BaselineSummary)> {
+    let start = std::time::Instant::now();
+    let init = start_distribution(scfg, target.dim());
+    let mut s = BaselineSummary {
+        target: target.name().to_string(),
+        dim: target.dim(),
+        method: args.method,
+        smc: None,
+        nuts: None,
+        log_z: None,
+        true_log_z: target.log_z(),
+        abs_error: None,
+        ess: None,
+        temperatures: None,
+        acceptance: None,
+        divergences: None,
+        max_rhat: None,
+        moments: None,
+        n_samples: 0,
+        seed,
+        gradient_evaluations: 0,
+        wall_seconds: 0.0,
+    };
+    let set = match args.method {
+        Method::Dsb => anyhow::bail!("run_baseline is for --method smc or nuts"),
+        Method::Smc => {
+            let cfg = args.smc();
+            let pb = bar(1000, "smc β", quiet);
+            let out: SmcResult = run_smc(target, &init, &cfg, rng, |st| {
+                pb.set_position((st.beta * 1000.0) as u64);
+                pb.set_message(format!(
+                    "β {:.2e} logZ {:.3} acc {:.2} step {:.3}",
+                    st.beta, st.log_z, st.acceptance, st.step_size
+                ));
+            })?;
+            pb.finish_and_clear();
+            let e = out.samples.estimates;
+            s.log_z = Some(e.log_z);
+            s.abs_error = target.log_z().map(|z| (e.log_z - z).abs());
+            s.ess = Some(e.ess);
+            s.temperatures = Some(out.steps.len());
+            s.acceptance = Some(
+                out.steps.iter().map(|r| r.acceptance).sum::<f64>() / out.steps.len() as f64,
+            );
+            s.gradient_evaluations = out.gradient_evaluations;
+            s.smc = Some(cfg);
+            out.samples
+        }
+        Method::Nuts => {
+            let cfg = args.nuts();
+            let per_chain = cfg.tune + cfg.draws;
+            let pb = bar(per_chain * cfg.chains as u64, "nuts", quiet);
+            let out: NutsResult = run_nuts(target, &init, &cfg, rng, |chain, i| {
+                pb.set_position(chain as u64 * per_chain + i + 1);
+                if i == 0 {
+                    pb.set_message(format!("chain {} of {}", chain + 1, cfg.chains));
+                }
+            })?;
+            pb.finish_and_clear();
+            s.divergences = Some(out.divergences);
+            s.max_rhat = out.max_rhat.is_finite().then_some(out.max_rhat);
+            s.gradient_evaluations = out.gradient_evaluations;
+            s.nuts = Some(cfg);
+            out.samples
+        }
+    };
+    s.moments = target
+        .posterior_moments()
+        .map(|r| moment_errors(&set.samples, set.dim, &set.log_w, &r));
+    s.n_samples = set.len();
+    s.wall_seconds = start.elapsed().as_secs_f64();
+    Ok((set, s))
+}
+
+/// Prints a baseline summary as aligned text.
+pub fn print_baseline_summary(s: &BaselineSummary) {
+    println!("target       {} ({}-D)", s.target, s.dim);
+    match (&s.smc, &s.nuts) {
+        (Some(c), _) => println!(
+            "method       SMC, {} particles, {:?} x {} moves per temperature{}, CESS {}",
+            c.particles,
+            c.kernel,
+            c.moves,
+            if c.kernel == MoveKernel::Hmc {
+                format!(" ({} leapfrog steps)", c.leapfrog_steps)
+            } else {
+                String::new()
+            },
+            c.cess_target
+        ),
+        (_, Some(c)) => println!(
+            "method       NUTS, {} chains x ({} warm-up + {} draws), max depth {}",
+            c.chains, c.tune, c.draws, c.max_depth
+        ),
+        _ => {}
+    }
+    if let Some(z) = s.log_z {
+        println!("log Z-hat    {z:.4}");
+    }
+    if let (Some(z), Some(err)) = (s.true_log_z, s.abs_error) {
+        println!("true log Z   {z:.4}   |error| {err:.4}");
+    }
+    if let (Some(t), Some(acc), Some(ess)) = (s.temperatures, s.acceptance, s.ess) {
+        println!("tempering    {t} temperatures, mean acceptance {acc:.2}, final ESS {ess:.3}");
+    }
+    if let Some(d) = s.divergences {
+        println!(
+            "NUTS         {d} divergent draws{}",
+            s.max_rhat
+                .map(|r| format!(", max split-R-hat {r:.3}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(m) = &s.moments {
+        println!(
+            "moments      |mean error| max {:.3} sd, rms {:.3} sd; |sd error| max {:.1}%, rms {:.1}%",
+            m.mean_max,
+            m.mean_rms,
+            100.0 * m.sd_max,
+            100.0 * m.sd_rms
+        );
+    }
+    println!("samples      {}", s.n_samples);
+    println!("grad evals   {}", s.gradient_evaluations);
+    println!("wall time    {:.1} s", s.wall_seconds);
+}
