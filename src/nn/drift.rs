@@ -24,6 +24,44 @@ use rand::rngs::StdRng;
 /// features).
 const FREQS: usize = 16;
 
+/// Number of sinusoidal time features fed to a time MLP ([`sinusoidal_features`],
+/// [`sinusoidal_embedding`]).
+pub(crate) const TIME_FEATURES: usize = 2 * FREQS;
+
+/// Angular frequency of the `j`-th time feature: 2π·1000^(j/(FREQS−1))/8, i.e. from 1/8 to
+/// 125 cycles over [0, 1], geometrically spaced.
+fn time_frequency(j: usize) -> f64 {
+    2.0 * std::f64::consts::PI * 1000f64.powf(j as f64 / (FREQS - 1) as f64) / 8.0
+}
+
+/// Sinusoidal features of the normalised times `u ∈ [0, 1]`, row-major `[u.len(), TIME_FEATURES]`:
+/// for each frequency its sine then its cosine.
+fn sinusoidal_features(u: &[f64]) -> Vec<f32> {
+    let mut feats = Vec::with_capacity(u.len() * TIME_FEATURES);
+    for &t in u {
+        for j in 0..FREQS {
+            let w = time_frequency(j);
+            feats.push((w * t).sin() as f32);
+            feats.push((w * t).cos() as f32);
+        }
+    }
+    feats
+}
+
+/// The features of [`sinusoidal_features`] computed on the device from a tensor of normalised
+/// times `[n]`, giving `[n, TIME_FEATURES]` (in f32, so equal to them up to rounding of the
+/// angle).
+pub(crate) fn sinusoidal_embedding(u: &Tensor) -> Result<Tensor> {
+    let n = u.dim(0)?;
+    let w: Vec<f32> = (0..FREQS).map(|j| time_frequency(j) as f32).collect();
+    let w = Tensor::from_vec(w, (1, FREQS), u.device())?;
+    let angle = u
+        .to_dtype(candle_core::DType::F32)?
+        .reshape((n, 1))?
+        .broadcast_mul(&w)?;
+    Ok(Tensor::stack(&[angle.sin()?, angle.cos()?], 2)?.reshape((n, TIME_FEATURES))?)
+}
+
 /// The PIS-grad drift network.
 #[derive(Debug)]
 pub struct DriftNet {
@@ -83,7 +121,14 @@ impl DriftNet {
         device: &Device,
     ) -> Result<Self> {
         let p = |s: &str| format!("{prefix}.{s}");
-        let time_in = params.linear(&p("time_in"), 2 * FREQS, width, Init::Default, rng, device)?;
+        let time_in = params.linear(
+            &p("time_in"),
+            TIME_FEATURES,
+            width,
+            Init::Default,
+            rng,
+            device,
+        )?;
         let time_hidden =
             params.linear(&p("time_hidden"), width, width, Init::Default, rng, device)?;
         let inputs = if uses_score { 2 * dim } else { dim };
@@ -131,17 +176,7 @@ impl DriftNet {
     /// (row-major `[u.len(), dim]`: one per time and coordinate).
     pub fn time_features(&self, u: &[f64], kappa: &[f64], device: &Device) -> Result<TimeFeatures> {
         let n = u.len();
-        let mut feats = Vec::with_capacity(n * 2 * FREQS);
-        for &t in u {
-            for j in 0..FREQS {
-                // Frequencies from 1 to 1000 cycles over [0, 1], geometrically spaced.
-                let w =
-                    2.0 * std::f64::consts::PI * 1000f64.powf(j as f64 / (FREQS - 1) as f64) / 8.0;
-                feats.push((w * t).sin() as f32);
-                feats.push((w * t).cos() as f32);
-            }
-        }
-        let f = Tensor::from_vec(feats, (n, 2 * FREQS), device)?;
+        let f = Tensor::from_vec(sinusoidal_features(u), (n, TIME_FEATURES), device)?;
         let e = self
             .time_hidden
             .forward(&self.time_in.forward(&f)?.silu()?)?;
@@ -193,5 +228,28 @@ impl DriftNet {
             .reshape((rows, self.dim))?;
         let h = (nn1 + guided)?;
         Ok(h.clamp(-self.output_clip, self.output_clip)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_time_embedding_matches_host_features() {
+        let u = [0.0, 0.1, 0.37, 0.9, 1.0];
+        let host = sinusoidal_features(&u);
+        let t = Tensor::from_vec(
+            u.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            5,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let dev = sinusoidal_embedding(&t).unwrap();
+        assert_eq!(dev.dims(), &[5, TIME_FEATURES]);
+        let dev = dev.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in host.iter().zip(&dev) {
+            assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+        }
     }
 }

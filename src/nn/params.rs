@@ -5,7 +5,7 @@
 
 use crate::error::{DsbError, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::Linear;
+use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear};
 use rand::{Rng, rngs::StdRng};
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +17,14 @@ pub enum Init {
     Default,
     /// All zeros: the layer's output starts at exactly zero.
     Zero,
+}
+
+/// `n` initial values: uniform on ±`bound` from `rng`, or zeros.
+fn draw(init: Init, bound: f32, n: usize, rng: &mut StdRng) -> Vec<f32> {
+    match init {
+        Init::Default => (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
+        Init::Zero => vec![0.0; n],
+    }
 }
 
 /// An ordered collection of named variables.
@@ -43,20 +51,81 @@ impl ParamStore {
         device: &Device,
     ) -> Result<Linear> {
         let bound = 1.0 / (in_dim as f32).sqrt();
-        let mut draw = |n: usize| -> Vec<f32> {
-            match init {
-                Init::Default => (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
-                Init::Zero => vec![0.0; n],
-            }
-        };
-        let w = Tensor::from_vec(draw(in_dim * out_dim), (out_dim, in_dim), device)?;
-        let b = Tensor::from_vec(draw(out_dim), out_dim, device)?;
-        let wv = Var::from_tensor(&w)?;
-        let bv = Var::from_tensor(&b)?;
-        let layer = Linear::new(wv.as_tensor().clone(), Some(bv.as_tensor().clone()));
-        self.vars.push((format!("{name}.weight"), wv));
-        self.vars.push((format!("{name}.bias"), bv));
-        Ok(layer)
+        let w = draw(init, bound, in_dim * out_dim, rng);
+        let w = self.register(&format!("{name}.weight"), w, &[out_dim, in_dim], device)?;
+        let b = draw(init, bound, out_dim, rng);
+        let b = self.register(&format!("{name}.bias"), b, &[out_dim], device)?;
+        Ok(Linear::new(w, Some(b)))
+    }
+
+    /// A new 2-D convolution `in_channels → out_channels` with a square `kernel`, acting on
+    /// `[batch, in_channels, h, w]`. Weight `[out_channels, in_channels, kernel, kernel]` and bias
+    /// `[out_channels]` are registered under `name.weight` and `name.bias`; with
+    /// [`Init::Default`] both are uniform on ±1/√(in_channels·kernel²) (PyTorch's default).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &mut self,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        config: Conv2dConfig,
+        init: Init,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Result<Conv2d> {
+        let fan_in = in_channels * kernel * kernel;
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let w = draw(init, bound, out_channels * fan_in, rng);
+        let w = self.register(
+            &format!("{name}.weight"),
+            w,
+            &[out_channels, in_channels, kernel, kernel],
+            device,
+        )?;
+        let b = draw(init, bound, out_channels, rng);
+        let b = self.register(&format!("{name}.bias"), b, &[out_channels], device)?;
+        Ok(Conv2d::new(w, Some(b), config))
+    }
+
+    /// A new group normalisation over `channels` channels in `groups` groups (which must divide
+    /// `channels`), acting on `[batch, channels, ...]`. Its scale starts at one and its shift at
+    /// zero, registered under `name.weight` and `name.bias`. candle's `GroupNorm` is built from
+    /// ordinary tensor operations, so gradients flow through it (unlike the fused `LayerNorm`).
+    pub fn group_norm(
+        &mut self,
+        name: &str,
+        groups: usize,
+        channels: usize,
+        device: &Device,
+    ) -> Result<GroupNorm> {
+        let w = self.register(
+            &format!("{name}.weight"),
+            vec![1.0; channels],
+            &[channels],
+            device,
+        )?;
+        let b = self.register(
+            &format!("{name}.bias"),
+            vec![0.0; channels],
+            &[channels],
+            device,
+        )?;
+        Ok(GroupNorm::new(w, b, channels, groups, 1e-5)?)
+    }
+
+    /// Registers a variable with the given values and shape; returns its tensor.
+    fn register(
+        &mut self,
+        name: &str,
+        values: Vec<f32>,
+        shape: &[usize],
+        device: &Device,
+    ) -> Result<Tensor> {
+        let var = Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?;
+        let t = var.as_tensor().clone();
+        self.vars.push((name.to_string(), var));
+        Ok(t)
     }
 
     /// All variables, for the optimiser.
