@@ -32,6 +32,7 @@
 //! ```
 
 pub mod baseline;
+pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod data;

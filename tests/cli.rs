@@ -1,29 +1,9 @@
 //! End-to-end runs of the `dsb` binary: outputs, checkpoints, and clear errors for bad input.
 
+mod common;
+
+use common::{assert_clear_error, dsb, stderr};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn dsb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dsb"))
-        .args(args)
-        .output()
-        .expect("run dsb")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A failed run: non-zero exit, no panic, and a message that contains `needle`.
-fn assert_clear_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected failure, got success; stderr: {err}"
-    );
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
-}
 
 #[test]
 fn unknown_target_is_a_clear_error() {

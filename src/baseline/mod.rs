@@ -8,8 +8,8 @@ mod precondition;
 mod smc;
 
 pub use nuts::{NutsConfig, NutsResult, run_nuts};
-pub use precondition::Preconditioner;
 pub use particles::{DiagGaussian, Want, evaluate};
+pub use precondition::Preconditioner;
 pub use smc::{MoveKernel, SmcConfig, SmcResult, SmcStep, run_smc};
 
 use serde::{Deserialize, Serialize};
@@ -28,4 +28,3 @@ pub enum Method {
     /// The No-U-Turn sampler of nuts-rs (posterior moments; no log Z).
     Nuts,
 }
-

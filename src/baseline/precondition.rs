@@ -134,7 +134,12 @@ impl Preconditioner {
             Preconditioner::Full { l, .. } => {
                 let d = l.nrows();
                 rows.chunks(d)
-                    .flat_map(|r| full(l, &DVector::from_column_slice(r)).data.as_vec().clone())
+                    .flat_map(|r| {
+                        full(l, &DVector::from_column_slice(r))
+                            .data
+                            .as_vec()
+                            .clone()
+                    })
                     .collect()
             }
         }

@@ -73,7 +73,7 @@ impl Default for SmcConfig {
             kernel: MoveKernel::Hmc,
             moves: 10,
             leapfrog_steps: 5,
-            cess_target: 0.9,
+            cess_target: 0.95,
             resample_threshold: 0.5,
             max_temperatures: 5000,
             full_covariance_max_dim: default_full_covariance_max_dim(),
@@ -432,7 +432,12 @@ fn mala_move(
         .zip(&xi)
         .map(|(g, e)| 0.5 * h * h * g + h * e)
         .collect();
-    let y: Vec<f64> = pop.x.iter().zip(pre.apply(&step)).map(|(a, b)| a + b).collect();
+    let y: Vec<f64> = pop
+        .x
+        .iter()
+        .zip(pre.apply(&step))
+        .map(|(a, b)| a + b)
+        .collect();
     let (ly, gy) = evaluate(target, &y, d, Want::Both)?;
     counts.0 += n as u64;
     counts.1 += n as u64;
@@ -508,7 +513,12 @@ fn hmc_move(
             *yk += eps * v;
         }
         let last = step + 1 == leapfrog;
-        let (l, g) = evaluate(target, &y, d, if last { Want::Both } else { Want::Gradient })?;
+        let (l, g) = evaluate(
+            target,
+            &y,
+            d,
+            if last { Want::Both } else { Want::Gradient },
+        )?;
         counts.1 += n as u64;
         if last {
             counts.0 += n as u64;

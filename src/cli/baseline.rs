@@ -3,7 +3,8 @@
 
 use super::progress::bar;
 use crate::baseline::{
-    DiagGaussian, Method, MoveKernel, NutsConfig, NutsResult, SmcConfig, SmcResult, run_nuts, run_smc,
+    DiagGaussian, Method, MoveKernel, NutsConfig, NutsResult, SmcConfig, SmcResult, run_nuts,
+    run_smc,
 };
 use crate::metrics::{MomentErrors, moment_errors};
 use crate::sampler::{SampleSet, SamplerConfig};
@@ -31,7 +32,7 @@ pub struct BaselineArgs {
     pub leapfrog: usize,
     /// SMC: conditional ESS kept from one temperature to the next (closer to 1: more, smaller
     /// temperature steps).
-    #[arg(long, default_value_t = 0.9, help_heading = "SMC")]
+    #[arg(long, default_value_t = 0.95, help_heading = "SMC")]
     pub cess: f64,
     /// SMC: precondition the moves with the full particle covariance up to this dimension and
     /// with its diagonal above it (default 0: always diagonal, which measured better on the
@@ -174,9 +175,8 @@ pub fn run_baseline(
             s.abs_error = target.log_z().map(|z| (e.log_z - z).abs());
             s.ess = Some(e.ess);
             s.temperatures = Some(out.steps.len());
-            s.acceptance = Some(
-                out.steps.iter().map(|r| r.acceptance).sum::<f64>() / out.steps.len() as f64,
-            );
+            s.acceptance =
+                Some(out.steps.iter().map(|r| r.acceptance).sum::<f64>() / out.steps.len() as f64);
             s.gradient_evaluations = out.gradient_evaluations;
             s.smc = Some(cfg);
             out.samples

@@ -1,6 +1,7 @@
 //! The command-line interface: one file per subcommand, thin over the library.
 
 mod baseline;
+mod bench;
 mod progress;
 mod refine;
 mod sample;
@@ -25,6 +26,8 @@ pub enum Command {
     Sample(Box<sample::SampleArgs>),
     /// List the built-in targets with their dimension and known log Z.
     Targets(targets::TargetsArgs),
+    /// Run methods (dsb, smc, nuts) on targets over seeds and write a comparison table.
+    Bench(bench::BenchArgs),
 }
 
 /// The device named by `--device`: `cpu`, or `cuda` (GPU 0) in a build with the `cuda` feature.
@@ -46,5 +49,6 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Sample(a) => sample::run(*a),
         Command::Targets(a) => targets::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::estimate::Estimates;
 use crate::ipf::{IpfConfig, IpfRow};
-use crate::metrics::ModeReport;
+use crate::metrics::{ModeReport, MomentErrors};
 use crate::sampler::SamplerConfig;
 use crate::train::{TrainConfig, TrainReport};
 use serde::Serialize;
@@ -36,6 +36,8 @@ pub struct Summary {
     pub abs_error: Option<f64>,
     /// Mode coverage, for targets with known modes.
     pub modes: Option<ModeReport>,
+    /// Posterior moment errors of the weighted samples, for targets with reference moments.
+    pub moments: Option<MomentErrors>,
     /// Output samples drawn.
     pub n_samples: usize,
     /// The seed.
@@ -106,6 +108,15 @@ pub fn print_summary(s: &Summary) {
         println!(
             "modes        {}/{} found; nearest-mode entropy / log K = {:.3} (weighted {:.3})",
             m.modes_found, m.modes, m.entropy_ratio, m.weighted_entropy_ratio
+        );
+    }
+    if let Some(m) = &s.moments {
+        println!(
+            "moments      |mean error| max {:.3} sd, rms {:.3} sd; |sd error| max {:.1}%, rms {:.1}%",
+            m.mean_max,
+            m.mean_rms,
+            100.0 * m.sd_max,
+            100.0 * m.sd_rms
         );
     }
     println!("grad evals   {}", s.gradient_evaluations);

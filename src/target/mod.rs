@@ -9,10 +9,12 @@ mod brownian;
 mod funnel;
 mod gaussian;
 mod labelled_csv;
+mod laplace;
 mod lgcp;
 mod logistic;
 mod many_well;
 mod mixture;
+mod preconditioned;
 mod registry;
 mod seeds;
 
@@ -20,10 +22,12 @@ pub use brownian::{BrownianMotion, brownian_observations};
 pub use funnel::Funnel;
 pub use gaussian::CorrelatedGaussian;
 pub use labelled_csv::LabelledData;
+pub use laplace::{LaplaceApproximation, laplace_approximation};
 pub use lgcp::{LaplaceFit, Lgcp, bin_counts, gram_matrix, pines_points};
 pub use logistic::{Intercept, LogisticRegression, PosteriorReference};
 pub use many_well::ManyWell;
 pub use mixture::GaussianMixture;
+pub use preconditioned::Preconditioned;
 pub use registry::{TargetInfo, TargetOptions, builtin_target, builtin_targets};
 pub use seeds::{Seeds, seeds_data};
 

@@ -6,6 +6,7 @@ use candle_core::Device;
 use dsb::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::process::{Command, Output};
 
 // Same allocator as the `dsb` binary: glibc maps and unmaps candle's large temporaries.
 #[global_allocator]
@@ -50,4 +51,28 @@ pub fn weighted_moments(set: &SampleSet) -> (Vec<f64>, Vec<Vec<f64>>) {
 /// Effective number of samples n·ESS of a weighted set.
 pub fn effective_n(set: &SampleSet) -> f64 {
     set.estimates.ess * set.len() as f64
+}
+
+/// Runs the built `dsb` binary with `args`.
+pub fn dsb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dsb"))
+        .args(args)
+        .output()
+        .expect("run dsb")
+}
+
+/// The standard error of a run, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failed run: non-zero exit, no panic, and a message that contains `needle`.
+pub fn assert_clear_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
 }
