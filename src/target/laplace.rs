@@ -96,7 +96,7 @@ pub fn laplace_approximation(
 }
 
 /// H⁻¹ at `x` from central differences of the gradient (all 2d points in one batch), with
-/// step hⱼ = 10⁻³·max(1, |xⱼ|)... scaled so f32 gradients keep several digits; symmetrised, and
+/// step hⱼ = 10⁻²·max(0.1, |xⱼ|) so that f32 gradients keep several digits; symmetrised, and
 /// eigenvalues of H below 10⁻⁶·(largest) floored there. Returns the covariance and the number of
 /// floored eigenvalues.
 fn hessian_at(target: &dyn Target, x: &[f64]) -> anyhow::Result<(DMatrix<f64>, usize)> {
@@ -113,7 +113,9 @@ fn hessian_at(target: &dyn Target, x: &[f64]) -> anyhow::Result<(DMatrix<f64>, u
     let (lp, g) = evaluate(target, &pts, d, Want::Gradient)?;
     anyhow::ensure!(
         lp.iter().all(|v| v.is_finite()),
-        "the gradient of '{}' is not finite next to its mode",
+        "the gradient of '{}' is not finite next to where the mode search stopped: the density \
+         may have no finite mode (e.g. it grows without bound as a scale parameter goes to 0), \
+         so there is no Laplace approximation; sample without --precondition laplace",
         target.name()
     );
     let mut hess = DMatrix::<f64>::zeros(d, d);
