@@ -24,11 +24,12 @@ use std::time::Instant;
 /// (`dsb sample --target NAME --help` shows the generic defaults; the summary prints those used).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Settings shown without a default take the target's recommended value (src/recommend.rs); the summary prints every value used.\n\nExamples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy\n  dsb sample --target gaussian --steps 8 --horizon 0.25 --ipf-iters 3 --iters 400"
+    after_help = "Settings shown without a default take the target's recommended value (src/recommend.rs); the summary prints every value used.\n\nExamples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy\n  dsb sample --target gaussian --steps 8 --horizon 0.25 --ipf-iters 3 --iters 400\n  dsb sample --target german-credit --precondition laplace --iters 100 --steps 16\n  dsb sample --target sonar --method smc\n  dsb sample --target german-credit --method nuts --out draws.csv"
 )]
 pub struct SampleArgs {
     /// Built-in target (see `dsb targets`): gaussian, gmm, mixture, funnel, many-well,
-    /// ionosphere, sonar, german-credit, seeds, brownian, or logistic (with --data).
+    /// ionosphere, sonar, german-credit, lgcp, lgcp-whitened, seeds, brownian, or logistic (with
+    /// --data).
     #[arg(long, short)]
     pub target: String,
     /// Dimension, for targets whose dimension can be set (gaussian: 5, mixture: 2).
