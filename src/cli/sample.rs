@@ -316,6 +316,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             ),
             layers: vec![("dsb".into(), pts(&set), (31, 119, 180))],
             markers: None,
+            side_by_side: false,
         };
         if let Some((centres, _)) = target.modes() {
             plot.markers = Some((
