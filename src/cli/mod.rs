@@ -1,5 +1,8 @@
 //! The command-line interface: one file per subcommand, thin over the library.
 
+mod fit;
+mod fit_report;
+mod generate;
 mod progress;
 mod refine;
 mod sample;
@@ -24,6 +27,10 @@ pub enum Command {
     Sample(Box<sample::SampleArgs>),
     /// List the built-in targets with their dimension and known log Z.
     Targets(targets::TargetsArgs),
+    /// Fit a generative model to data (DDPM-style, refined into a Schrödinger bridge by IPF).
+    Fit(Box<fit::FitArgs>),
+    /// Draw points from a model fitted by `dsb fit`.
+    Generate(generate::GenerateArgs),
 }
 
 /// The device named by `--device`: `cpu`, or `cuda` (GPU 0) in a build with the `cuda` feature.
@@ -45,5 +52,7 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Sample(a) => sample::run(*a),
         Command::Targets(a) => targets::run(a),
+        Command::Fit(a) => fit::run(*a),
+        Command::Generate(a) => generate::run(a),
     }
 }
