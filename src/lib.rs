@@ -11,7 +11,9 @@
 //! bridge by iterative proportional fitting (useful with short horizons or few steps), and
 //! [`bridge::GaussianBridge`] is the closed-form Gaussian case that checks it.
 //! [`data::load`] reads data sets for generative training (2-D toy generators, CSV points,
-//! MNIST-style IDX images).
+//! MNIST-style IDX images), and [`fit::Fit`] trains generative models on them: a DDPM-style
+//! model refined into a Schrödinger bridge by IPF (DSB), with held-out MMD, energy distance and
+//! ELBO ([`fit`]).
 //!
 //! ```
 //! use candle_core::Device;
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod estimate;
+pub mod fit;
 pub mod io;
 pub mod ipf;
 pub mod metrics;

@@ -21,6 +21,11 @@ pub enum Schedule {
     /// every step's noise is the same fraction of the forward marginal's noise, so the target end
     /// is resolved down to the first step. The default for sampling.
     Geometric,
+    /// DSB's symmetric schedule (De Bortoli et al., 2021): the step γ_k increases linearly from
+    /// γ_min (the grid's `first_time`, t_1) to γ_max over the first half of the steps and is
+    /// mirrored over the second half, so both ends (data and prior) are resolved finely; γ_max
+    /// is what makes the steps add up to T. With an odd N the middle step is γ_max.
+    Symmetric,
 }
 
 /// The grid t_0 = 0 < t_1 < … < t_N = T.
@@ -36,11 +41,14 @@ impl TimeGrid {
         assert!(steps >= 1 && horizon > 0.0);
         let n = steps as f64;
         let t1 = first_time.clamp(f64::MIN_POSITIVE, horizon / n);
+        if schedule == Schedule::Symmetric {
+            return Self::from_steps(&symmetric_steps(steps, horizon, t1), horizon);
+        }
         let times = (0..=steps)
             .map(|k| {
                 let u = k as f64 / n;
                 match schedule {
-                    Schedule::Uniform => horizon * u,
+                    Schedule::Uniform | Schedule::Symmetric => horizon * u,
                     Schedule::Cosine => horizon * (1.0 - (0.5 * std::f64::consts::PI * u).cos()),
                     Schedule::Geometric if k == 0 => 0.0,
                     Schedule::Geometric if steps == 1 => horizon,
@@ -50,6 +58,20 @@ impl TimeGrid {
                 }
             })
             .collect();
+        Self { times }
+    }
+
+    /// The grid whose steps are `steps` (positive), rescaled to add up to `horizon` exactly.
+    fn from_steps(steps: &[f64], horizon: f64) -> Self {
+        let total: f64 = steps.iter().sum();
+        let mut times = Vec::with_capacity(steps.len() + 1);
+        let mut t = 0.0;
+        times.push(0.0);
+        for g in steps {
+            t += g * horizon / total;
+            times.push(t);
+        }
+        *times.last_mut().expect("at least one step") = horizon;
         Self { times }
     }
 
@@ -72,6 +94,25 @@ impl TimeGrid {
     pub fn step(&self, k: usize) -> f64 {
         self.times[k + 1] - self.times[k]
     }
+}
+
+/// The steps of [`Schedule::Symmetric`]: γ_k = γ_min + (γ_max − γ_min) u_k with
+/// u_k = min(k, N − 1 − k) / ⌊(N − 1)/2⌋ (0 at both ends, 1 in the middle), γ_max chosen so
+/// that Σ γ_k = T. `gamma_min` must be at most T/N (then γ_max ≥ γ_min); with N ≤ 2 the steps
+/// are equal.
+pub fn symmetric_steps(steps: usize, horizon: f64, gamma_min: f64) -> Vec<f64> {
+    let half = (steps.saturating_sub(1)) / 2;
+    if half == 0 {
+        return vec![horizon / steps as f64; steps];
+    }
+    let u: Vec<f64> = (0..steps)
+        .map(|k| k.min(steps - 1 - k) as f64 / half as f64)
+        .collect();
+    let total_u: f64 = u.iter().sum();
+    let gamma_max = gamma_min + (horizon - steps as f64 * gamma_min) / total_u;
+    u.iter()
+        .map(|&v| gamma_min + (gamma_max - gamma_min) * v)
+        .collect()
 }
 
 /// The reference process that iteration 0 reverses (and that every IPF iteration starts from).
@@ -158,7 +199,12 @@ mod tests {
 
     #[test]
     fn grids_start_at_zero_end_at_horizon_and_increase() {
-        for s in [Schedule::Uniform, Schedule::Cosine, Schedule::Geometric] {
+        for s in [
+            Schedule::Uniform,
+            Schedule::Cosine,
+            Schedule::Geometric,
+            Schedule::Symmetric,
+        ] {
             let g = TimeGrid::new(16, 3.0, s, 1e-4);
             assert_eq!(g.times()[0], 0.0);
             assert!((g.horizon() - 3.0).abs() < 1e-12);
@@ -176,6 +222,36 @@ mod tests {
             (g.times()[9] / g.times()[8] - r).abs() < 1e-9,
             "constant ratio"
         );
+    }
+
+    #[test]
+    fn symmetric_steps_rise_linearly_and_mirror() {
+        for n in [10usize, 11, 20] {
+            let g = TimeGrid::new(n, 2.0, Schedule::Symmetric, 0.01);
+            assert!((g.horizon() - 2.0).abs() < 1e-12, "sums to T");
+            let steps: Vec<f64> = (0..n).map(|k| g.step(k)).collect();
+            assert!((steps[0] - 0.01).abs() < 1e-12, "starts at gamma_min");
+            for k in 0..n {
+                assert!(
+                    (steps[k] - steps[n - 1 - k]).abs() < 1e-12,
+                    "mirrored at {k}"
+                );
+            }
+            // Linear over the first half: constant differences, increasing.
+            let half = (n - 1) / 2;
+            let d = steps[1] - steps[0];
+            assert!(d > 0.0);
+            for k in 1..=half {
+                assert!((steps[k] - steps[k - 1] - d).abs() < 1e-12, "linear at {k}");
+            }
+            let max = steps.iter().cloned().fold(0.0, f64::max);
+            assert!((max - steps[half]).abs() < 1e-12, "peak in the middle");
+        }
+        // gamma_min at its cap T/N gives equal steps; N = 1, 2 are equal steps.
+        let g = TimeGrid::new(8, 2.0, Schedule::Symmetric, 10.0);
+        assert!((0..8).all(|k| (g.step(k) - 0.25).abs() < 1e-12));
+        assert_eq!(symmetric_steps(2, 1.0, 0.1), vec![0.5, 0.5]);
+        assert_eq!(symmetric_steps(1, 1.0, 0.1), vec![1.0]);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 mod baseline;
 mod bench;
+mod fit;
+mod fit_report;
+mod generate;
 mod progress;
 mod refine;
 mod sample;
@@ -28,6 +31,10 @@ pub enum Command {
     Targets(targets::TargetsArgs),
     /// Run methods (dsb, smc, nuts) on targets over seeds and write a comparison table.
     Bench(bench::BenchArgs),
+    /// Fit a generative model to data (DDPM-style, refined into a Schrödinger bridge by IPF).
+    Fit(Box<fit::FitArgs>),
+    /// Draw points from a model fitted by `dsb fit`.
+    Generate(generate::GenerateArgs),
 }
 
 /// The device named by `--device`: `cpu`, or `cuda` (GPU 0) in a build with the `cuda` feature.
@@ -50,5 +57,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Sample(a) => sample::run(*a),
         Command::Targets(a) => targets::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Fit(a) => fit::run(*a),
+        Command::Generate(a) => generate::run(a),
     }
 }

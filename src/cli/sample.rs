@@ -433,6 +433,7 @@ fn write_outputs(a: &SampleArgs, target: &dyn Target, set: &SampleSet) -> anyhow
             ),
             layers: vec![("dsb".into(), pts(set), (31, 119, 180))],
             markers: None,
+            side_by_side: false,
         };
         if let Some((centres, _)) = target.modes() {
             plot.markers = Some((

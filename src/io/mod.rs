@@ -4,7 +4,7 @@ mod plot;
 mod samples;
 
 pub use plot::{ScatterPlot, scatter_png};
-pub use samples::{write_samples, write_samples_csv, write_samples_npy};
+pub use samples::{write_points_csv, write_samples, write_samples_csv, write_samples_npy};
 
 use crate::error::{DsbError, Result};
 use std::path::{Path, PathBuf};

@@ -30,28 +30,24 @@ pub struct ScatterPlot {
     pub layers: Vec<Layer>,
     /// Extra markers (e.g. true mode centres): label and points, drawn as crosses.
     pub markers: Option<(String, Vec<(f64, f64)>)>,
+    /// Draw each layer in its own panel, side by side on the same axes (e.g. data beside
+    /// generated points), instead of all layers on one chart.
+    pub side_by_side: bool,
 }
 
-/// Draws `plot` to a PNG file at `path` (800×800), atomically.
+/// Draws `plot` to a PNG file at `path` (800×800, or 600 high and 600 wide per layer when side
+/// by side), atomically.
 pub fn scatter_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
     ensure_font();
+    if plot.side_by_side {
+        return panels_png(path, plot);
+    }
     let all = plot
         .layers
         .iter()
         .flat_map(|l| l.1.iter())
         .chain(plot.markers.iter().flat_map(|m| m.1.iter()));
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in all.filter(|p| p.0.is_finite() && p.1.is_finite()) {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
-    }
-    if x0 > x1 {
-        return Err(DsbError::InvalidInput("nothing finite to plot".into()));
-    }
-    let pad = |a: f64, b: f64| ((b - a) * 0.05).max(1e-3);
-    let (px, py) = (pad(x0, x1), pad(y0, y1));
+    let ((x0, x1), (y0, y1)) = padded(all)?;
     atomic_write_with(path, |tmp| {
         let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
             let root = BitMapBackend::new(tmp, (800, 800)).into_drawing_area();
@@ -61,7 +57,7 @@ pub fn scatter_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
                 .margin(15)
                 .x_label_area_size(40)
                 .y_label_area_size(50)
-                .build_cartesian_2d((x0 - px)..(x1 + px), (y0 - py)..(y1 + py))?;
+                .build_cartesian_2d(x0..x1, y0..y1)?;
             chart
                 .configure_mesh()
                 .x_desc("x1")
@@ -94,4 +90,83 @@ pub fn scatter_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
             DsbError::InvalidInput(format!("{}: cannot draw the plot: {e}", path.display()))
         })
     })
+}
+
+/// The x and y ranges of the finite points, padded by 5% on each side.
+type Ranges = ((f64, f64), (f64, f64));
+
+fn padded<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> Result<Ranges> {
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points.filter(|p| p.0.is_finite() && p.1.is_finite()) {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return Err(DsbError::InvalidInput("nothing finite to plot".into()));
+    }
+    let pad = |a: f64, b: f64| ((b - a) * 0.05).max(1e-3);
+    let (px, py) = (pad(x0, x1), pad(y0, y1));
+    Ok(((x0 - px, x1 + px), (y0 - py, y1 + py)))
+}
+
+/// One panel per layer, side by side, on the same axes.
+fn panels_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
+    let ((x0, x1), (y0, y1)) = padded(plot.layers.iter().flat_map(|l| l.1.iter()))?;
+    let panels = plot.layers.len().max(1) as u32;
+    atomic_write_with(path, |tmp| {
+        let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+            let root = BitMapBackend::new(tmp, (600 * panels, 640)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let root = root.titled(&plot.title, ("sans-serif", 22))?;
+            let areas = root.split_evenly((1, panels as usize));
+            for ((label, pts, (r, g, b)), area) in plot.layers.iter().zip(&areas) {
+                let c = RGBColor(*r, *g, *b).mix(0.4);
+                let mut chart = ChartBuilder::on(area)
+                    .caption(label, ("sans-serif", 18))
+                    .margin(15)
+                    .x_label_area_size(40)
+                    .y_label_area_size(50)
+                    .build_cartesian_2d(x0..x1, y0..y1)?;
+                chart
+                    .configure_mesh()
+                    .x_desc("x1")
+                    .y_desc("x2")
+                    .label_style(("sans-serif", 14))
+                    .draw()?;
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
+            }
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| {
+            DsbError::InvalidInput(format!("{}: cannot draw the plot: {e}", path.display()))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_by_side_panels_are_drawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("two.png");
+        let plot = ScatterPlot {
+            title: "data and samples".into(),
+            layers: vec![
+                ("data".into(), vec![(0.0, 0.0), (1.0, 2.0)], (255, 127, 14)),
+                ("generated".into(), vec![(0.5, 1.0)], (31, 119, 180)),
+            ],
+            markers: None,
+            side_by_side: true,
+        };
+        scatter_png(&p, &plot).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        // Width 1200 (two panels) in the IHDR chunk.
+        assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 1200);
+    }
 }

@@ -24,6 +24,19 @@ pub fn write_samples_csv(path: &Path, set: &SampleSet) -> Result<()> {
     atomic_write(path, s.as_bytes())
 }
 
+/// Writes unweighted points as CSV: a header of the coordinate names, then one row per point.
+pub fn write_points_csv(path: &Path, points: &crate::data::Points) -> Result<()> {
+    let mut s = String::with_capacity(points.data.len() * 12);
+    s.push_str(&points.names.join(","));
+    s.push('\n');
+    for row in points.data.chunks(points.dim.max(1)) {
+        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        s.push_str(&cells.join(","));
+        s.push('\n');
+    }
+    atomic_write(path, s.as_bytes())
+}
+
 /// Writes samples as a NumPy array `float32[n, dim]` (log weights are not included).
 pub fn write_samples_npy(path: &Path, set: &SampleSet) -> Result<()> {
     let mut header = format!(
@@ -104,6 +117,15 @@ mod tests {
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect();
         assert_eq!(data, set().samples);
+    }
+
+    #[test]
+    fn points_csv_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.csv");
+        let pts = crate::data::Points::new(vec![1.5, -2.0, 3.0, 4.25], 2, 2).unwrap();
+        write_points_csv(&p, &pts).unwrap();
+        assert_eq!(crate::data::read_points_csv(&p).unwrap().data, pts.data);
     }
 
     #[test]

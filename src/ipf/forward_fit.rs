@@ -15,9 +15,10 @@
 //! half-step left the terminal variance of P at 1.45 instead of 1 (64 steps, T = 5). With a = 1
 //! (Brownian reference) the two targets differ by O(γ²) per step.
 //!
-//! The cache holds a bounded number of paths and is refilled with fresh ones every `refresh`
-//! iterations, as in the DSB reference code.
+//! The cache ([`PathCache`]) holds a bounded number of paths and is refilled with fresh ones
+//! every `refresh` iterations, as in the DSB reference code.
 
+use super::PathCache;
 use crate::error::{DsbError, Result};
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
@@ -79,41 +80,23 @@ impl Default for ForwardFitConfig {
     }
 }
 
-/// Regression data: `[N, paths, dim]` states x_k and the standardised targets
-/// (x_{k+1} − a_k x_k)/s_k.
-struct Cache {
-    states: Tensor,
-    targets: Tensor,
-}
-
-/// Simulates `count` backward paths and turns them into regression data.
+/// Simulates `count` backward paths of the sampler into a cache.
 fn fill_cache(
     sampler: &DiffusionSampler,
     target: &dyn Target,
     count: usize,
     chunk: usize,
     rng: &mut StdRng,
-) -> Result<Cache> {
-    let n = sampler.grid().steps();
-    let dim = sampler.dim();
-    let (a, _, s) = sampler.all_step_coefficients()?;
-    let (mut st, mut tg) = (Vec::new(), Vec::new());
+) -> Result<PathCache> {
+    let mut chunks = Vec::new();
     let mut done = 0;
     while done < count {
         let b = chunk.min(count - done);
         let paths = sampler.simulate(target, b, rng, true)?;
-        let shape = (n, b, dim);
-        let next = Tensor::cat(&paths.states[1..=n], 0)?.reshape(shape)?;
-        let cur = Tensor::cat(&paths.states[0..n], 0)?.reshape(shape)?;
-        let y = (next - cur.broadcast_mul(&a)?)?.broadcast_div(&s)?;
-        st.push(cur.detach());
-        tg.push(y.detach());
+        chunks.push(PathCache::chunk(&paths.states)?);
         done += b;
     }
-    Ok(Cache {
-        states: Tensor::cat(&st, 1)?,
-        targets: Tensor::cat(&tg, 1)?,
-    })
+    PathCache::from_chunks(&chunks)
 }
 
 /// Fits the sampler's forward drift (added if absent) to the time reversal of its current
@@ -131,7 +114,7 @@ pub fn fit_forward(
     sampler.enable_forward(seed)?;
     let n = sampler.grid().steps();
     let dim = sampler.dim();
-    let (_, c, s) = sampler.all_step_coefficients()?;
+    let (a, c, s) = sampler.all_step_coefficients()?;
     let gain = c.broadcast_div(&s)?;
     let dev = sampler.device().clone();
     let mut opt = {
@@ -152,8 +135,10 @@ pub fn fit_forward(
             .map(|_| rng.random_range(0..cfg.cache) as u32)
             .collect();
         let idx = Tensor::from_vec(idx, b, &dev)?;
-        let x = cache.states.index_select(&idx, 1)?.reshape((n * b, dim))?;
-        let y = cache.targets.index_select(&idx, 1)?;
+        let (cur, next) = cache.transitions(&idx)?;
+        // Standardised targets (x_{k+1} − a_k x_k)/s_k.
+        let y = (next - cur.broadcast_mul(&a)?)?.broadcast_div(&s)?;
+        let x = cur.reshape((n * b, dim))?;
         let tf = sampler
             .forward_time_features()?
             .expect("forward drift enabled");

@@ -16,8 +16,10 @@
 //! an exponential moving average of its weights. After each iteration the bridge's importance
 //! weights give log Ẑ, ELBO and ESS (an [`IpfRow`]), so a user sees whether refinement helps.
 
+mod cache;
 mod forward_fit;
 
+pub use cache::PathCache;
 pub use forward_fit::{ForwardFitConfig, fit_forward};
 
 use crate::error::Result;

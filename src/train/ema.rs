@@ -41,6 +41,42 @@ impl Ema {
         Ok(())
     }
 
+    /// The averaged weights, in the order of the parameters.
+    pub fn weights(&self) -> &[Tensor] {
+        &self.shadow
+    }
+
+    /// A copy of the average and its update count.
+    pub fn state(&self) -> EmaState {
+        EmaState {
+            updates: self.updates,
+            shadow: self.shadow.clone(),
+        }
+    }
+
+    /// Continues from `state` (saved by [`Ema::state`] for the same parameters).
+    pub fn restore(&mut self, state: EmaState) -> Result<()> {
+        let fits = state.shadow.len() == self.shadow.len()
+            && state
+                .shadow
+                .iter()
+                .zip(&self.shadow)
+                .all(|(a, b)| a.dims() == b.dims());
+        if !fits {
+            return Err(crate::error::DsbError::InvalidInput(
+                "the saved EMA does not match the network's parameters".into(),
+            ));
+        }
+        self.shadow = state
+            .shadow
+            .iter()
+            .zip(&self.shadow)
+            .map(|(t, old)| Ok(t.to_device(old.device())?.to_dtype(old.dtype())?))
+            .collect::<Result<_>>()?;
+        self.updates = state.updates;
+        Ok(())
+    }
+
     /// Overwrites `params` with the average.
     pub fn apply(&self, params: &ParamStore) -> Result<()> {
         for (s, (_, v)) in self.shadow.iter().zip(params.named()) {
@@ -48,6 +84,15 @@ impl Ema {
         }
         Ok(())
     }
+}
+
+/// What an [`Ema`] remembers: its update count (for the warm-up) and the averaged weights.
+#[derive(Debug, Clone)]
+pub struct EmaState {
+    /// Updates folded in so far.
+    pub updates: usize,
+    /// The averaged weights, in the order of the parameters.
+    pub shadow: Vec<Tensor>,
 }
 
 #[cfg(test)]

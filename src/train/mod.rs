@@ -8,13 +8,15 @@
 //!   differentiated, in one batched pass over all steps. Its minimum (zero) is the same optimal
 //!   sampler, and because the paths are off-policy it is less prone to dropping modes.
 
+mod adam;
 mod ema;
 mod loss;
 mod optim;
 
-pub use ema::Ema;
+pub use adam::{Adam, AdamState};
+pub use ema::{Ema, EmaState};
 pub use loss::{log_variance_loss, reverse_kl_loss};
-pub use optim::{Optimiser, clip_grad_norm, cosine_lr};
+pub use optim::{Optimiser, OptimiserState, clip_grad_norm, cosine_lr};
 
 use crate::error::{DsbError, Result};
 use crate::estimate::Estimates;

@@ -1,16 +1,17 @@
 //! Optimiser helpers that candle does not provide: gradient-norm clipping, the schedule, and
 //! the update step both training loops share.
 
-use super::Ema;
-use crate::error::Result;
+use super::adam::{Adam, AdamState};
+use super::{Ema, EmaState};
+use crate::error::{DsbError, Result};
 use crate::nn::ParamStore;
 use candle_core::{DType, Tensor, Var, backprop::GradStore};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 /// Adam without weight decay over one [`ParamStore`], with the cosine learning-rate decay of
 /// [`cosine_lr`], the global gradient-norm clip and an optional EMA of the weights.
+#[derive(Debug)]
 pub struct Optimiser {
-    opt: AdamW,
+    opt: Adam,
     vars: Vec<Var>,
     peak_lr: f64,
     iterations: usize,
@@ -29,16 +30,7 @@ impl Optimiser {
         ema: f64,
     ) -> Result<Self> {
         let vars = params.vars();
-        let opt = AdamW::new(
-            vars.clone(),
-            ParamsAdamW {
-                lr,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.0,
-            },
-        )?;
+        let opt = Adam::new(vars.clone(), lr)?;
         let ema = if ema > 0.0 {
             Some(Ema::new(params, ema)?)
         } else {
@@ -77,6 +69,47 @@ impl Optimiser {
             None => Ok(()),
         }
     }
+
+    /// The EMA of the weights, in the order of the parameters (`None` without an EMA).
+    pub fn ema_weights(&self) -> Option<&[Tensor]> {
+        self.ema.as_ref().map(|e| e.weights())
+    }
+
+    /// Adam updates made so far.
+    pub fn adam_steps(&self) -> usize {
+        self.opt.state().step
+    }
+
+    /// A copy of everything the optimiser remembers (Adam's moments and step, the EMA), for a
+    /// checkpoint from which a run continues exactly.
+    pub fn state(&self) -> OptimiserState {
+        OptimiserState {
+            adam: self.opt.state(),
+            ema: self.ema.as_ref().map(|e| e.state()),
+        }
+    }
+
+    /// Continues from `state`, saved by [`Optimiser::state`] of an optimiser over the same
+    /// parameters with the same EMA setting.
+    pub fn restore(&mut self, state: OptimiserState) -> Result<()> {
+        self.opt.restore(state.adam)?;
+        match (self.ema.as_mut(), state.ema) {
+            (Some(e), Some(s)) => e.restore(s),
+            (None, None) => Ok(()),
+            _ => Err(DsbError::InvalidInput(
+                "the saved optimiser state and this run disagree on keeping an EMA".into(),
+            )),
+        }
+    }
+}
+
+/// What an [`Optimiser`] remembers between steps.
+#[derive(Debug, Clone)]
+pub struct OptimiserState {
+    /// Adam's step count and moments.
+    pub adam: AdamState,
+    /// The EMA, if one is kept.
+    pub ema: Option<EmaState>,
 }
 
 /// Scales all gradients so that their global L2 norm is at most `max_norm` (the anchors' gradient

@@ -1,0 +1,281 @@
+//! `dsb fit`: fit a generative model (DDPM-style, refined into a Schrödinger bridge by IPF) to a
+//! data set, write the model, samples, a plot and a summary.
+
+use super::fit_report::{FitSummary, print_summary, write_outputs};
+use super::progress::bar;
+use crate::fit::{DataSpec, Fit, FitConfig, FitEvent, Half, NetworkSpec, RunOptions};
+use crate::process::{ReferenceKind, Schedule};
+use anyhow::{Context, bail};
+use indicatif::ProgressBar;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `dsb fit`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Writes into the output directory: model.safetensors + model.json (the \
+    model, also the checkpoint), train-state.safetensors (for --resume), samples.csv, \
+    samples.png (data beside generated points) and summary.json.\n\nExamples:\n  \
+    dsb fit --data swiss-roll\n  dsb fit --data two-moons --steps 20 --horizon 1 --ipf-iters 2 \
+    --out runs/moons-dsb\n  dsb fit --data points.csv --json\n  dsb fit --resume runs/swiss-roll\n  \
+    dsb generate --model runs/swiss-roll --n 1000 --out samples.png"
+)]
+pub struct FitArgs {
+    /// Data set: a toy set (swiss-roll, two-moons, circles, 8gaussians, checkerboard, s-curve)
+    /// or a .csv file of points (one per row, optional header). Images (mnist, fashion-mnist)
+    /// are not wired in yet. With --resume: other data of the same dimension (e.g. a moved
+    /// file); the saved standardisation is kept.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<String>,
+    /// Points generated for a toy data set.
+    #[arg(long, default_value_t = 10_000, conflicts_with = "resume")]
+    pub n_data: usize,
+    /// Fraction of the data held out for the metrics and the likelihood bound.
+    #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
+    pub held_out: f64,
+    /// Directory searched first for image data sets.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Time steps N.
+    #[arg(long, default_value_t = 50, conflicts_with = "resume")]
+    pub steps: usize,
+    /// Horizon T of the reference, in its relaxation times (data standardised to unit scale).
+    #[arg(long, default_value_t = 5.0, conflicts_with = "resume")]
+    pub horizon: f64,
+    /// Spread of the steps over [0, T].
+    #[arg(long, value_enum, default_value_t = Schedule::Geometric, conflicts_with = "resume")]
+    pub schedule: Schedule,
+    /// t_1 of the geometric schedule, γ_min of the symmetric one (default: T/N/100).
+    #[arg(long, conflicts_with = "resume")]
+    pub first_step: Option<f64>,
+    /// Reference process of IPF iteration 0.
+    #[arg(long, value_enum, default_value_t = ReferenceKind::Ou, conflicts_with = "resume")]
+    pub reference: ReferenceKind,
+    /// Hidden units per layer of the MLP.
+    #[arg(long, default_value_t = 128, conflicts_with = "resume")]
+    pub width: usize,
+    /// Hidden layers of the MLP.
+    #[arg(long, default_value_t = 3, conflicts_with = "resume")]
+    pub depth: usize,
+
+    /// IPF refinements after iteration 0 (0: a DDPM-style model only). Each fits the forward
+    /// network and then the backward one; useful with a short horizon or few steps. With
+    /// --resume: raise it to continue a finished run further.
+    #[arg(long)]
+    pub ipf_iters: Option<usize>,
+    /// Gradient steps per half-step (iteration 0 has one half-step, each refinement two).
+    #[arg(long, default_value_t = 4000, conflicts_with = "resume")]
+    pub iters: usize,
+    /// Gradient steps of IPF iteration 0 (default: --iters); refinements start from a
+    /// converged iteration 0, so it is usually trained longer.
+    #[arg(long, conflicts_with = "resume")]
+    pub first_iters: Option<usize>,
+    /// Examples per gradient step.
+    #[arg(long, default_value_t = 256, conflicts_with = "resume")]
+    pub batch: usize,
+    /// Peak learning rate of Adam (cosine decay to a tenth within each half-step).
+    #[arg(long, default_value_t = 2e-3, conflicts_with = "resume")]
+    pub lr: f64,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 10.0, conflicts_with = "resume")]
+    pub grad_clip: f64,
+    /// EMA decay of the weights (0: none); the averages are sampled and saved.
+    #[arg(long, default_value_t = 0.995, conflicts_with = "resume")]
+    pub ema: f64,
+    /// Paths in the trajectory cache of the IPF half-steps.
+    #[arg(long, default_value_t = 4096, conflicts_with = "resume")]
+    pub cache: usize,
+    /// Refill the cache every this many gradient steps.
+    #[arg(long, default_value_t = 200, conflicts_with = "resume")]
+    pub refresh: usize,
+    /// Points generated (and held-out points used, at most) for the metrics of each IPF
+    /// iteration; also the number written to samples.csv.
+    #[arg(long, default_value_t = 2000, conflicts_with = "resume")]
+    pub eval_samples: usize,
+    /// Random seed (data, split, weights, training): the same seed gives the same numbers on
+    /// the same machine.
+    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
+    pub seed: u64,
+
+    /// Output directory (default: runs/<data>).
+    #[arg(long, conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Also checkpoint every this many gradient steps (0: only at the end of each half-step).
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every: usize,
+    /// Continue the run checkpointed in this directory (its settings are reused; outputs are
+    /// written there).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop after this many gradient steps (with a checkpoint); continue with --resume.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl FitArgs {
+    fn config(&self) -> FitConfig {
+        FitConfig {
+            steps: self.steps,
+            horizon: self.horizon,
+            schedule: self.schedule,
+            first_step: self.first_step,
+            reference: self.reference,
+            network: NetworkSpec::Mlp {
+                width: self.width,
+                depth: self.depth,
+            },
+            ipf_iters: self.ipf_iters.unwrap_or(0),
+            iters: self.iters,
+            first_iters: self.first_iters,
+            batch: self.batch,
+            lr: self.lr,
+            grad_clip: self.grad_clip,
+            ema: self.ema,
+            cache: self.cache,
+            refresh: self.refresh,
+            eval_samples: self.eval_samples,
+            seed: self.seed,
+        }
+    }
+}
+
+/// The default output directory for data `name`: `runs/<file stem or name>`.
+fn default_out(name: &str) -> PathBuf {
+    let stem = Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string());
+    Path::new("runs").join(stem)
+}
+
+/// Runs `dsb fit`.
+pub fn run(a: FitArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let device = super::device(&a.device)?;
+    let (mut fit, out) = match &a.resume {
+        Some(dir) => {
+            let data = match &a.data {
+                Some(name) => {
+                    let saved = crate::fit::load_model(dir, &device)
+                        .with_context(|| format!("cannot resume from {}", dir.display()))?
+                        .1
+                        .data;
+                    Some(DataSpec {
+                        name: name.clone(),
+                        data_dir: a.data_dir.clone().or(saved.data_dir.clone()),
+                        ..saved
+                    })
+                }
+                None => None,
+            };
+            let mut fit = Fit::resume(dir, data, &device)
+                .with_context(|| format!("cannot resume from {}", dir.display()))?;
+            if let Some(k) = a.ipf_iters {
+                fit.extend_ipf_iters(k);
+            }
+            (fit, dir.clone())
+        }
+        None => {
+            let name = a
+                .data
+                .clone()
+                .expect("clap requires --data without --resume");
+            let config = a.config();
+            config.validate()?;
+            let data = DataSpec {
+                name: name.clone(),
+                n: a.n_data,
+                seed: a.seed,
+                held_out: a.held_out,
+                data_dir: a.data_dir.clone(),
+            };
+            let out = a.out.clone().unwrap_or_else(|| default_out(&name));
+            (Fit::new(data, config, &device)?, out)
+        }
+    };
+    let resumed_at = a.resume.as_ref().map(|_| fit.progress().global_step);
+    let opts = RunOptions {
+        dir: Some(out.clone()),
+        checkpoint_every: a.checkpoint_every,
+        stop_after: a.stop_after,
+    };
+    let quiet = a.quiet || a.json;
+    let mut pb: Option<ProgressBar> = None;
+    let done = fit.run(&opts, |event| match event {
+        FitEvent::PhaseStart { phase, step, iters } => {
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
+            }
+            let half = match phase.half {
+                Half::Backward => "bwd",
+                Half::Forward => "fwd",
+            };
+            let p = bar(iters as u64, &format!("ipf{} {half}", phase.ipf), quiet);
+            p.set_position(step as u64);
+            pb = Some(p);
+        }
+        FitEvent::Step { step, loss, .. } => {
+            if let Some(p) = &pb {
+                p.set_position(step as u64 + 1);
+                if step % 10 == 0 {
+                    p.set_message(format!("loss {loss:.4}"));
+                }
+            }
+        }
+        FitEvent::Row(row) => {
+            if let Some(p) = &pb
+                && !quiet
+            {
+                p.suspend(|| {
+                    eprintln!(
+                        "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim",
+                        row.iteration, row.mmd2, row.energy, row.elbo.nats_per_dim
+                    )
+                });
+            }
+        }
+        FitEvent::Checkpoint(_) => {}
+    })?;
+    if let Some(p) = pb.take() {
+        p.finish_and_clear();
+    }
+    if !done {
+        let msg = format!(
+            "stopped after {} gradient steps (checkpoint in {}); continue with \
+             `dsb fit --resume {}`",
+            fit.progress().global_step,
+            out.display(),
+            out.display()
+        );
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"stopped": true, "global_step": fit.progress().global_step, "message": msg})
+            );
+        } else {
+            println!("{msg}");
+        }
+        return Ok(());
+    }
+    if fit.progress().rows.is_empty() {
+        bail!("the run finished without an evaluated IPF iteration");
+    }
+    let summary = FitSummary::new(&fit, &out, resumed_at, start.elapsed().as_secs_f64())?;
+    write_outputs(&fit, &out, &summary)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! Checkpoints of a fit: a directory holding
+//!
+//! - `model.safetensors`: the weights that sample (both networks, `backward.*` and `forward.*`;
+//!   the EMA of a network whose half-step is in progress);
+//! - `model.json`: [`SavedFit`], the settings (network kind and sizes, reference, steps,
+//!   horizon, schedule, σ, standardisation, data) and the progress (IPF iteration reached,
+//!   gradient steps, optimiser step, per-iteration rows);
+//! - `train-state.safetensors`: what continuing a half-step needs beyond that (the raw weights
+//!   of the network in training, Adam's moments, the EMA).
+//!
+//! Each file is written atomically, the settings last; both weight files carry the global step
+//! they belong to, so a crash between two writes is detected on load instead of mixing steps.
+
+use super::config::{DataSpec, FitConfig};
+use super::model::{FitModel, ModelSettings};
+use super::progress::{Half, Pending, Phase, Progress};
+use super::train::Fit;
+use crate::error::{DsbError, Result};
+use crate::nn::ParamStore;
+use crate::train::{AdamState, EmaState, Optimiser, OptimiserState};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// File name of the sampling weights.
+pub const MODEL_WEIGHTS: &str = "model.safetensors";
+/// File name of the settings and progress.
+pub const MODEL_SETTINGS: &str = "model.json";
+/// File name of the optimiser state.
+pub const TRAIN_STATE: &str = "train-state.safetensors";
+/// Name of the tensor holding the global step in both weight files.
+const MARKER: &str = "progress.global_step";
+/// Version of the checkpoint format.
+const FORMAT: u32 = 1;
+
+/// The contents of `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedFit {
+    /// Format version.
+    pub format: u32,
+    /// What defines the model.
+    pub model: ModelSettings,
+    /// The IPF iteration that trained the saved backward network.
+    pub backward_iteration: usize,
+    /// Whether the weights include a forward network.
+    pub has_forward: bool,
+    /// Last finished IPF iteration (none before iteration 0 ends).
+    pub ipf_iteration_reached: Option<usize>,
+    /// Where the data came from.
+    pub data: DataSpec,
+    /// The fit's settings.
+    pub config: FitConfig,
+    /// How far the run got.
+    pub progress: Progress,
+}
+
+fn marker(step: usize) -> Result<Tensor> {
+    Ok(Tensor::new(&[step as f64], &Device::Cpu)?)
+}
+
+fn read_tensors(path: &Path, what: &str) -> Result<HashMap<String, Tensor>> {
+    if !path.exists() {
+        return Err(DsbError::bad_file(path, format!("missing ({what})")));
+    }
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| DsbError::bad_file(path, format!("not a readable safetensors file ({e})")))
+}
+
+/// Checks that a weights file belongs to the global step of the settings.
+fn check_marker(map: &HashMap<String, Tensor>, step: usize, path: &Path) -> Result<()> {
+    let saved = map
+        .get(MARKER)
+        .map(|t| t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>())
+        .transpose()?;
+    match saved.as_deref() {
+        Some([s]) if *s == step as f64 => Ok(()),
+        _ => Err(DsbError::bad_file(
+            path,
+            format!(
+                "belongs to another step than {MODEL_SETTINGS} (step {step}); the run was \
+                 interrupted while writing its checkpoint: delete the directory and start again"
+            ),
+        )),
+    }
+}
+
+fn save_tensors(path: &Path, map: &HashMap<String, Tensor>) -> Result<()> {
+    crate::io::atomic_write_with(path, |tmp| {
+        candle_core::safetensors::save(map, tmp).map_err(DsbError::from)
+    })
+}
+
+impl Fit {
+    /// Writes the checkpoint into `dir`; `training` is the optimiser of the half-step in
+    /// progress, if any.
+    pub(crate) fn save_checkpoint(
+        &self,
+        dir: &Path,
+        training: Option<(&Optimiser, Half)>,
+    ) -> Result<()> {
+        let step = self.progress.global_step;
+        let mut weights = self.model.weights()?;
+        let mut state = HashMap::from([(MARKER.to_string(), marker(step)?)]);
+        if let Some((opt, half)) = training {
+            let params = match half {
+                Half::Backward => self.model.backward.params(),
+                Half::Forward => self
+                    .model
+                    .forward
+                    .as_ref()
+                    .expect("forward enabled")
+                    .params(),
+            };
+            let s = opt.state();
+            for (i, (name, var)) in params.named().iter().enumerate() {
+                state.insert(format!("raw.{name}"), var.as_tensor().copy()?);
+                state.insert(format!("adam.m.{name}"), s.adam.first[i].clone());
+                state.insert(format!("adam.v.{name}"), s.adam.second[i].clone());
+                if let Some(e) = &s.ema {
+                    state.insert(format!("ema.{name}"), e.shadow[i].clone());
+                    weights.insert(name.clone(), e.shadow[i].clone());
+                }
+            }
+        }
+        weights.insert(MARKER.to_string(), marker(step)?);
+        let saved = SavedFit {
+            format: FORMAT,
+            model: self.model.settings().clone(),
+            backward_iteration: self.model.backward_iteration,
+            has_forward: self.model.has_forward(),
+            ipf_iteration_reached: self.progress.rows.last().map(|r| r.iteration),
+            data: self.data.clone(),
+            config: self.config.clone(),
+            progress: self.progress.clone(),
+        };
+        let json = serde_json::to_string_pretty(&saved).expect("settings serialise");
+        save_tensors(&dir.join(TRAIN_STATE), &state)?;
+        save_tensors(&dir.join(MODEL_WEIGHTS), &weights)?;
+        crate::io::atomic_write(&dir.join(MODEL_SETTINGS), json.as_bytes())
+    }
+
+    /// Continues the fit checkpointed in `dir`, with its saved data unless `data` names other
+    /// data (which must have the same dimension; the saved standardisation is kept).
+    pub fn resume(dir: &Path, data: Option<DataSpec>, device: &Device) -> Result<Self> {
+        let (model, saved) = load_model(dir, device)?;
+        let data = data.unwrap_or_else(|| saved.data.clone());
+        let (train, held_out) = data.load()?;
+        let mut pending = None;
+        let progress = saved.progress;
+        if progress.phase_step > 0 {
+            let path = dir.join(TRAIN_STATE);
+            let map = read_tensors(&path, "the optimiser state of an interrupted half-step")?;
+            check_marker(&map, progress.global_step, &path)?;
+            let params = match Phase::of(progress.phase).half {
+                Half::Backward => model.backward.params(),
+                Half::Forward => model
+                    .forward
+                    .as_ref()
+                    .ok_or_else(|| {
+                        DsbError::bad_file(&path, "a forward half-step without a forward network")
+                    })?
+                    .params(),
+            };
+            pending = Some(read_pending(
+                &map,
+                params,
+                &progress,
+                saved.config.ema > 0.0,
+                &path,
+            )?);
+        }
+        Fit::assemble(
+            model,
+            saved.config,
+            data,
+            train,
+            held_out,
+            progress,
+            pending,
+        )
+    }
+}
+
+/// The optimiser state of the network `params` from a train-state file.
+fn read_pending(
+    map: &HashMap<String, Tensor>,
+    params: &ParamStore,
+    progress: &Progress,
+    ema: bool,
+    path: &Path,
+) -> Result<Pending> {
+    let get = |key: String| -> Result<Tensor> {
+        map.get(&key)
+            .cloned()
+            .ok_or_else(|| DsbError::bad_file(path, format!("missing tensor '{key}'")))
+    };
+    let mut weights = HashMap::new();
+    let (mut first, mut second, mut shadow) = (vec![], vec![], vec![]);
+    for (name, _) in params.named() {
+        weights.insert(name.clone(), get(format!("raw.{name}"))?);
+        first.push(get(format!("adam.m.{name}"))?);
+        second.push(get(format!("adam.v.{name}"))?);
+        if ema {
+            shadow.push(get(format!("ema.{name}"))?);
+        }
+    }
+    Ok(Pending {
+        weights,
+        optimiser: OptimiserState {
+            adam: AdamState {
+                step: progress.optimiser_step,
+                first,
+                second,
+            },
+            ema: ema.then_some(EmaState {
+                updates: progress.ema_updates,
+                shadow,
+            }),
+        },
+    })
+}
+
+/// Loads the model saved in `dir` (by `dsb fit`) for sampling, with its settings.
+pub fn load_model(dir: &Path, device: &Device) -> Result<(FitModel, SavedFit)> {
+    if !dir.is_dir() {
+        return Err(DsbError::bad_file(
+            dir,
+            "no such directory; give the --out directory of `dsb fit`",
+        ));
+    }
+    let sp = dir.join(MODEL_SETTINGS);
+    let text = std::fs::read_to_string(&sp).map_err(|e| {
+        DsbError::bad_file(
+            &sp,
+            format!(
+                "cannot read the model settings ({e}); is this the --out directory of `dsb fit`?"
+            ),
+        )
+    })?;
+    let saved: SavedFit = serde_json::from_str(&text)
+        .map_err(|e| DsbError::bad_file(&sp, format!("not a dsb fit settings file ({e})")))?;
+    if saved.format != FORMAT {
+        return Err(DsbError::bad_file(
+            &sp,
+            format!("unsupported format version {}", saved.format),
+        ));
+    }
+    saved.config.validate()?;
+    let mut model = FitModel::new(saved.model.clone(), saved.config.seed, device)?;
+    if saved.has_forward {
+        model.enable_forward(saved.config.seed)?;
+    }
+    let wp = dir.join(MODEL_WEIGHTS);
+    let map = read_tensors(&wp, "the model's weights")?;
+    check_marker(&map, saved.progress.global_step, &wp)?;
+    model.backward.params().assign(&map, &wp)?;
+    if let Some(f) = &model.forward {
+        f.params().assign(&map, &wp)?;
+    }
+    model.backward_iteration = saved.backward_iteration;
+    Ok((model, saved))
+}

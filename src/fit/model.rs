@@ -1,0 +1,285 @@
+//! A fitted generative model: the backward network (and, after IPF, the forward network) with
+//! the kernels and standardisation they were trained with; sampling and path simulation.
+
+use super::kernels::{BackwardStep, Kernels};
+use super::net::{NetworkSpec, TimeNet};
+use super::normalise::Normalisation;
+use crate::data::Points;
+use crate::error::{DsbError, Result};
+use crate::process::{ReferenceKind, Schedule, TimeGrid};
+use crate::sampler::normal_tensor;
+use candle_core::{DType, Device, Tensor};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What defines a model apart from its weights (saved in `model.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSettings {
+    /// The data set it was fitted to, as named to [`crate::data::load`].
+    pub data: String,
+    /// Shape of one example: `[d]` for points.
+    pub example_shape: Vec<usize>,
+    /// The network of both processes.
+    pub network: NetworkSpec,
+    /// The reference process of IPF iteration 0.
+    pub reference: ReferenceKind,
+    /// Time steps N.
+    pub steps: usize,
+    /// Horizon T.
+    pub horizon: f64,
+    /// Spread of the steps over [0, T].
+    pub schedule: Schedule,
+    /// t_1 of the geometric schedule, γ_min of the symmetric one (unused by the others).
+    pub first_step: f64,
+    /// Prior scale σ in standardised coordinates: always 1 (the prior is N(0, I) there, and
+    /// N(mean, diag(scale²)) in data coordinates).
+    pub sigma: f64,
+    /// The standardisation of the data.
+    pub normalisation: Normalisation,
+}
+
+impl ModelSettings {
+    /// Numbers per example.
+    pub fn dim(&self) -> usize {
+        self.example_shape.iter().product()
+    }
+
+    /// Checks that the settings describe a model (a hand-edited `model.json` may not).
+    pub fn validate(&self) -> Result<()> {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        let norm = &self.normalisation;
+        if self.steps == 0 || !positive(self.horizon) || !positive(self.first_step) {
+            return Err(DsbError::InvalidInput(format!(
+                "model settings: steps ({}), horizon ({}) and first step ({}) must be positive",
+                self.steps, self.horizon, self.first_step
+            )));
+        }
+        if self.dim() == 0
+            || norm.mean.len() != self.dim()
+            || norm.scale.len() != self.dim()
+            || !norm.scale.iter().all(|s| positive(*s))
+        {
+            return Err(DsbError::InvalidInput(format!(
+                "model settings: the standardisation must have one mean and one positive scale \
+                 per coordinate of examples of shape {:?}",
+                self.example_shape
+            )));
+        }
+        self.network.validate()
+    }
+
+    /// The time grid.
+    pub fn grid(&self) -> TimeGrid {
+        TimeGrid::new(self.steps, self.horizon, self.schedule, self.first_step)
+    }
+}
+
+/// How [`FitModel::generate`] samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerateOptions {
+    /// Steps of the sampler (default: the model's N). Fewer steps subsample the grid
+    /// ([`Kernels::backward_steps`]); only for a model whose backward network was fitted against
+    /// the reference (IPF iteration 0).
+    pub steps: Option<usize>,
+    /// Add the last kernel's noise to x_0 (default: return its mean, the usual DDPM/DSB output;
+    /// with few steps the last kernel's noise would blur the samples by s_0).
+    pub final_noise: bool,
+}
+
+/// A generative model from data: backward process Q from N(0, I) to the (standardised) data.
+#[derive(Debug)]
+pub struct FitModel {
+    settings: ModelSettings,
+    kernels: Kernels,
+    pub(crate) backward: Box<dyn TimeNet>,
+    pub(crate) forward: Option<Box<dyn TimeNet>>,
+    /// The IPF iteration whose backward half-step trained the backward network.
+    pub(crate) backward_iteration: usize,
+    device: Device,
+}
+
+/// Rows per network call when sampling.
+const CHUNK: usize = 4096;
+
+impl FitModel {
+    /// An untrained model (it samples the prior), with the backward network's weights drawn from
+    /// a generator seeded by `seed`.
+    pub fn new(settings: ModelSettings, seed: u64, device: &Device) -> Result<Self> {
+        settings.validate()?;
+        let shape = settings.example_shape.clone();
+        let backward = settings
+            .network
+            .build("backward", &shape, seed ^ 0xb4c_4a2d, device)?;
+        Ok(Self {
+            kernels: Kernels::new(settings.reference, settings.grid()),
+            settings,
+            backward,
+            forward: None,
+            backward_iteration: 0,
+            device: device.clone(),
+        })
+    }
+
+    /// Adds the forward network (if absent), zero at the start so that the forward process is
+    /// still the reference, with weights from a generator seeded by `seed`.
+    pub fn enable_forward(&mut self, seed: u64) -> Result<()> {
+        if self.forward.is_none() {
+            let shape = self.settings.example_shape.clone();
+            self.forward = Some(self.settings.network.build(
+                "forward",
+                &shape,
+                seed ^ 0xf0e_7a3d,
+                &self.device,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ModelSettings {
+        &self.settings
+    }
+    /// The kernels.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+    /// Numbers per example.
+    pub fn dim(&self) -> usize {
+        self.settings.dim()
+    }
+    /// The device of the networks.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    /// The IPF iteration that trained the backward network (0: fitted against the reference).
+    pub fn backward_iteration(&self) -> usize {
+        self.backward_iteration
+    }
+    /// Whether the forward process is learned.
+    pub fn has_forward(&self) -> bool {
+        self.forward.is_some()
+    }
+    /// Trainable parameters of both networks.
+    pub fn parameter_count(&self) -> usize {
+        self.backward.params().count() + self.forward.as_ref().map_or(0, |f| f.params().count())
+    }
+
+    /// Current weights of both networks by name (`backward.*`, `forward.*`).
+    pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        let mut w = self.backward.params().snapshot()?;
+        if let Some(f) = &self.forward {
+            w.extend(f.params().snapshot()?);
+        }
+        Ok(w)
+    }
+
+    /// A tensor holding the time `u` for `rows` states.
+    pub(crate) fn times(&self, u: f64, rows: usize) -> Result<Tensor> {
+        Ok(Tensor::full(u as f32, rows, &self.device)?)
+    }
+
+    /// The mean of the backward kernel `step` at states `x` (`[B, d]`).
+    pub fn backward_mean(&self, x: &Tensor, step: &BackwardStep) -> Result<Tensor> {
+        let t = self.times(self.kernels.normalised_time(step.from), x.dim(0)?)?;
+        let g = self.backward.forward(x, &t)?;
+        Ok(((x * step.b)? + (g * step.lambda)?)?)
+    }
+
+    /// The mean of the forward kernel of step k at states `x`.
+    pub fn forward_mean(&self, x: &Tensor, k: usize) -> Result<Tensor> {
+        let ax = (x * self.kernels.decay(k))?;
+        match &self.forward {
+            Some(f) => {
+                let t = self.times(self.kernels.normalised_time(k), x.dim(0)?)?;
+                Ok((ax + (f.forward(x, &t)? * self.kernels.forward_gain(k))?)?)
+            }
+            None => Ok(ax),
+        }
+    }
+
+    /// `rows` standard normal rows (seeded).
+    pub(crate) fn noise(&self, rows: usize, rng: &mut StdRng) -> Result<Tensor> {
+        normal_tensor(rng, rows, self.dim(), &self.device)
+    }
+
+    /// Paths of the backward process from the prior, x_0..x_N (each `[rows, d]`, detached).
+    pub fn simulate_backward(&self, rows: usize, rng: &mut StdRng) -> Result<Vec<Tensor>> {
+        let n = self.kernels.steps();
+        let mut x = self.noise(rows, rng)?;
+        let mut states = vec![x.clone()];
+        for k in (0..n).rev() {
+            let step = self.kernels.backward_step(k);
+            let eps = self.noise(rows, rng)?;
+            x = (self.backward_mean(&x, &step)? + (eps * step.sd)?)?.detach();
+            states.push(x.clone());
+        }
+        states.reverse();
+        Ok(states)
+    }
+
+    /// Paths of the forward process from `x0` (`[rows, d]`, standardised), x_0..x_N (detached).
+    pub fn simulate_forward(&self, x0: &Tensor, rng: &mut StdRng) -> Result<Vec<Tensor>> {
+        let mut x = x0.detach();
+        let mut states = vec![x.clone()];
+        for k in 0..self.kernels.steps() {
+            let eps = self.noise(x.dim(0)?, rng)?;
+            x = (self.forward_mean(&x, k)? + (eps * self.kernels.sd(k))?)?.detach();
+            states.push(x.clone());
+        }
+        Ok(states)
+    }
+
+    /// `n` samples in standardised coordinates, `[n, d]`.
+    pub fn generate_standardised(
+        &self,
+        n: usize,
+        opts: &GenerateOptions,
+        rng: &mut StdRng,
+    ) -> Result<Tensor> {
+        let own = self.kernels.steps();
+        let steps = opts.steps.unwrap_or(own);
+        if steps != own && self.backward_iteration > 0 {
+            return Err(DsbError::InvalidInput(format!(
+                "--steps {steps}: this model was refined by IPF (iteration {}), and its \
+                 backward kernels are tied to its own {own}-step grid; generate with {own} steps \
+                 (only a model of IPF iteration 0 can use fewer)",
+                self.backward_iteration
+            )));
+        }
+        let plan = self.kernels.backward_steps(steps)?;
+        let mut out = Vec::new();
+        let mut done = 0;
+        while done < n {
+            let rows = CHUNK.min(n - done);
+            let mut x = self.noise(rows, rng)?;
+            for (i, step) in plan.iter().enumerate() {
+                let mean = self.backward_mean(&x, step)?;
+                let last = i + 1 == plan.len();
+                x = if last && !opts.final_noise {
+                    mean
+                } else {
+                    (mean + (self.noise(rows, rng)? * step.sd)?)?
+                }
+                .detach();
+            }
+            out.push(x);
+            done += rows;
+        }
+        if out.is_empty() {
+            return Ok(Tensor::zeros((0, self.dim()), DType::F32, &self.device)?);
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+
+    /// `n` samples in data coordinates.
+    pub fn generate(&self, n: usize, opts: &GenerateOptions, rng: &mut StdRng) -> Result<Points> {
+        let x = self.generate_standardised(n, opts, rng)?;
+        let v = x.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+        Ok(Points::new(
+            self.settings.normalisation.invert(&v),
+            n,
+            self.dim(),
+        )?)
+    }
+}

@@ -1,0 +1,175 @@
+//! The networks of the data fit, behind one trait so that a UNet for images can replace the MLP.
+//!
+//! A [`TimeNet`] maps a batch of states and their normalised times t/T ∈ [0, 1] to an output of
+//! the states' shape. The backward and the forward process each own one; how an output becomes
+//! a kernel mean is fixed by [`super::Kernels`], not by the network. [`NetworkSpec`] names the
+//! network and its sizes in the saved settings, and builds it with seeded initial weights (the
+//! last layer at zero, so that an untrained network leaves the reference process unchanged).
+
+use crate::error::{DsbError, Result};
+use crate::nn::{DriftNet, ParamStore};
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+/// A network of the data fit: f(x, t) with the shape of x.
+///
+/// `x` is `[B, d]` for points (and will be `[B, C, H, W]` for images); `t` is `[B]` (f32) and
+/// holds each state's time divided by the horizon T, so it lies in [0, 1]. Implementations must
+/// start with an output of exactly zero (a zero last layer) and register every trainable
+/// variable in the [`ParamStore`] they return from [`TimeNet::params`], under names that start
+/// with the prefix they were built with.
+pub trait TimeNet: std::fmt::Debug {
+    /// The output for states `x` at normalised times `t`.
+    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;
+    /// The trainable parameters.
+    fn params(&self) -> &ParamStore;
+}
+
+/// Which network, with its sizes (saved in the model's settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum NetworkSpec {
+    /// The MLP of [`crate::nn::DriftNet`] without score input: `depth` hidden layers of `width`
+    /// SiLU units, a sinusoidal time embedding added after the first layer. For points `[B, d]`.
+    Mlp {
+        /// Hidden units per layer.
+        width: usize,
+        /// Hidden layers.
+        depth: usize,
+    },
+}
+
+impl NetworkSpec {
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            NetworkSpec::Mlp { width, depth } if *width == 0 || *depth == 0 => Err(
+                DsbError::InvalidInput("--width and --depth must be at least 1".into()),
+            ),
+            NetworkSpec::Mlp { .. } => Ok(()),
+        }
+    }
+
+    /// A short description for logs: `mlp 128x3`.
+    pub fn describe(&self) -> String {
+        match self {
+            NetworkSpec::Mlp { width, depth } => format!("mlp {width}x{depth}"),
+        }
+    }
+
+    /// Builds the network for examples of shape `shape` (`[d]` for points), its parameters named
+    /// `prefix.*` and drawn from a generator seeded with `seed`.
+    pub fn build(
+        &self,
+        prefix: &str,
+        shape: &[usize],
+        seed: u64,
+        device: &Device,
+    ) -> Result<Box<dyn TimeNet>> {
+        self.validate()?;
+        match (self, shape) {
+            (NetworkSpec::Mlp { width, depth }, &[dim]) if dim > 0 => Ok(Box::new(MlpNet::new(
+                prefix, dim, *width, *depth, seed, device,
+            )?)),
+            (NetworkSpec::Mlp { .. }, _) => Err(DsbError::InvalidInput(format!(
+                "the MLP takes points (one dimension per example), not examples of shape \
+                 {shape:?}; images need the UNet, which is not wired into `dsb fit` yet"
+            ))),
+        }
+    }
+}
+
+/// The MLP network: [`DriftNet`] built without score input, with unit scales.
+#[derive(Debug)]
+pub struct MlpNet {
+    params: ParamStore,
+    net: DriftNet,
+    dim: usize,
+}
+
+impl MlpNet {
+    /// An MLP for points of dimension `dim`.
+    pub fn new(
+        prefix: &str,
+        dim: usize,
+        width: usize,
+        depth: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut params = ParamStore::new();
+        let net = DriftNet::new(
+            prefix,
+            false,
+            dim,
+            width,
+            depth,
+            f64::INFINITY,
+            &vec![1.0; dim],
+            1.0,
+            &mut params,
+            &mut rng,
+            device,
+        )?;
+        Ok(Self { params, net, dim })
+    }
+}
+
+impl TimeNet for MlpNet {
+    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        let (rows, dim) = x.dims2()?;
+        if dim != self.dim || t.dims() != [rows] {
+            return Err(DsbError::InvalidInput(format!(
+                "the MLP expects states [B, {}] and times [B], got {:?} and {:?}",
+                self.dim,
+                x.dims(),
+                t.dims()
+            )));
+        }
+        let u: Vec<f64> = t
+            .to_dtype(DType::F64)?
+            .to_device(&Device::Cpu)?
+            .to_vec1::<f64>()?;
+        let tf = self
+            .net
+            .time_features(&u, &vec![0.0; rows * dim], x.device())?;
+        // Without score input the second argument is unused.
+        self.net.forward(x, x, &tf)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlp_starts_at_zero_and_images_are_refused() {
+        let spec = NetworkSpec::Mlp { width: 8, depth: 2 };
+        let net = spec.build("backward", &[3], 0, &Device::Cpu).unwrap();
+        let x = Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[0.0f32, 0.3, 0.6, 1.0], &Device::Cpu).unwrap();
+        let y = net.forward(&x, &t).unwrap();
+        assert_eq!(y.dims(), &[4, 3]);
+        assert!(
+            y.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                == 0.0
+        );
+        assert!(net.params().named()[0].0.starts_with("backward."));
+        let e = spec
+            .build("backward", &[1, 28, 28], 0, &Device::Cpu)
+            .unwrap_err();
+        assert!(e.to_string().contains("UNet"), "{e}");
+    }
+}

@@ -1,0 +1,421 @@
+//! The IPF loop of the data fit: iteration 0 fits the backward network against the reference,
+//! and each refinement n ≥ 1 fits the forward network to the reversal of the current backward
+//! process and then the backward network to the reversal of the new forward process.
+//!
+//! The run is a sequence of half-steps ("phases"): phase 0 is the backward half-step of
+//! iteration 0; phase 2n − 1 and 2n are the forward and backward half-steps of iteration n.
+//! Every random draw of gradient step i of phase p comes from a generator seeded by
+//! (seed, p, i), and every cache refill from one seeded by (seed, p, refill step), so a run
+//! continued from a checkpoint ([`super::checkpoint`]) draws what the uninterrupted run would.
+//! Each phase starts a fresh optimiser (Adam, cosine decay over the phase) from the network's
+//! current weights (warm start), and ends with the network holding its EMA.
+
+use super::config::{DataSpec, FitConfig};
+use super::elbo::{ElboOptions, elbo};
+use super::evaluate::{FitRow, prior_baseline, sample_metrics};
+use super::losses::{Loss, backward_loss_cached, backward_loss_reference, forward_loss_cached};
+use super::model::{FitModel, GenerateOptions, ModelSettings};
+use super::normalise::Normalisation;
+use super::progress::{FitEvent, Half, Pending, Phase, Progress, RunOptions};
+use super::tagged_rng;
+use crate::data::Points;
+use crate::error::{DsbError, Result};
+use crate::ipf::PathCache;
+use crate::train::Optimiser;
+use candle_core::{Device, Tensor};
+use rand::Rng;
+use rand::rngs::StdRng;
+use std::path::Path;
+use std::time::Instant;
+
+/// Tags of the seeded generators (one family per use).
+pub(crate) const TAG_STEP: u64 = 1;
+pub(crate) const TAG_CACHE: u64 = 2;
+pub(crate) const TAG_EVAL: u64 = 3;
+
+/// How many consecutive non-finite losses end the run with an error.
+const PATIENCE: usize = 20;
+
+/// A fit in progress: the model, its data and settings, and how far it got.
+#[derive(Debug)]
+pub struct Fit {
+    /// The model being fitted.
+    pub model: FitModel,
+    pub(crate) config: FitConfig,
+    pub(crate) data: DataSpec,
+    /// Standardised training data, `[n, d]`.
+    pub(crate) train: Tensor,
+    /// Held-out points, data coordinates.
+    pub(crate) held_out: Points,
+    pub(crate) progress: Progress,
+    pub(crate) pending: Option<Pending>,
+}
+
+impl Fit {
+    /// A new fit of the data `data` (loaded with [`DataSpec::load`]).
+    pub fn new(data: DataSpec, config: FitConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let (train, held_out) = data.load()?;
+        Self::with_points(data, train, held_out, config, device)
+    }
+
+    /// A new fit of given training and held-out points; `data` only names them (it is saved,
+    /// and `--resume` would reload from it).
+    pub fn with_points(
+        data: DataSpec,
+        train: Points,
+        held_out: Points,
+        config: FitConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        if held_out.dim != train.dim || held_out.len() < 2 {
+            return Err(DsbError::InvalidInput(format!(
+                "held-out data: need at least 2 points of dimension {}, got {} of dimension {}",
+                train.dim,
+                held_out.len(),
+                held_out.dim
+            )));
+        }
+        let normalisation = Normalisation::fit(&train.data, train.dim)?;
+        let settings = ModelSettings {
+            data: data.name.clone(),
+            example_shape: vec![train.dim],
+            network: config.network.clone(),
+            reference: config.reference,
+            steps: config.steps,
+            horizon: config.horizon,
+            schedule: config.schedule,
+            first_step: config.first_step(),
+            sigma: 1.0,
+            normalisation,
+        };
+        let model = FitModel::new(settings, config.seed, device)?;
+        Self::assemble(
+            model,
+            config,
+            data,
+            train,
+            held_out,
+            Progress::default(),
+            None,
+        )
+    }
+
+    /// Puts a fit together around a built model; checks the data's dimension.
+    pub(crate) fn assemble(
+        model: FitModel,
+        config: FitConfig,
+        data: DataSpec,
+        train: Points,
+        held_out: Points,
+        progress: Progress,
+        pending: Option<Pending>,
+    ) -> Result<Self> {
+        if train.dim != model.dim() || held_out.dim != model.dim() {
+            return Err(DsbError::InvalidInput(format!(
+                "wrong data dimension: the model was fitted to {}-dimensional data, but '{}' \
+                 has dimension {}",
+                model.dim(),
+                data.name,
+                train.dim
+            )));
+        }
+        let norm = &model.settings().normalisation;
+        let train = Tensor::from_vec(
+            norm.apply(&train.data),
+            (train.n, train.dim),
+            model.device(),
+        )?;
+        Ok(Self {
+            model,
+            config,
+            data,
+            train,
+            held_out,
+            progress,
+            pending,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FitConfig {
+        &self.config
+    }
+    /// Where the data came from.
+    pub fn data(&self) -> &DataSpec {
+        &self.data
+    }
+    /// How far the run has got.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+    /// The held-out points (data coordinates).
+    pub fn held_out(&self) -> &Points {
+        &self.held_out
+    }
+    /// Number of training points.
+    pub fn train_len(&self) -> usize {
+        self.train.dims()[0]
+    }
+    /// Whether every half-step is done.
+    pub fn is_done(&self) -> bool {
+        self.progress.phase >= self.total_phases()
+    }
+    /// Raises the number of IPF refinements (a resumed run may go further than planned).
+    pub fn extend_ipf_iters(&mut self, ipf_iters: usize) {
+        self.config.ipf_iters = self.config.ipf_iters.max(ipf_iters);
+    }
+
+    fn total_phases(&self) -> usize {
+        1 + 2 * self.config.ipf_iters
+    }
+
+    /// The generated points whose metrics the last row reports (drawn again from the same
+    /// seeded generator, so they are the same points), in data coordinates; before any row, a
+    /// draw of the untrained model.
+    pub fn evaluated_samples(&self) -> Result<Points> {
+        let ipf = self.progress.rows.last().map_or(0, |r| r.iteration);
+        let mut rng = tagged_rng(self.config.seed, TAG_EVAL, ipf as u64);
+        self.model.generate(
+            self.config.eval_samples,
+            &GenerateOptions::default(),
+            &mut rng,
+        )
+    }
+
+    /// Metrics of prior samples (N(mean, diag(scale²)) in data coordinates) against the
+    /// held-out data: the baseline of the rows' metrics.
+    pub fn prior_baseline(&self) -> Result<(f64, f64)> {
+        prior_baseline(&self.model, &self.held_out, &self.config)
+    }
+
+    /// Runs the remaining half-steps. Returns whether the fit is done (false when stopped by
+    /// `opts.stop_after`, after a checkpoint).
+    pub fn run(
+        &mut self,
+        opts: &RunOptions,
+        mut on_event: impl FnMut(FitEvent<'_>),
+    ) -> Result<bool> {
+        let mut steps_this_call = 0usize;
+        while !self.is_done() {
+            let phase = Phase::of(self.progress.phase);
+            let iters = self.config.iters_of(self.progress.phase);
+            if phase.half == Half::Forward {
+                self.model.enable_forward(self.config.seed)?;
+            }
+            let mut opt = {
+                let params = self.trained_params(phase.half);
+                Optimiser::new(
+                    params,
+                    self.config.lr,
+                    self.config.grad_clip,
+                    iters,
+                    self.config.ema,
+                )?
+            };
+            if self.progress.phase_step > 0 {
+                let pending = self.pending.take().ok_or_else(|| {
+                    DsbError::InvalidInput(
+                        "the run stopped inside a half-step but its optimiser state is missing"
+                            .into(),
+                    )
+                })?;
+                self.trained_params(phase.half)
+                    .assign(&pending.weights, Path::new("train-state.safetensors"))?;
+                opt.restore(pending.optimiser)?;
+            }
+            on_event(FitEvent::PhaseStart {
+                phase,
+                step: self.progress.phase_step,
+                iters,
+            });
+            let mut cache: Option<PathCache> = None;
+            let mut bad = 0;
+            while self.progress.phase_step < iters {
+                if opts.stop_after.is_some_and(|s| steps_this_call >= s) {
+                    self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
+                    return Ok(false);
+                }
+                let start = Instant::now();
+                let i = self.progress.phase_step;
+                let refill = i - i % self.config.refresh;
+                if phase != Phase::of(0) && (cache.is_none() || i == refill) {
+                    cache = Some(self.fill_cache(phase, refill)?);
+                }
+                let mut rng = tagged_rng(
+                    self.config.seed,
+                    TAG_STEP + 16 * self.progress.phase as u64,
+                    i as u64,
+                );
+                let loss = self.loss(phase, cache.as_ref(), &mut rng)?;
+                let value = loss.reported;
+                let stepped = value.is_finite()
+                    && opt
+                        .step(i, &loss.tensor, self.trained_params(phase.half))?
+                        .is_finite();
+                bad = if stepped { 0 } else { bad + 1 };
+                if bad >= PATIENCE {
+                    return Err(DsbError::Diverged {
+                        iteration: self.progress.global_step,
+                        loss: value,
+                    });
+                }
+                let p = &mut self.progress;
+                if i >= iters - iters.div_ceil(10) {
+                    p.tail = (p.tail.0 + value, p.tail.1 + 1);
+                }
+                p.phase_step += 1;
+                p.global_step += 1;
+                let secs = start.elapsed().as_secs_f64();
+                p.train_seconds += secs;
+                p.iteration_time = (p.iteration_time.0 + secs, p.iteration_time.1 + 1);
+                steps_this_call += 1;
+                on_event(FitEvent::Step {
+                    phase,
+                    step: i,
+                    loss: value,
+                });
+                let every = opts.checkpoint_every;
+                if every > 0
+                    && self.progress.global_step.is_multiple_of(every)
+                    && self.progress.phase_step < iters
+                {
+                    self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
+                }
+            }
+            opt.finish(self.trained_params(phase.half))?;
+            self.end_phase(phase, &mut on_event)?;
+            self.checkpoint(opts, None, &mut on_event)?;
+        }
+        Ok(true)
+    }
+
+    /// The parameters of the network that `half` trains.
+    fn trained_params(&self, half: Half) -> &crate::nn::ParamStore {
+        match half {
+            Half::Backward => self.model.backward.params(),
+            Half::Forward => self
+                .model
+                .forward
+                .as_ref()
+                .expect("the forward half-step enables the forward network")
+                .params(),
+        }
+    }
+
+    /// The loss of one gradient step.
+    fn loss(&self, phase: Phase, cache: Option<&PathCache>, rng: &mut StdRng) -> Result<Loss> {
+        let rows = self.config.batch;
+        match (phase.half, cache) {
+            (Half::Backward, None) => {
+                let n = self.train_len();
+                let idx: Vec<u32> = (0..rows).map(|_| rng.random_range(0..n) as u32).collect();
+                let idx = Tensor::from_vec(idx, rows, self.model.device())?;
+                backward_loss_reference(&self.model, &self.train.index_select(&idx, 0)?, rng)
+            }
+            (Half::Backward, Some(c)) => backward_loss_cached(&self.model, c, rows, rng),
+            (Half::Forward, Some(c)) => forward_loss_cached(&self.model, c, rows, rng),
+            (Half::Forward, None) => unreachable!("forward half-steps always have a cache"),
+        }
+    }
+
+    /// Paths of the frozen process for a half-step: the backward process from the prior (for
+    /// the forward half-step) or the forward process from random training points.
+    fn fill_cache(&self, phase: Phase, refill: usize) -> Result<PathCache> {
+        let mut rng = tagged_rng(
+            self.config.seed,
+            TAG_CACHE + 16 * self.progress.phase as u64,
+            refill as u64,
+        );
+        let mut chunks = Vec::new();
+        let mut done = 0;
+        while done < self.config.cache {
+            let rows = 4096.min(self.config.cache - done);
+            let paths = match phase.half {
+                Half::Forward => self.model.simulate_backward(rows, &mut rng)?,
+                Half::Backward => {
+                    let n = self.train_len();
+                    let idx: Vec<u32> = (0..rows).map(|_| rng.random_range(0..n) as u32).collect();
+                    let idx = Tensor::from_vec(idx, rows, self.model.device())?;
+                    let x0 = self.train.index_select(&idx, 0)?;
+                    self.model.simulate_forward(&x0, &mut rng)?
+                }
+            };
+            chunks.push(PathCache::chunk(&paths)?);
+            done += rows;
+        }
+        PathCache::from_chunks(&chunks)
+    }
+
+    /// Closes a half-step: records its loss, and after a backward half-step evaluates the model
+    /// into a row.
+    fn end_phase(&mut self, phase: Phase, on_event: &mut impl FnMut(FitEvent<'_>)) -> Result<()> {
+        let p = &mut self.progress;
+        let tail = if p.tail.1 > 0 {
+            p.tail.0 / p.tail.1 as f64
+        } else {
+            f64::NAN
+        };
+        p.tail = (0.0, 0);
+        p.phase += 1;
+        p.phase_step = 0;
+        p.optimiser_step = 0;
+        p.ema_updates = 0;
+        if phase.half == Half::Forward {
+            p.forward_loss = Some(tail);
+            return Ok(());
+        }
+        self.model.backward_iteration = phase.ipf;
+        let row = self.evaluate(phase.ipf, tail)?;
+        on_event(FitEvent::Row(&row));
+        self.progress.rows.push(row);
+        Ok(())
+    }
+
+    /// The metrics of the current model against the held-out data.
+    fn evaluate(&mut self, ipf: usize, backward_loss: f64) -> Result<FitRow> {
+        let mut rng = tagged_rng(self.config.seed, TAG_EVAL, ipf as u64);
+        let n = self.config.eval_samples;
+        let generated = self
+            .model
+            .generate(n, &GenerateOptions::default(), &mut rng)?;
+        let held = &self.held_out;
+        let held_slice = &held.data[..held.len().min(n) * held.dim];
+        let (mmd2, energy) = sample_metrics(&generated, held_slice, held.dim);
+        let bound = elbo(&self.model, held_slice, &ElboOptions::default(), &mut rng)?;
+        let p = &mut self.progress;
+        let (seconds, steps) = p.iteration_time;
+        p.iteration_time = (0.0, 0);
+        Ok(FitRow {
+            iteration: ipf,
+            mmd2,
+            energy,
+            elbo: bound,
+            backward_loss,
+            forward_loss: p.forward_loss.take(),
+            steps,
+            seconds,
+            steps_per_second: steps as f64 / seconds.max(1e-9),
+        })
+    }
+
+    /// Writes a checkpoint if the run has a directory; `training` is the half-step in progress.
+    fn checkpoint(
+        &mut self,
+        opts: &RunOptions,
+        training: Option<(&Optimiser, Half)>,
+        on_event: &mut impl FnMut(FitEvent<'_>),
+    ) -> Result<()> {
+        if let Some((opt, _)) = training {
+            let s = opt.state();
+            self.progress.optimiser_step = s.adam.step;
+            self.progress.ema_updates = s.ema.as_ref().map_or(0, |e| e.updates);
+        }
+        if let Some(dir) = &opts.dir {
+            self.save_checkpoint(dir, training)?;
+            on_event(FitEvent::Checkpoint(self.progress.global_step));
+        }
+        Ok(())
+    }
+}
