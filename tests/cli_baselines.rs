@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_clear_error, dsb};
+use common::{assert_clear_error, assert_ok, dsb};
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -25,7 +25,7 @@ fn smc_and_nuts_run_from_the_command_line() {
         "--json",
         "--quiet",
     ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_ok(&o);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(v["log_z"].as_f64().unwrap().is_finite());
     assert!(v["abs_error"].as_f64().unwrap() < 0.5, "{v}");
@@ -35,7 +35,7 @@ fn smc_and_nuts_run_from_the_command_line() {
         "sample", "--target", "gaussian", "--dim", "3", "--method", "nuts", "--chains", "2",
         "--tune", "100", "--draws", "100", "--quiet",
     ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_ok(&o);
     assert!(stdout(&o).contains("split-R-hat"), "{}", stdout(&o));
 }
 
@@ -59,7 +59,7 @@ fn laplace_preconditioning_writes_samples_in_the_original_coordinates() {
         out.to_str().unwrap(),
         "--quiet",
     ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_ok(&o);
     let text = std::fs::read_to_string(&out).unwrap();
     // The bias weight (last column before log_weight) is ≈ −1.2 a posteriori; z would be ≈ 0.
     let last: Vec<f64> = text
@@ -129,7 +129,7 @@ fn bench_writes_a_table_and_json() {
         dir.path().to_str().unwrap(),
         "--quiet",
     ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_ok(&o);
     let md = std::fs::read_to_string(dir.path().join("bench.md")).unwrap();
     for m in [
         "| dsb |",

@@ -1,31 +1,11 @@
 //! End-to-end runs of `dsb fit` and `dsb generate` with tiny settings: the files they write,
 //! `--resume`, and clear errors for bad input.
 
+mod common;
+
+use common::{assert_clear_error, assert_ok, dsb, stderr};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn dsb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dsb"))
-        .args(args)
-        .output()
-        .expect("run dsb")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "dsb failed: {}", stderr(o));
-}
-
-/// A failed run: non-zero exit, no panic, and a message that contains `needle`.
-fn assert_clear_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure; stderr: {err}");
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
-}
+use std::process::Output;
 
 /// Tiny settings: 6 steps, 20 gradient steps per half-step, a 300-point data set.
 const TINY: &[&str] = &[

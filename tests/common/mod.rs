@@ -66,6 +66,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A successful run (its standard error shown otherwise).
+pub fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "dsb failed: {}", stderr(o));
+}
+
 /// A failed run: non-zero exit, no panic, and a message that contains `needle`.
 pub fn assert_clear_error(o: &Output, needle: &str) {
     let err = stderr(o);
