@@ -14,7 +14,7 @@
 //! added to each coordinate before evaluation, and log P(discrete) ≥ E[log q(x + u)] + d log Δ
 //! gives bits per dimension, −(nats/dim + log Δ)/log 2 (Δ = 2/255 for pixels b/127.5 − 1).
 
-use super::model::FitModel;
+use super::model::{FitModel, chunk_rows};
 use crate::error::{DsbError, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
@@ -44,9 +44,6 @@ pub struct Elbo {
     pub n: usize,
 }
 
-/// Rows per network call.
-const CHUNK: usize = 4096;
-
 /// ½|r|² per row, in f64.
 fn half_sq(r: &Tensor) -> Result<Vec<f64>> {
     Ok((r.sqr()?.sum(1)? * 0.5)?
@@ -62,7 +59,7 @@ fn per_example(model: &FitModel, data: &[f32], rng: &mut StdRng) -> Result<Vec<f
     let kern = model.kernels();
     let norm = &model.settings().normalisation;
     let mut out = Vec::with_capacity(data.len() / d);
-    for chunk in data.chunks(CHUNK * d) {
+    for chunk in data.chunks(chunk_rows(d) * d) {
         let rows = chunk.len() / d;
         let mut x = Tensor::from_vec(norm.apply(chunk), (rows, d), model.device())?;
         let mut lw = vec![0.0f64; rows];

@@ -53,12 +53,12 @@ mod progress;
 mod train;
 
 pub use checkpoint::{MODEL_SETTINGS, MODEL_WEIGHTS, SavedFit, TRAIN_STATE, load_model};
-pub use config::{DataSpec, FitConfig};
+pub use config::{DataSpec, FitConfig, FitData, is_image_data};
 pub use elbo::{Elbo, ElboOptions, elbo};
 pub use evaluate::{FitRow, prior_baseline, sample_metrics};
 pub use kernels::{BackwardStep, Kernels};
 pub use model::{FitModel, GenerateOptions, ModelSettings};
-pub use net::{MlpNet, NetworkSpec, TimeNet};
+pub use net::{MlpNet, NetworkSpec, TimeNet, UNetNet};
 pub use normalise::Normalisation;
 pub use progress::{FitEvent, Half, Phase, Progress, RunOptions};
 pub use train::Fit;

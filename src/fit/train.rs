@@ -10,7 +10,7 @@
 //! Each phase starts a fresh optimiser (Adam, cosine decay over the phase) from the network's
 //! current weights (warm start), and ends with the network holding its EMA.
 
-use super::config::{DataSpec, FitConfig};
+use super::config::{DataSpec, FitConfig, FitData};
 use super::elbo::{ElboOptions, elbo};
 use super::evaluate::{FitRow, prior_baseline, sample_metrics};
 use super::losses::{Loss, backward_loss_cached, backward_loss_reference, forward_loss_cached};
@@ -55,8 +55,29 @@ impl Fit {
     /// A new fit of the data `data` (loaded with [`DataSpec::load`]).
     pub fn new(data: DataSpec, config: FitConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let (train, held_out) = data.load()?;
-        Self::with_points(data, train, held_out, config, device)
+        let loaded = data.load()?;
+        Self::with_data(data, loaded, config, device)
+    }
+
+    /// A new fit of loaded data. Images (shape `[C, H, W]`, pixels in [−1, 1]) keep their
+    /// coordinates ([`Normalisation::identity`]; the prior is N(0, I) on pixel values), and a
+    /// UNet spec takes its image size from them ([`NetworkSpec::fitted_to`]); points are
+    /// standardised per coordinate.
+    ///
+    /// [`NetworkSpec::fitted_to`]: super::NetworkSpec::fitted_to
+    pub fn with_data(
+        data: DataSpec,
+        loaded: FitData,
+        mut config: FitConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let FitData {
+            train,
+            held_out,
+            example_shape,
+        } = loaded;
+        config.network = config.network.fitted_to(&example_shape);
+        Self::build(data, train, held_out, example_shape, config, device)
     }
 
     /// A new fit of given training and held-out points; `data` only names them (it is saved,
@@ -65,6 +86,18 @@ impl Fit {
         data: DataSpec,
         train: Points,
         held_out: Points,
+        config: FitConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let shape = vec![train.dim];
+        Self::build(data, train, held_out, shape, config, device)
+    }
+
+    fn build(
+        data: DataSpec,
+        train: Points,
+        held_out: Points,
+        example_shape: Vec<usize>,
         config: FitConfig,
         device: &Device,
     ) -> Result<Self> {
@@ -77,10 +110,14 @@ impl Fit {
                 held_out.dim
             )));
         }
-        let normalisation = Normalisation::fit(&train.data, train.dim)?;
+        let normalisation = if example_shape.len() == 3 {
+            Normalisation::identity(train.dim)
+        } else {
+            Normalisation::fit(&train.data, train.dim)?
+        };
         let settings = ModelSettings {
             data: data.name.clone(),
-            example_shape: vec![train.dim],
+            example_shape,
             network: config.network.clone(),
             reference: config.reference,
             steps: config.steps,
@@ -383,7 +420,10 @@ impl Fit {
         let held = &self.held_out;
         let held_slice = &held.data[..held.len().min(n) * held.dim];
         let (mmd2, energy) = sample_metrics(&generated, held_slice, held.dim);
-        let bound = elbo(&self.model, held_slice, &ElboOptions::default(), &mut rng)?;
+        let opts = ElboOptions {
+            dequantise_bin: self.model.settings().dequantise_bin(),
+        };
+        let bound = elbo(&self.model, held_slice, &opts, &mut rng)?;
         let p = &mut self.progress;
         let (seconds, steps) = p.iteration_time;
         p.iteration_time = (0.0, 0);
