@@ -148,7 +148,8 @@ impl Fit {
         let loaded = data.load()?;
         if loaded.example_shape != model.settings().example_shape {
             return Err(DsbError::InvalidInput(format!(
-                "'{}' has examples of shape {:?}, but the model was fitted to shape {:?}",
+                "wrong data dimension: '{}' has examples of shape {:?}, but the model was fitted \
+                 to shape {:?}",
                 data.name,
                 loaded.example_shape,
                 model.settings().example_shape
