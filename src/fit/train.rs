@@ -14,7 +14,7 @@ use super::config::{DataSpec, FitConfig, FitData};
 use super::elbo::{ElboOptions, elbo};
 use super::evaluate::{FitRow, prior_baseline, sample_metrics};
 use super::losses::{Loss, backward_loss_cached, backward_loss_reference, forward_loss_cached};
-use super::model::{FitModel, GenerateOptions, ModelSettings};
+use super::model::{FitModel, GenerateOptions, ModelSettings, chunk_rows};
 use super::normalise::Normalisation;
 use super::progress::{FitEvent, Half, Pending, Phase, Progress, RunOptions};
 use super::tagged_rng;
@@ -368,7 +368,7 @@ impl Fit {
         let mut chunks = Vec::new();
         let mut done = 0;
         while done < self.config.cache {
-            let rows = 4096.min(self.config.cache - done);
+            let rows = chunk_rows(self.model.dim()).min(self.config.cache - done);
             let paths = match phase.half {
                 Half::Forward => self.model.simulate_backward(rows, &mut rng)?,
                 Half::Backward => {
