@@ -54,6 +54,7 @@ mod model;
 mod net;
 mod normalise;
 mod progress;
+mod setup;
 mod train;
 
 pub use checkpoint::{MODEL_SETTINGS, MODEL_WEIGHTS, SavedFit, TRAIN_STATE, load_model};
