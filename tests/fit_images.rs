@@ -234,4 +234,5 @@ fn cli_refuses_unet_flags_on_points_and_bad_levels_for_the_image_size() {
         "--quiet",
     ]);
     assert_clear_error(&o, "divisible by 2^3");
+    assert_clear_error(&o, "28×28 images allow at most 3 level(s)");
 }

@@ -53,7 +53,18 @@ impl NetworkSpec {
                 DsbError::InvalidInput("--width and --depth must be at least 1".into()),
             ),
             NetworkSpec::Mlp { .. } => Ok(()),
-            NetworkSpec::Unet(cfg) => cfg.validate(),
+            NetworkSpec::Unet(cfg) => cfg.validate().map_err(|e| {
+                let levels = max_levels(cfg.height, cfg.width);
+                if cfg.levels() > levels {
+                    DsbError::InvalidInput(format!(
+                        "{e}. {}×{} images allow at most {levels} level(s) (--unet-levels 1 to \
+                         {levels}, or that many --unet-mults)",
+                        cfg.height, cfg.width
+                    ))
+                } else {
+                    e
+                }
+            }),
         }
     }
 
@@ -120,6 +131,16 @@ impl NetworkSpec {
             ))),
         }
     }
+}
+
+/// The most UNet levels for `height × width` images: one more than the number of times both
+/// halve exactly.
+fn max_levels(height: usize, width: usize) -> usize {
+    let (mut h, mut w, mut levels) = (height, width, 1);
+    while h > 0 && w > 0 && h.is_multiple_of(2) && w.is_multiple_of(2) && levels < 16 {
+        (h, w, levels) = (h / 2, w / 2, levels + 1);
+    }
+    levels
 }
 
 /// The MLP network: [`DriftNet`] built without score input, with unit scales.
@@ -291,6 +312,11 @@ mod tests {
             .build("backward", &[1, 7, 7], 0, &Device::Cpu)
             .unwrap_err();
         assert!(e.to_string().contains("divisible by 2^1"), "{e}");
+        assert!(e.to_string().contains("at most 1 level"), "{e}");
+        assert_eq!(
+            (max_levels(28, 28), max_levels(32, 32), max_levels(7, 8)),
+            (3, 6, 1)
+        );
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<NetworkSpec>(&json).unwrap(), spec);
     }
