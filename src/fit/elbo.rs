@@ -53,7 +53,7 @@ pub struct Elbo {
     /// Standard error of `nats` over the examples.
     pub stderr: f64,
     /// Bits per dimension of the discrete data, with dequantisation (a bound on the negative
-    /// log-likelihood): −(`nats_per_dim` + log Δ)/log 2; see the [module docs](self).
+    /// log-likelihood): −(`nats_per_dim` + log Δ)/log 2; see [`elbo()`].
     pub bits_per_dim: Option<f64>,
     /// Examples evaluated.
     pub n: usize,
@@ -99,6 +99,12 @@ fn per_example(model: &FitModel, data: &[f32], rng: &mut StdRng) -> Result<Vec<f
 
 /// The bound on held-out `data` (rows of length d, data coordinates, at least two), one
 /// forward path per example.
+///
+/// With `opts.dequantise_bin` = Δ (2/255 for 8-bit pixels scaled to [−1, 1]), each example
+/// x gets uniform noise u ~ U[0, Δ)^d first, and since log P(x) = log E_u[q(x + u)] + d log Δ
+/// ≥ ELBO(x + u) + d log Δ (Jensen), the bound on the discrete data's negative log-likelihood
+/// is reported as bits/dim = −(ELBO_nats/d + log Δ)/log 2 (as DDPM reports it; the same number
+/// as with pixels in [0, 256) and bins of width 1).
 pub fn elbo(model: &FitModel, data: &[f32], opts: &ElboOptions, rng: &mut StdRng) -> Result<Elbo> {
     let d = model.dim();
     if data.len() < 2 * d || !data.len().is_multiple_of(d) {
