@@ -3,7 +3,10 @@
 
 use super::fit_report::{FitSummary, print_summary, write_outputs};
 use super::progress::bar;
-use crate::fit::{DataSpec, Fit, FitConfig, FitEvent, Half, NetworkSpec, RunOptions};
+use crate::fit::{
+    DataSpec, Fit, FitConfig, FitEvent, Half, NetworkSpec, RunOptions, is_image_data,
+};
+use crate::nn::UNetConfig;
 use crate::process::{ReferenceKind, Schedule};
 use anyhow::{Context, bail};
 use indicatif::ProgressBar;
@@ -15,21 +18,24 @@ use std::time::Instant;
 #[command(
     after_help = "Writes into the output directory: model.safetensors + model.json (the \
     model, also the checkpoint), train-state.safetensors (for --resume), samples.csv, \
-    samples.png (data beside generated points) and summary.json.\n\nExamples:\n  \
+    samples.png (data beside generated points; for images, a grid of up to 64 generated \
+    images) and summary.json.\n\nExamples:\n  \
     dsb fit --data swiss-roll\n  dsb fit --data two-moons --steps 20 --horizon 1 --ipf-iters 2 \
     --out runs/moons-dsb\n  dsb fit --data points.csv --json\n  dsb fit --resume runs/swiss-roll\n  \
     dsb generate --model runs/swiss-roll --n 1000 --out samples.png"
 )]
 pub struct FitArgs {
-    /// Data set: a toy set (swiss-roll, two-moons, circles, 8gaussians, checkerboard, s-curve)
-    /// or a .csv file of points (one per row, optional header). Images (mnist, fashion-mnist)
-    /// are not wired in yet. With --resume: other data of the same dimension (e.g. a moved
+    /// Data set: a toy set (swiss-roll, two-moons, circles, 8gaussians, checkerboard, s-curve),
+    /// a .csv file of points (one per row, optional header), or images: mnist, fashion-mnist
+    /// (located with --data-dir) or a directory of IDX files; images are fitted with the UNet
+    /// (--unet-* flags), pixels in [−1, 1] and the prior N(0, I). With --resume: other data of the same dimension (e.g. a moved
     /// file); the saved standardisation is kept.
     #[arg(long, required_unless_present = "resume")]
     pub data: Option<String>,
-    /// Points generated for a toy data set.
-    #[arg(long, default_value_t = 10_000, conflicts_with = "resume")]
-    pub n_data: usize,
+    /// Points generated for a toy data set (default 10000); for images, the number of training
+    /// images kept (a seeded random subset; default: all).
+    #[arg(long, conflicts_with = "resume")]
+    pub n_data: Option<usize>,
     /// Fraction of the data held out for the metrics and the likelihood bound.
     #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
     pub held_out: f64,
@@ -58,6 +64,24 @@ pub struct FitArgs {
     /// Hidden layers of the MLP.
     #[arg(long, default_value_t = 3, conflicts_with = "resume")]
     pub depth: usize,
+    /// UNet (images only): feature channels at full resolution (default 32).
+    #[arg(long, conflicts_with = "resume")]
+    pub unet_width: Option<usize>,
+    /// UNet: resolution levels, with width multipliers 1, 2, 2, … (default 3: 28 → 14 → 7).
+    #[arg(long, conflicts_with_all = ["resume", "unet_mults"])]
+    pub unet_levels: Option<usize>,
+    /// UNet: width multipliers, one per level, e.g. `1,2,2` (instead of --unet-levels).
+    #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+    pub unet_mults: Option<Vec<usize>>,
+    /// UNet: residual blocks per level on the way down (default 2).
+    #[arg(long, conflicts_with = "resume")]
+    pub unet_blocks: Option<usize>,
+    /// UNet: GroupNorm groups (default 8; must divide every layer's channels).
+    #[arg(long, conflicts_with = "resume")]
+    pub unet_groups: Option<usize>,
+    /// UNet: no self-attention at the lowest resolution.
+    #[arg(long, conflicts_with = "resume")]
+    pub no_attention: bool,
 
     /// IPF refinements after iteration 0 (0: a DDPM-style model only). Each fits the forward
     /// network and then the backward one; useful with a short horizon or few steps. With
@@ -90,9 +114,10 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 200, conflicts_with = "resume")]
     pub refresh: usize,
     /// Points generated (and held-out points used, at most) for the metrics of each IPF
-    /// iteration; also the number written to samples.csv.
-    #[arg(long, default_value_t = 2000, conflicts_with = "resume")]
-    pub eval_samples: usize,
+    /// iteration; also the number written to samples.csv (default: 2000 for points, 256 for
+    /// images).
+    #[arg(long, conflicts_with = "resume")]
+    pub eval_samples: Option<usize>,
     /// Random seed (data, split, weights, training): the same seed gives the same numbers on
     /// the same machine.
     #[arg(long, default_value_t = 0, conflicts_with = "resume")]
@@ -123,17 +148,57 @@ pub struct FitArgs {
 }
 
 impl FitArgs {
-    fn config(&self) -> FitConfig {
-        FitConfig {
+    /// Whether any UNet flag was given.
+    fn unet_flags(&self) -> bool {
+        self.unet_width.is_some()
+            || self.unet_levels.is_some()
+            || self.unet_mults.is_some()
+            || self.unet_blocks.is_some()
+            || self.unet_groups.is_some()
+            || self.no_attention
+    }
+
+    /// The network: a UNet for images (its image size is set from the data), the MLP for
+    /// points (which refuse the UNet flags).
+    fn network(&self, images: bool) -> anyhow::Result<NetworkSpec> {
+        if !images {
+            if self.unet_flags() {
+                bail!(
+                    "the --unet-* and --no-attention flags are for image data (mnist,                      fashion-mnist, a directory of IDX files); points are fitted with the MLP                      (--width, --depth)"
+                );
+            }
+            return Ok(NetworkSpec::Mlp {
+                width: self.width,
+                depth: self.depth,
+            });
+        }
+        let d = UNetConfig::mnist();
+        let mults = match (&self.unet_mults, self.unet_levels) {
+            (Some(m), _) => m.clone(),
+            (None, Some(0)) => bail!("--unet-levels must be at least 1"),
+            (None, Some(l)) => (0..l).map(|i| if i == 0 { 1 } else { 2 }).collect(),
+            (None, None) => d.channel_mults.clone(),
+        };
+        let width = self.unet_width.unwrap_or(d.base_width);
+        Ok(NetworkSpec::Unet(UNetConfig {
+            base_width: width,
+            channel_mults: mults,
+            res_blocks_per_level: self.unet_blocks.unwrap_or(d.res_blocks_per_level),
+            attention: !self.no_attention,
+            groups: self.unet_groups.unwrap_or(d.groups),
+            time_embed_dim: 4 * width,
+            ..d
+        }))
+    }
+
+    fn config(&self, images: bool) -> anyhow::Result<FitConfig> {
+        Ok(FitConfig {
             steps: self.steps,
             horizon: self.horizon,
             schedule: self.schedule,
             first_step: self.first_step,
             reference: self.reference,
-            network: NetworkSpec::Mlp {
-                width: self.width,
-                depth: self.depth,
-            },
+            network: self.network(images)?,
             ipf_iters: self.ipf_iters.unwrap_or(0),
             iters: self.iters,
             first_iters: self.first_iters,
@@ -143,9 +208,9 @@ impl FitArgs {
             ema: self.ema,
             cache: self.cache,
             refresh: self.refresh,
-            eval_samples: self.eval_samples,
+            eval_samples: self.eval_samples.unwrap_or(if images { 256 } else { 2000 }),
             seed: self.seed,
-        }
+        })
     }
 }
 
@@ -190,11 +255,11 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
                 .data
                 .clone()
                 .expect("clap requires --data without --resume");
-            let config = a.config();
-            config.validate()?;
+            let images = is_image_data(&name);
+            let config = a.config(images)?;
             let data = DataSpec {
                 name: name.clone(),
-                n: a.n_data,
+                n: a.n_data.unwrap_or(if images { 0 } else { 10_000 }),
                 seed: a.seed,
                 held_out: a.held_out,
                 data_dir: a.data_dir.clone(),
@@ -238,8 +303,15 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             {
                 p.suspend(|| {
                     eprintln!(
-                        "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim",
-                        row.iteration, row.mmd2, row.energy, row.elbo.nats_per_dim
+                        "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
+                        row.iteration,
+                        row.mmd2,
+                        row.energy,
+                        row.elbo.nats_per_dim,
+                        row.elbo
+                            .bits_per_dim
+                            .map(|b| format!(" ({b:.3} bits/dim)"))
+                            .unwrap_or_default()
                     )
                 });
             }

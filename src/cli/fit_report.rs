@@ -1,7 +1,7 @@
 //! What `dsb fit` writes and prints at the end: samples, a plot, and the summary.
 
 use crate::fit::{DataSpec, Elbo, Fit, FitConfig, FitRow, ModelSettings};
-use crate::io::{ScatterPlot, atomic_write, scatter_png, write_points_csv};
+use crate::io::{ScatterPlot, atomic_write, image_grid_png, scatter_png, write_points_csv};
 use serde::Serialize;
 use std::path::Path;
 
@@ -41,6 +41,9 @@ pub struct FitSummary {
     pub mmd2_ratio_to_prior: f64,
     /// The held-out likelihood bound of the final model.
     pub elbo: Elbo,
+    /// For images: the bound as bits per dimension of the 8-bit data (see
+    /// [`crate::fit::Elbo::bits_per_dim`]); lower is better.
+    pub bits_per_dim: Option<f64>,
     /// One row per IPF iteration.
     pub rows: Vec<FitRow>,
     /// Gradient steps of the whole run.
@@ -87,6 +90,7 @@ impl FitSummary {
             },
             mmd2_ratio_to_prior: last.mmd2 / pm,
             elbo: last.elbo,
+            bits_per_dim: last.elbo.bits_per_dim,
             rows: p.rows.clone(),
             gradient_steps: p.global_step,
             train_seconds: p.train_seconds,
@@ -98,12 +102,25 @@ impl FitSummary {
     }
 }
 
-/// Writes samples.csv, samples.png (for data of dimension ≥ 2: the first two coordinates,
-/// held-out data beside generated points) and summary.json into `out`.
+/// Images shown in the grid of samples.png.
+const GRID_IMAGES: usize = 64;
+
+/// Writes samples.csv, samples.png (for images: a grid of up to 64 generated images; for
+/// points of dimension ≥ 2: the first two coordinates, held-out data beside generated points)
+/// and summary.json into `out`.
 pub fn write_outputs(fit: &Fit, out: &Path, summary: &FitSummary) -> anyhow::Result<()> {
     let samples = fit.evaluated_samples()?;
     write_points_csv(&out.join("samples.csv"), &samples)?;
-    if samples.dim >= 2 {
+    let settings = fit.model.settings();
+    if settings.is_image() {
+        let n = samples.len().min(GRID_IMAGES);
+        image_grid_png(
+            &out.join("samples.png"),
+            &samples.data[..n * samples.dim],
+            n,
+            &settings.example_shape,
+        )?;
+    } else if samples.dim >= 2 {
         let xy = |data: &[f32], dim: usize| -> Vec<(f64, f64)> {
             data.chunks(dim)
                 .map(|r| (f64::from(r[0]), f64::from(r[1])))
@@ -183,6 +200,9 @@ pub fn print_summary(s: &FitSummary) {
         "held-out     ELBO {:.4} ± {:.4} nats per example ({:.4} nats/dim)",
         s.elbo.nats, s.elbo.stderr, s.elbo.nats_per_dim
     );
+    if let Some(b) = s.bits_per_dim {
+        println!("held-out     {b:.4} bits/dim (8-bit pixels, uniform dequantisation)");
+    }
     println!(
         "training     {} gradient steps in {:.1} s ({:.1} steps/s); wall {:.1} s",
         s.gradient_steps, s.train_seconds, s.steps_per_second, s.wall_seconds

@@ -1,7 +1,7 @@
 //! `dsb generate`: draw points from a model fitted by `dsb fit`.
 
 use crate::fit::{GenerateOptions, load_model};
-use crate::io::{ScatterPlot, scatter_png, write_points_csv};
+use crate::io::{ScatterPlot, image_grid_png, scatter_png, write_points_csv};
 use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  dsb generate --model runs/swiss-roll --n 1000 --out samples.csv\n  \
-    dsb generate --model runs/swiss-roll --n 2000 --steps 20 --out fast.png"
+    dsb generate --model runs/swiss-roll --n 2000 --steps 20 --out fast.png\n  \
+    dsb generate --model runs/mnist --n 64 --out grid.png"
 )]
 pub struct GenerateArgs {
     /// The output directory of `dsb fit` (holding model.safetensors and model.json).
@@ -30,8 +31,9 @@ pub struct GenerateArgs {
     /// Keep the noise of the last step (default: output its mean, as DDPM and DSB do).
     #[arg(long)]
     pub final_noise: bool,
-    /// Write the points here: `.csv` (one row per point) or `.png` (scatter of the first two
-    /// coordinates).
+    /// Write the points here: `.csv` (one row per point; for images, the flattened pixels in
+    /// [−1, 1]) or `.png` (scatter of the first two coordinates; for images, a grid of the
+    /// images, ⌈√n⌉ per row, pixels mapped from [−1, 1] to 0..255).
     #[arg(long)]
     pub out: PathBuf,
     /// Random seed.
@@ -69,6 +71,13 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let points = model.generate(a.n, &opts, &mut rng)?;
     if ext.as_deref() == Some("csv") {
         write_points_csv(&a.out, &points)?;
+    } else if saved.model.is_image() {
+        image_grid_png(
+            &a.out,
+            &points.data,
+            points.len(),
+            &saved.model.example_shape,
+        )?;
     } else {
         if points.dim < 2 {
             bail!(
@@ -97,6 +106,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         };
         scatter_png(&a.out, &plot)?;
     }
-    eprintln!("wrote {} points to {}", points.len(), a.out.display());
+    let what = if saved.model.is_image() {
+        "images"
+    } else {
+        "points"
+    };
+    eprintln!("wrote {} {what} to {}", points.len(), a.out.display());
     Ok(())
 }

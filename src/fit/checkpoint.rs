@@ -145,7 +145,17 @@ impl Fit {
     pub fn resume(dir: &Path, data: Option<DataSpec>, device: &Device) -> Result<Self> {
         let (model, saved) = load_model(dir, device)?;
         let data = data.unwrap_or_else(|| saved.data.clone());
-        let (train, held_out) = data.load()?;
+        let loaded = data.load()?;
+        if loaded.example_shape != model.settings().example_shape {
+            return Err(DsbError::InvalidInput(format!(
+                "wrong data dimension: '{}' has examples of shape {:?}, but the model was fitted \
+                 to shape {:?}",
+                data.name,
+                loaded.example_shape,
+                model.settings().example_shape
+            )));
+        }
+        let (train, held_out) = (loaded.train, loaded.held_out);
         let mut pending = None;
         let progress = saved.progress;
         if progress.phase_step > 0 {

@@ -1,11 +1,13 @@
 //! Settings of a fit: the process, the network, the optimisation and the data.
 
 use super::net::NetworkSpec;
-use crate::data::{Dataset, LoadOptions, Points, load};
+use crate::data::{Dataset, ImageDataset, LoadOptions, Points, load};
 use crate::error::{DsbError, Result};
 use crate::process::{ReferenceKind, Schedule};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Settings of a fit (saved in `model.json`, so that `--resume` continues with them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,11 +139,13 @@ impl FitConfig {
 /// Where the data come from (saved, so that `--resume` reloads the same split).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataSpec {
-    /// A name for [`crate::data::load`]: a toy set, a `.csv` file, `mnist`, ….
+    /// A name for [`crate::data::load`]: a toy set, a `.csv` file, `mnist`, `fashion-mnist`, or
+    /// a directory of IDX files.
     pub name: String,
-    /// Points generated for a toy set.
+    /// Points generated for a toy set; for images, the number of training images kept (a
+    /// seeded random subset; 0 or more than there are keeps them all).
     pub n: usize,
-    /// Seed of a toy set's generator and of the training/held-out split.
+    /// Seed of a toy set's generator, of the training/held-out split and of the image subset.
     pub seed: u64,
     /// Fraction of the data held out (unused when the data set has its own test set).
     pub held_out: f64,
@@ -150,10 +154,35 @@ pub struct DataSpec {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Data loaded for a fit: examples flattened to rows of `example_shape`'s product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitData {
+    /// Training examples (data coordinates).
+    pub train: Points,
+    /// Held-out examples (data coordinates).
+    pub held_out: Points,
+    /// Shape of one example: `[d]` for points, `[channels, height, width]` for images (pixels in
+    /// [−1, 1], flattened row-major).
+    pub example_shape: Vec<usize>,
+}
+
+/// Whether `name` names image data ([`crate::data::load`] would read IDX images): `mnist`,
+/// `fashion-mnist` or an existing directory.
+pub fn is_image_data(name: &str) -> bool {
+    crate::data::image_dataset_name(name).is_some() || Path::new(name).is_dir()
+}
+
+/// Images as flattened points (one row of rows·cols pixels per image).
+fn flatten(images: ImageDataset) -> Result<Points> {
+    let d = images.rows * images.cols;
+    Ok(Points::new(images.images, images.n, d)?)
+}
+
 impl DataSpec {
-    /// Loads the data and splits off the held-out part: (training, held-out) points. Images are
-    /// refused until the UNet is wired in.
-    pub fn load(&self) -> Result<(Points, Points)> {
+    /// Loads the data and splits off the held-out part. Images (single-channel, pixels in
+    /// [−1, 1]) come flattened with shape `[1, rows, cols]`; their training part is cut to a
+    /// seeded random subset of `n` images when `n` is smaller.
+    pub fn load(&self) -> Result<FitData> {
         let opts = LoadOptions {
             n: self.n,
             seed: self.seed,
@@ -162,10 +191,34 @@ impl DataSpec {
         let (train, held_out) =
             load(&self.name, &opts)?.train_and_held_out(self.held_out, self.seed)?;
         match (train, held_out) {
-            (Dataset::Points(a), Dataset::Points(b)) => Ok((a, b)),
+            (Dataset::Points(a), Dataset::Points(b)) => Ok(FitData {
+                example_shape: vec![a.dim],
+                train: a,
+                held_out: b,
+            }),
+            (Dataset::Images(a), Dataset::Images(b)) => {
+                if (a.rows, a.cols) != (b.rows, b.cols) {
+                    return Err(DsbError::InvalidInput(format!(
+                        "'{}': training images are {}×{} but held-out images {}×{}",
+                        self.name, a.rows, a.cols, b.rows, b.cols
+                    )));
+                }
+                let a = if self.n > 0 && self.n < a.n {
+                    let mut rng = StdRng::seed_from_u64(self.seed ^ 0x5eb_5e7);
+                    let mut keep = rand::seq::index::sample(&mut rng, a.n, self.n).into_vec();
+                    keep.sort_unstable();
+                    a.subset(&keep)?
+                } else {
+                    a
+                };
+                Ok(FitData {
+                    example_shape: vec![1, a.rows, a.cols],
+                    train: flatten(a)?,
+                    held_out: flatten(b)?,
+                })
+            }
             _ => Err(DsbError::InvalidInput(format!(
-                "'{}' is an image data set: images need the UNet, which is not wired into \
-                 `dsb fit` yet; fit point clouds (a toy set or a .csv file) for now",
+                "'{}': training and held-out data are of different kinds",
                 self.name
             ))),
         }

@@ -69,6 +69,17 @@ impl ModelSettings {
         self.network.validate()
     }
 
+    /// Whether the examples are images (shape `[C, H, W]`).
+    pub fn is_image(&self) -> bool {
+        self.example_shape.len() == 3
+    }
+
+    /// The quantisation bin of the data for the likelihood bound: Δ = 2/255 for images (8-bit
+    /// pixels b scaled to b/127.5 − 1), none for points.
+    pub fn dequantise_bin(&self) -> Option<f64> {
+        self.is_image().then_some(2.0 / 255.0)
+    }
+
     /// The time grid.
     pub fn grid(&self) -> TimeGrid {
         TimeGrid::new(self.steps, self.horizon, self.schedule, self.first_step)
@@ -99,8 +110,11 @@ pub struct FitModel {
     device: Device,
 }
 
-/// Rows per network call when sampling.
-const CHUNK: usize = 4096;
+/// Rows per network call for examples of `dim` numbers: 4096 for points, fewer for images (a
+/// UNet keeps every activation of a call alive), at least 1.
+pub(crate) fn chunk_rows(dim: usize) -> usize {
+    ((1usize << 17) / dim.max(1)).clamp(1, 4096)
+}
 
 impl FitModel {
     /// An untrained model (it samples the prior), with the backward network's weights drawn from
@@ -251,7 +265,7 @@ impl FitModel {
         let mut out = Vec::new();
         let mut done = 0;
         while done < n {
-            let rows = CHUNK.min(n - done);
+            let rows = chunk_rows(self.dim()).min(n - done);
             let mut x = self.noise(rows, rng)?;
             for (i, step) in plan.iter().enumerate() {
                 let mean = self.backward_mean(&x, step)?;

@@ -7,7 +7,7 @@
 //! last layer at zero, so that an untrained network leaves the reference process unchanged).
 
 use crate::error::{DsbError, Result};
-use crate::nn::{DriftNet, ParamStore};
+use crate::nn::{DriftNet, ParamStore, UNet, UNetConfig};
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// A network of the data fit: f(x, t) with the shape of x.
 ///
-/// `x` is `[B, d]` for points (and will be `[B, C, H, W]` for images); `t` is `[B]` (f32) and
-/// holds each state's time divided by the horizon T, so it lies in [0, 1]. Implementations must
+/// `x` is `[B, d]`: points, or images flattened row-major from `[C, H, W]` (the UNet adapter
+/// [`UNetNet`] reshapes around its call); `t` is `[B]` (f32) and holds each state's time divided by the horizon T, so it lies in [0, 1]. Implementations must
 /// start with an output of exactly zero (a zero last layer) and register every trainable
 /// variable in the [`ParamStore`] they return from [`TimeNet::params`], under names that start
 /// with the prefix they were built with.
@@ -39,6 +39,10 @@ pub enum NetworkSpec {
         /// Hidden layers.
         depth: usize,
     },
+    /// The UNet of [`crate::nn::UNet`] for images `[C, H, W]` (flattened to `[B, C·H·W]` around
+    /// it by [`UNetNet`]). The image size in the config must match the data's;
+    /// [`NetworkSpec::fitted_to`] sets it from the data.
+    Unet(UNetConfig),
 }
 
 impl NetworkSpec {
@@ -49,6 +53,18 @@ impl NetworkSpec {
                 DsbError::InvalidInput("--width and --depth must be at least 1".into()),
             ),
             NetworkSpec::Mlp { .. } => Ok(()),
+            NetworkSpec::Unet(cfg) => cfg.validate().map_err(|e| {
+                let levels = max_levels(cfg.height, cfg.width);
+                if cfg.levels() > levels {
+                    DsbError::InvalidInput(format!(
+                        "{e}. {}×{} images allow at most {levels} level(s) (--unet-levels 1 to \
+                         {levels}, or that many --unet-mults)",
+                        cfg.height, cfg.width
+                    ))
+                } else {
+                    e
+                }
+            }),
         }
     }
 
@@ -56,6 +72,28 @@ impl NetworkSpec {
     pub fn describe(&self) -> String {
         match self {
             NetworkSpec::Mlp { width, depth } => format!("mlp {width}x{depth}"),
+            NetworkSpec::Unet(c) => format!(
+                "unet width {} mults {:?} blocks {}{}",
+                c.base_width,
+                c.channel_mults,
+                c.res_blocks_per_level,
+                if c.attention { " attention" } else { "" }
+            ),
+        }
+    }
+
+    /// The spec for examples of shape `shape`: a UNet's channels, height and width set from an
+    /// image shape `[C, H, W]` (other shapes, and the MLP, are left as they are, for
+    /// [`NetworkSpec::build`] to judge).
+    pub fn fitted_to(&self, shape: &[usize]) -> Self {
+        match (self, shape) {
+            (NetworkSpec::Unet(cfg), &[channels, height, width]) => NetworkSpec::Unet(UNetConfig {
+                channels,
+                height,
+                width,
+                ..cfg.clone()
+            }),
+            _ => self.clone(),
         }
     }
 
@@ -75,10 +113,34 @@ impl NetworkSpec {
             )?)),
             (NetworkSpec::Mlp { .. }, _) => Err(DsbError::InvalidInput(format!(
                 "the MLP takes points (one dimension per example), not examples of shape \
-                 {shape:?}; images need the UNet, which is not wired into `dsb fit` yet"
+                 {shape:?}; images need the UNet (NetworkSpec::Unet)"
+            ))),
+            (NetworkSpec::Unet(cfg), &[c, h, w])
+                if (c, h, w) == (cfg.channels, cfg.height, cfg.width) =>
+            {
+                Ok(Box::new(UNetNet::new(prefix, cfg, seed, device)?))
+            }
+            (NetworkSpec::Unet(cfg), &[_, _, _]) => Err(DsbError::InvalidInput(format!(
+                "the UNet was configured for {}-channel {}×{} images, but the examples have \
+                 shape {shape:?}",
+                cfg.channels, cfg.height, cfg.width
+            ))),
+            (NetworkSpec::Unet(_), _) => Err(DsbError::InvalidInput(format!(
+                "the UNet takes images [channels, height, width], not examples of shape \
+                 {shape:?}; points need the MLP (--width/--depth, without the --unet-* flags)"
             ))),
         }
     }
+}
+
+/// The most UNet levels for `height × width` images: one more than the number of times both
+/// halve exactly.
+fn max_levels(height: usize, width: usize) -> usize {
+    let (mut h, mut w, mut levels) = (height, width, 1);
+    while h > 0 && w > 0 && h.is_multiple_of(2) && w.is_multiple_of(2) && levels < 16 {
+        (h, w, levels) = (h / 2, w / 2, levels + 1);
+    }
+    levels
 }
 
 /// The MLP network: [`DriftNet`] built without score input, with unit scales.
@@ -145,6 +207,50 @@ impl TimeNet for MlpNet {
     }
 }
 
+/// The UNet network: [`UNet`] behind flat states, reshaping `[B, C·H·W]` to `[B, C, H, W]`
+/// around each call and back.
+#[derive(Debug)]
+pub struct UNetNet {
+    params: ParamStore,
+    net: UNet,
+    shape: [usize; 3],
+}
+
+impl UNetNet {
+    /// A UNet shaped by `cfg` (validated), its parameters named `prefix.*` and drawn from a
+    /// generator seeded with `seed`.
+    pub fn new(prefix: &str, cfg: &UNetConfig, seed: u64, device: &Device) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut params = ParamStore::new();
+        let net = UNet::new(cfg, prefix, &mut params, &mut rng, device)?;
+        Ok(Self {
+            params,
+            net,
+            shape: [cfg.channels, cfg.height, cfg.width],
+        })
+    }
+}
+
+impl TimeNet for UNetNet {
+    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        let [c, h, w] = self.shape;
+        let (rows, dim) = x.dims2()?;
+        if dim != c * h * w {
+            return Err(DsbError::InvalidInput(format!(
+                "the UNet expects flattened {c}×{h}×{w} images (states [B, {}]), got {:?}",
+                c * h * w,
+                x.dims()
+            )));
+        }
+        let y = self.net.forward(&x.reshape((rows, c, h, w))?, t)?;
+        Ok(y.reshape((rows, dim))?)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +277,47 @@ mod tests {
             .build("backward", &[1, 28, 28], 0, &Device::Cpu)
             .unwrap_err();
         assert!(e.to_string().contains("UNet"), "{e}");
+    }
+
+    #[test]
+    fn unet_reshapes_flat_states_and_refuses_points_and_bad_sizes() {
+        let cfg = UNetConfig {
+            base_width: 8,
+            channel_mults: vec![1, 2],
+            res_blocks_per_level: 1,
+            attention: false,
+            groups: 4,
+            time_embed_dim: 16,
+            ..UNetConfig::mnist()
+        };
+        let spec = NetworkSpec::Unet(cfg).fitted_to(&[1, 8, 8]);
+        let net = spec.build("backward", &[1, 8, 8], 0, &Device::Cpu).unwrap();
+        let x = Tensor::ones((3, 64), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[0.0f32, 0.5, 1.0], &Device::Cpu).unwrap();
+        let y = net.forward(&x, &t).unwrap();
+        assert_eq!(y.dims(), &[3, 64]);
+        assert_eq!(
+            y.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
+        let e = spec.build("backward", &[64], 0, &Device::Cpu).unwrap_err();
+        assert!(e.to_string().contains("MLP"), "{e}");
+        let odd = spec.fitted_to(&[1, 7, 7]);
+        let e = odd
+            .build("backward", &[1, 7, 7], 0, &Device::Cpu)
+            .unwrap_err();
+        assert!(e.to_string().contains("divisible by 2^1"), "{e}");
+        assert!(e.to_string().contains("at most 1 level"), "{e}");
+        assert_eq!(
+            (max_levels(28, 28), max_levels(32, 32), max_levels(7, 8)),
+            (3, 6, 1)
+        );
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<NetworkSpec>(&json).unwrap(), spec);
     }
 }

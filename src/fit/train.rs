@@ -14,15 +14,14 @@ use super::config::{DataSpec, FitConfig};
 use super::elbo::{ElboOptions, elbo};
 use super::evaluate::{FitRow, prior_baseline, sample_metrics};
 use super::losses::{Loss, backward_loss_cached, backward_loss_reference, forward_loss_cached};
-use super::model::{FitModel, GenerateOptions, ModelSettings};
-use super::normalise::Normalisation;
+use super::model::{FitModel, GenerateOptions, chunk_rows};
 use super::progress::{FitEvent, Half, Pending, Phase, Progress, RunOptions};
 use super::tagged_rng;
 use crate::data::Points;
 use crate::error::{DsbError, Result};
 use crate::ipf::PathCache;
 use crate::train::Optimiser;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::Rng;
 use rand::rngs::StdRng;
 use std::path::Path;
@@ -52,92 +51,6 @@ pub struct Fit {
 }
 
 impl Fit {
-    /// A new fit of the data `data` (loaded with [`DataSpec::load`]).
-    pub fn new(data: DataSpec, config: FitConfig, device: &Device) -> Result<Self> {
-        config.validate()?;
-        let (train, held_out) = data.load()?;
-        Self::with_points(data, train, held_out, config, device)
-    }
-
-    /// A new fit of given training and held-out points; `data` only names them (it is saved,
-    /// and `--resume` would reload from it).
-    pub fn with_points(
-        data: DataSpec,
-        train: Points,
-        held_out: Points,
-        config: FitConfig,
-        device: &Device,
-    ) -> Result<Self> {
-        config.validate()?;
-        if held_out.dim != train.dim || held_out.len() < 2 {
-            return Err(DsbError::InvalidInput(format!(
-                "held-out data: need at least 2 points of dimension {}, got {} of dimension {}",
-                train.dim,
-                held_out.len(),
-                held_out.dim
-            )));
-        }
-        let normalisation = Normalisation::fit(&train.data, train.dim)?;
-        let settings = ModelSettings {
-            data: data.name.clone(),
-            example_shape: vec![train.dim],
-            network: config.network.clone(),
-            reference: config.reference,
-            steps: config.steps,
-            horizon: config.horizon,
-            schedule: config.schedule,
-            first_step: config.first_step(),
-            sigma: 1.0,
-            normalisation,
-        };
-        let model = FitModel::new(settings, config.seed, device)?;
-        Self::assemble(
-            model,
-            config,
-            data,
-            train,
-            held_out,
-            Progress::default(),
-            None,
-        )
-    }
-
-    /// Puts a fit together around a built model; checks the data's dimension.
-    pub(crate) fn assemble(
-        model: FitModel,
-        config: FitConfig,
-        data: DataSpec,
-        train: Points,
-        held_out: Points,
-        progress: Progress,
-        pending: Option<Pending>,
-    ) -> Result<Self> {
-        if train.dim != model.dim() || held_out.dim != model.dim() {
-            return Err(DsbError::InvalidInput(format!(
-                "wrong data dimension: the model was fitted to {}-dimensional data, but '{}' \
-                 has dimension {}",
-                model.dim(),
-                data.name,
-                train.dim
-            )));
-        }
-        let norm = &model.settings().normalisation;
-        let train = Tensor::from_vec(
-            norm.apply(&train.data),
-            (train.n, train.dim),
-            model.device(),
-        )?;
-        Ok(Self {
-            model,
-            config,
-            data,
-            train,
-            held_out,
-            progress,
-            pending,
-        })
-    }
-
     /// The settings.
     pub fn config(&self) -> &FitConfig {
         &self.config
@@ -331,7 +244,7 @@ impl Fit {
         let mut chunks = Vec::new();
         let mut done = 0;
         while done < self.config.cache {
-            let rows = 4096.min(self.config.cache - done);
+            let rows = chunk_rows(self.model.dim()).min(self.config.cache - done);
             let paths = match phase.half {
                 Half::Forward => self.model.simulate_backward(rows, &mut rng)?,
                 Half::Backward => {
@@ -383,7 +296,10 @@ impl Fit {
         let held = &self.held_out;
         let held_slice = &held.data[..held.len().min(n) * held.dim];
         let (mmd2, energy) = sample_metrics(&generated, held_slice, held.dim);
-        let bound = elbo(&self.model, held_slice, &ElboOptions::default(), &mut rng)?;
+        let opts = ElboOptions {
+            dequantise_bin: self.model.settings().dequantise_bin(),
+        };
+        let bound = elbo(&self.model, held_slice, &opts, &mut rng)?;
         let p = &mut self.progress;
         let (seconds, steps) = p.iteration_time;
         p.iteration_time = (0.0, 0);

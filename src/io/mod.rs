@@ -1,8 +1,10 @@
 //! Files: atomic writes, sample output (CSV, NPY) and pictures (PNG).
 
+mod grid;
 mod plot;
 mod samples;
 
+pub use grid::{GRID_GAP, grid_size, image_grid_png, pixel_byte};
 pub use plot::{ScatterPlot, scatter_png};
 pub use samples::{write_points_csv, write_samples, write_samples_csv, write_samples_npy};
 
