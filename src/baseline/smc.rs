@@ -154,6 +154,35 @@ struct Population {
     log_w: Vec<f64>,
 }
 
+impl Population {
+    /// The Metropolis–Hastings step for particle `i`: accepts `proposal` (its position, target
+    /// gradient, log π₀ and log γ̃) with probability min(1, e^{log_alpha}) when `valid`; returns
+    /// that probability (0 when invalid or NaN).
+    fn metropolis(
+        &mut self,
+        i: usize,
+        log_alpha: f64,
+        valid: bool,
+        proposal: (&[f64], &[f64], f64, f64),
+        rng: &mut impl Rng,
+    ) -> f64 {
+        let alpha = if valid && !log_alpha.is_nan() {
+            log_alpha.min(0.0).exp()
+        } else {
+            0.0
+        };
+        if rng.random::<f64>() < alpha {
+            let d = self.dim;
+            let (y, gy, l0y, ly) = proposal;
+            self.x[i * d..(i + 1) * d].copy_from_slice(y);
+            self.g[i * d..(i + 1) * d].copy_from_slice(gy);
+            self.l0[i] = l0y;
+            self.l[i] = ly;
+        }
+        alpha
+    }
+}
+
 /// log π_β = (1−β) log π₀ + β log γ̃, with β = 0 ignoring the target (even where it is −∞).
 fn tempered(l0: f64, l: f64, beta: f64) -> f64 {
     if beta == 0.0 {
@@ -461,18 +490,8 @@ fn mala_move(
             fwd += xi[k] * xi[k];
         }
         let log_alpha = new - old - 0.5 * back + 0.5 * fwd;
-        let alpha = if new.is_finite() && !log_alpha.is_nan() {
-            log_alpha.min(0.0).exp()
-        } else {
-            0.0
-        };
-        acc += alpha;
-        if rng.random::<f64>() < alpha {
-            pop.x[i * d..(i + 1) * d].copy_from_slice(yr);
-            pop.g[i * d..(i + 1) * d].copy_from_slice(&gy[i * d..(i + 1) * d]);
-            pop.l0[i] = l0y;
-            pop.l[i] = ly[i];
-        }
+        let proposal = (yr, &gy[i * d..(i + 1) * d], l0y, ly[i]);
+        acc += pop.metropolis(i, log_alpha, new.is_finite(), proposal, rng);
     }
     Ok(acc / n as f64)
 }
@@ -544,18 +563,8 @@ fn hmc_move(
         let old = tempered(pop.l0[i], pop.l[i], beta);
         let kinetic1 = 0.5 * p[i * d..(i + 1) * d].iter().map(|v| v * v).sum::<f64>();
         let log_alpha = new - kinetic1 - old + kinetic0[i];
-        let alpha = if diverged[i] || !new.is_finite() || log_alpha.is_nan() {
-            0.0
-        } else {
-            log_alpha.min(0.0).exp()
-        };
-        acc += alpha;
-        if rng.random::<f64>() < alpha {
-            pop.x[i * d..(i + 1) * d].copy_from_slice(yr);
-            pop.g[i * d..(i + 1) * d].copy_from_slice(&gy[i * d..(i + 1) * d]);
-            pop.l0[i] = l0y;
-            pop.l[i] = ly[i];
-        }
+        let proposal = (yr, &gy[i * d..(i + 1) * d], l0y, ly[i]);
+        acc += pop.metropolis(i, log_alpha, !diverged[i] && new.is_finite(), proposal, rng);
     }
     Ok(acc / n as f64)
 }

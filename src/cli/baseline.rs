@@ -247,13 +247,7 @@ pub fn print_baseline_summary(s: &BaselineSummary) {
         );
     }
     if let Some(m) = &s.moments {
-        println!(
-            "moments      |mean error| max {:.3} sd, rms {:.3} sd; |sd error| max {:.1}%, rms {:.1}%",
-            m.mean_max,
-            m.mean_rms,
-            100.0 * m.sd_max,
-            100.0 * m.sd_rms
-        );
+        super::summary::print_moments(m);
     }
     println!("samples      {}", s.n_samples);
     println!("grad evals   {}", s.gradient_evaluations);

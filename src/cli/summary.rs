@@ -111,17 +111,22 @@ pub fn print_summary(s: &Summary) {
         );
     }
     if let Some(m) = &s.moments {
-        println!(
-            "moments      |mean error| max {:.3} sd, rms {:.3} sd; |sd error| max {:.1}%, rms {:.1}%",
-            m.mean_max,
-            m.mean_rms,
-            100.0 * m.sd_max,
-            100.0 * m.sd_rms
-        );
+        print_moments(m);
     }
     println!("grad evals   {}", s.gradient_evaluations);
     println!(
         "wall time    {:.1} s (training {:.1} s, sampling {:.1} s)",
         s.wall_seconds, s.train_seconds, s.sample_seconds
+    );
+}
+
+/// Prints the posterior-moment errors line shared by every method's summary.
+pub fn print_moments(m: &MomentErrors) {
+    println!(
+        "moments      |mean error| max {:.3} sd, rms {:.3} sd; |sd error| max {:.1}%, rms {:.1}%",
+        m.mean_max,
+        m.mean_rms,
+        100.0 * m.sd_max,
+        100.0 * m.sd_rms
     );
 }
