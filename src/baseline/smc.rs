@@ -38,6 +38,17 @@ pub enum MoveKernel {
     Hmc,
 }
 
+impl MoveKernel {
+    /// The mean acceptance probability the step size is adapted towards: 0.574 for MALA, 0.65
+    /// for HMC (the optimal-scaling values).
+    pub fn target_acceptance(self) -> f64 {
+        match self {
+            MoveKernel::Mala => 0.574,
+            MoveKernel::Hmc => 0.65,
+        }
+    }
+}
+
 /// Settings of [`run_smc`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SmcConfig {
@@ -332,11 +343,8 @@ pub fn run_smc(
                     &mut counts,
                 )?,
             };
-            let goal = match cfg.kernel {
-                MoveKernel::Mala => 0.574,
-                MoveKernel::Hmc => 0.65,
-            };
-            step_size = (step_size * (acc - goal).exp()).clamp(1e-4, 10.0);
+            step_size =
+                (step_size * (acc - cfg.kernel.target_acceptance()).exp()).clamp(1e-4, 10.0);
             acc_sum += acc;
         }
         let row = SmcStep {

@@ -1,7 +1,7 @@
 //! One benchmark run: a method on a target with a seed, under a budget.
 
 use crate::baseline::{DiagGaussian, Method, NutsConfig, SmcConfig, SmcResult, run_nuts, run_smc};
-use crate::metrics::moment_errors;
+use crate::metrics::sample_moment_errors;
 use crate::recommend::recommended_settings;
 use crate::sampler::{DiffusionSampler, SampleSet};
 use crate::target::{Preconditioned, Target};
@@ -89,10 +89,7 @@ pub fn run_one(
     let (mut scfg, mut tcfg) = recommended_settings(target);
     let dim = target.dim();
     let mut rng = StdRng::seed_from_u64(seed);
-    let init = DiagGaussian {
-        mean: scfg.prior_mean.clone().unwrap_or_else(|| vec![0.0; dim]),
-        scale: scfg.scales(dim),
-    };
+    let init = DiagGaussian::sampler_prior(&scfg, dim);
     let (mut set, log_z, grads): (SampleSet, Option<f64>, u64) = match method {
         Method::Dsb => {
             let n_out = match budget {
@@ -155,9 +152,7 @@ pub fn run_one(
     if let Some(p) = &pre {
         set.samples = p.to_original(&set.samples);
     }
-    let moments = original
-        .posterior_moments()
-        .map(|r| moment_errors(&set.samples, set.dim, &set.log_w, &r));
+    let moments = sample_moment_errors(&set, original.as_ref());
     let reference = target.log_z();
     Ok(RunRecord {
         target: original.name().to_string(),

@@ -6,7 +6,7 @@ use crate::baseline::{
     DiagGaussian, Method, MoveKernel, NutsConfig, NutsResult, SmcConfig, SmcResult, run_nuts,
     run_smc,
 };
-use crate::metrics::{MomentErrors, moment_errors};
+use crate::metrics::{MomentErrors, sample_moment_errors};
 use crate::sampler::{SampleSet, SamplerConfig};
 use crate::target::Target;
 use rand::Rng;
@@ -77,14 +77,6 @@ impl BaselineArgs {
     }
 }
 
-/// The Gaussian both baselines start from: the diffusion sampler's prior N(m, diag(σᵢ²)).
-pub fn start_distribution(scfg: &SamplerConfig, dim: usize) -> DiagGaussian {
-    DiagGaussian {
-        mean: scfg.prior_mean.clone().unwrap_or_else(|| vec![0.0; dim]),
-        scale: scfg.scales(dim),
-    }
-}
-
 /// What a baseline run reports.
 #[derive(Debug, Serialize)]
 pub struct BaselineSummary {
@@ -136,7 +128,7 @@ pub fn run_baseline(
     rng: &mut impl Rng,
 ) -> anyhow::Result<(SampleSet, BaselineSummary)> {
     let start = std::time::Instant::now();
-    let init = start_distribution(scfg, target.dim());
+    let init = DiagGaussian::sampler_prior(scfg, target.dim());
     let mut s = BaselineSummary {
         target: target.name().to_string(),
         dim: target.dim(),
@@ -199,9 +191,7 @@ pub fn run_baseline(
             out.samples
         }
     };
-    s.moments = target
-        .posterior_moments()
-        .map(|r| moment_errors(&set.samples, set.dim, &set.log_w, &r));
+    s.moments = sample_moment_errors(&set, target);
     s.n_samples = set.len();
     s.wall_seconds = start.elapsed().as_secs_f64();
     Ok((set, s))

@@ -267,9 +267,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         )?;
         if let Some(p) = &pre {
             set.samples = p.to_original(&set.samples);
-            summary.moments = original
-                .posterior_moments()
-                .map(|r| crate::metrics::moment_errors(&set.samples, set.dim, &set.log_w, &r));
+            summary.moments = crate::metrics::sample_moment_errors(&set, original.as_ref());
         }
         if a.resample {
             set = set.resampled(a.n, &mut rng);
@@ -372,9 +370,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if let Some(p) = &pre {
         set.samples = p.to_original(&set.samples);
     }
-    let moments = original
-        .posterior_moments()
-        .map(|r| crate::metrics::moment_errors(&set.samples, set.dim, &set.log_w, &r));
+    let moments = crate::metrics::sample_moment_errors(&set, original.as_ref());
     if a.resample {
         set = set.resampled(a.n, &mut rng);
     }

@@ -52,18 +52,7 @@ pub fn scatter_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
         let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
             let root = BitMapBackend::new(tmp, (800, 800)).into_drawing_area();
             root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&plot.title, ("sans-serif", 22))
-                .margin(15)
-                .x_label_area_size(40)
-                .y_label_area_size(50)
-                .build_cartesian_2d(x0..x1, y0..y1)?;
-            chart
-                .configure_mesh()
-                .x_desc("x1")
-                .y_desc("x2")
-                .label_style(("sans-serif", 14))
-                .draw()?;
+            let mut chart = axes(&root, &plot.title, 22, (x0, x1), (y0, y1))?;
             for (label, pts, (r, g, b)) in &plot.layers {
                 let c = RGBColor(*r, *g, *b).mix(0.35);
                 chart
@@ -111,6 +100,36 @@ fn padded<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> Result<Ranges> {
     Ok(((x0 - px, x1 + px), (y0 - py, y1 + py)))
 }
 
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A captioned chart on `area` over [x0, x1] × [y0, y1], with its grid and the axis labels x1, x2
+/// drawn: the frame shared by the single chart and the side-by-side panels.
+fn axes<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    caption_size: u32,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> std::result::Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", caption_size))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc("x1")
+        .y_desc("x2")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    Ok(chart)
+}
+
 /// One panel per layer, side by side, on the same axes.
 fn panels_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
     let ((x0, x1), (y0, y1)) = padded(plot.layers.iter().flat_map(|l| l.1.iter()))?;
@@ -123,18 +142,7 @@ fn panels_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
             let areas = root.split_evenly((1, panels as usize));
             for ((label, pts, (r, g, b)), area) in plot.layers.iter().zip(&areas) {
                 let c = RGBColor(*r, *g, *b).mix(0.4);
-                let mut chart = ChartBuilder::on(area)
-                    .caption(label, ("sans-serif", 18))
-                    .margin(15)
-                    .x_label_area_size(40)
-                    .y_label_area_size(50)
-                    .build_cartesian_2d(x0..x1, y0..y1)?;
-                chart
-                    .configure_mesh()
-                    .x_desc("x1")
-                    .y_desc("x2")
-                    .label_style(("sans-serif", 14))
-                    .draw()?;
+                let mut chart = axes(area, label, 18, (x0, x1), (y0, y1))?;
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
             }
             root.present()?;

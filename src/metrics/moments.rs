@@ -61,6 +61,17 @@ pub fn moment_errors(
     }
 }
 
+/// The moment errors of a weighted sample set against `target`'s reference moments, where the
+/// target has them.
+pub fn sample_moment_errors(
+    set: &crate::sampler::SampleSet,
+    target: &dyn crate::target::Target,
+) -> Option<MomentErrors> {
+    target
+        .posterior_moments()
+        .map(|r| moment_errors(&set.samples, set.dim, &set.log_w, &r))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
