@@ -40,6 +40,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod estimate;
+pub mod eval;
 pub mod fit;
 pub mod io;
 pub mod ipf;

@@ -64,16 +64,18 @@ pub struct FitArgs {
     /// Hidden layers of the MLP.
     #[arg(long, default_value_t = 3, conflicts_with = "resume")]
     pub depth: usize,
-    /// UNet (images only): feature channels at full resolution (default 32).
+    /// UNet (images only): feature channels at full resolution (default 32 on a GPU, 16 on the
+    /// CPU).
     #[arg(long, conflicts_with = "resume")]
     pub unet_width: Option<usize>,
-    /// UNet: resolution levels, with width multipliers 1, 2, 2, … (default 3: 28 → 14 → 7).
+    /// UNet: resolution levels, with width multipliers 1, 2, 2, … (default on a GPU 3:
+    /// 28 → 14 → 7; on the CPU 2: 28 → 14).
     #[arg(long, conflicts_with_all = ["resume", "unet_mults"])]
     pub unet_levels: Option<usize>,
     /// UNet: width multipliers, one per level, e.g. `1,2,2` (instead of --unet-levels).
     #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
     pub unet_mults: Option<Vec<usize>>,
-    /// UNet: residual blocks per level on the way down (default 2).
+    /// UNet: residual blocks per level on the way down (default 2 on a GPU, 1 on the CPU).
     #[arg(long, conflicts_with = "resume")]
     pub unet_blocks: Option<usize>,
     /// UNet: GroupNorm groups (default 8; must divide every layer's channels).
@@ -89,18 +91,21 @@ pub struct FitArgs {
     #[arg(long)]
     pub ipf_iters: Option<usize>,
     /// Gradient steps per half-step (iteration 0 has one half-step, each refinement two).
-    #[arg(long, default_value_t = 4000, conflicts_with = "resume")]
-    pub iters: usize,
+    /// Default: 4000 for points and for images on a GPU, 1200 for images on the CPU.
+    #[arg(long, conflicts_with = "resume")]
+    pub iters: Option<usize>,
     /// Gradient steps of IPF iteration 0 (default: --iters); refinements start from a
     /// converged iteration 0, so it is usually trained longer.
     #[arg(long, conflicts_with = "resume")]
     pub first_iters: Option<usize>,
-    /// Examples per gradient step.
-    #[arg(long, default_value_t = 256, conflicts_with = "resume")]
-    pub batch: usize,
-    /// Peak learning rate of Adam (cosine decay to a tenth within each half-step).
-    #[arg(long, default_value_t = 2e-3, conflicts_with = "resume")]
-    pub lr: f64,
+    /// Examples per gradient step. Default: 256 for points, 128 for images on a GPU, 32 for
+    /// images on the CPU.
+    #[arg(long, conflicts_with = "resume")]
+    pub batch: Option<usize>,
+    /// Peak learning rate of Adam (cosine decay to a tenth within each half-step). Default: 2e-3
+    /// for points, 1e-3 for images.
+    #[arg(long, conflicts_with = "resume")]
+    pub lr: Option<f64>,
     /// Global gradient-norm clip.
     #[arg(long, default_value_t = 10.0, conflicts_with = "resume")]
     pub grad_clip: f64,
@@ -160,11 +165,13 @@ impl FitArgs {
 
     /// The network: a UNet for images (its image size is set from the data), the MLP for
     /// points (which refuse the UNet flags).
-    fn network(&self, images: bool) -> anyhow::Result<NetworkSpec> {
+    fn network(&self, images: bool, gpu: bool) -> anyhow::Result<NetworkSpec> {
         if !images {
             if self.unet_flags() {
                 bail!(
-                    "the --unet-* and --no-attention flags are for image data (mnist,                      fashion-mnist, a directory of IDX files); points are fitted with the MLP                      (--width, --depth)"
+                    "the --unet-* and --no-attention flags are for image data (mnist, \
+                     fashion-mnist, a directory of IDX files); points are fitted with the MLP \
+                     (--width, --depth)"
                 );
             }
             return Ok(NetworkSpec::Mlp {
@@ -172,7 +179,7 @@ impl FitArgs {
                 depth: self.depth,
             });
         }
-        let d = UNetConfig::mnist();
+        let d = if gpu { UNetConfig::mnist() } else { cpu_unet() };
         let mults = match (&self.unet_mults, self.unet_levels) {
             (Some(m), _) => m.clone(),
             (None, Some(0)) => bail!("--unet-levels must be at least 1"),
@@ -191,19 +198,24 @@ impl FitArgs {
         }))
     }
 
-    fn config(&self, images: bool) -> anyhow::Result<FitConfig> {
+    fn config(&self, images: bool, gpu: bool) -> anyhow::Result<FitConfig> {
+        let (iters, batch, lr) = match (images, gpu) {
+            (false, _) => (4000, 256, 2e-3),
+            (true, false) => (1200, 32, 1e-3),
+            (true, true) => (4000, 128, 1e-3),
+        };
         Ok(FitConfig {
             steps: self.steps,
             horizon: self.horizon,
             schedule: self.schedule,
             first_step: self.first_step,
             reference: self.reference,
-            network: self.network(images)?,
+            network: self.network(images, gpu)?,
             ipf_iters: self.ipf_iters.unwrap_or(0),
-            iters: self.iters,
+            iters: self.iters.unwrap_or(iters),
             first_iters: self.first_iters,
-            batch: self.batch,
-            lr: self.lr,
+            batch: self.batch.unwrap_or(batch),
+            lr: self.lr.unwrap_or(lr),
             grad_clip: self.grad_clip,
             ema: self.ema,
             cache: self.cache,
@@ -211,6 +223,20 @@ impl FitArgs {
             eval_samples: self.eval_samples.unwrap_or(if images { 256 } else { 2000 }),
             seed: self.seed,
         })
+    }
+}
+
+/// The UNet used for images on the CPU when no flag says otherwise: base width 16, two levels
+/// (28 → 14) of one residual block, attention at 14×14, 8 groups. About 1.5 s per gradient step
+/// at batch 32 on two cores (BENCHMARKS.md); the full [`UNetConfig::mnist`] is about 20 times
+/// slower there and is the GPU default.
+fn cpu_unet() -> UNetConfig {
+    UNetConfig {
+        base_width: 16,
+        channel_mults: vec![1, 2],
+        res_blocks_per_level: 1,
+        time_embed_dim: 64,
+        ..UNetConfig::mnist()
     }
 }
 
@@ -256,7 +282,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
                 .clone()
                 .expect("clap requires --data without --resume");
             let images = is_image_data(&name);
-            let config = a.config(images)?;
+            let config = a.config(images, device.is_cuda())?;
             let data = DataSpec {
                 name: name.clone(),
                 n: a.n_data.unwrap_or(if images { 0 } else { 10_000 }),

@@ -2,6 +2,7 @@
 
 mod baseline;
 mod bench;
+mod eval;
 mod fit;
 mod fit_report;
 mod generate;
@@ -35,6 +36,11 @@ pub enum Command {
     Fit(Box<fit::FitArgs>),
     /// Draw points from a model fitted by `dsb fit`.
     Generate(generate::GenerateArgs),
+    /// Evaluate a fitted model: classifier-Fréchet distance and bits/dim for images, MMD and
+    /// energy distance for points.
+    Eval(eval::EvalArgs),
+    /// Train the small digit classifier whose features `dsb eval` compares (the fixed recipe).
+    TrainClassifier(eval::TrainClassifierArgs),
 }
 
 /// The device named by `--device`: `cpu`, or `cuda` (GPU 0) in a build with the `cuda` feature.
@@ -59,5 +65,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Fit(a) => fit::run(*a),
         Command::Generate(a) => generate::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::TrainClassifier(a) => eval::run_train_classifier(a),
     }
 }

@@ -18,3 +18,14 @@ pub fn bar(len: u64, prefix: &str, quiet: bool) -> ProgressBar {
     pb.set_prefix(prefix.to_string());
     pb
 }
+
+/// A spinner with `message` on stderr for work of unknown length, hidden when `quiet`.
+pub fn spinner(message: &str, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    if quiet {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_message(format!("{message} …"));
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
+}

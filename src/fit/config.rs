@@ -183,6 +183,35 @@ impl DataSpec {
     /// [−1, 1]) come flattened with shape `[1, rows, cols]`; their training part is cut to a
     /// seeded random subset of `n` images when `n` is smaller.
     pub fn load(&self) -> Result<FitData> {
+        match self.load_split()? {
+            (Dataset::Points(a), Dataset::Points(b)) => Ok(FitData {
+                example_shape: vec![a.dim],
+                train: a,
+                held_out: b,
+            }),
+            (Dataset::Images(a), Dataset::Images(b)) => Ok(FitData {
+                example_shape: vec![1, a.rows, a.cols],
+                train: flatten(a)?,
+                held_out: flatten(b)?,
+            }),
+            _ => unreachable!("load_split checks that both parts are of one kind"),
+        }
+    }
+
+    /// The (training, held-out) images of an image data set with their labels, exactly as
+    /// [`DataSpec::load`] splits and subsets them (for the classifier of [`crate::eval`]).
+    pub fn load_images(&self) -> Result<(ImageDataset, ImageDataset)> {
+        match self.load_split()? {
+            (Dataset::Images(a), Dataset::Images(b)) => Ok((a, b)),
+            _ => Err(DsbError::InvalidInput(format!(
+                "'{}' holds points, not images",
+                self.name
+            ))),
+        }
+    }
+
+    /// The training and held-out parts, the training images cut to `n`.
+    fn load_split(&self) -> Result<(Dataset, Dataset)> {
         let opts = LoadOptions {
             n: self.n,
             seed: self.seed,
@@ -191,11 +220,7 @@ impl DataSpec {
         let (train, held_out) =
             load(&self.name, &opts)?.train_and_held_out(self.held_out, self.seed)?;
         match (train, held_out) {
-            (Dataset::Points(a), Dataset::Points(b)) => Ok(FitData {
-                example_shape: vec![a.dim],
-                train: a,
-                held_out: b,
-            }),
+            (a @ Dataset::Points(_), b @ Dataset::Points(_)) => Ok((a, b)),
             (Dataset::Images(a), Dataset::Images(b)) => {
                 if (a.rows, a.cols) != (b.rows, b.cols) {
                     return Err(DsbError::InvalidInput(format!(
@@ -211,11 +236,7 @@ impl DataSpec {
                 } else {
                     a
                 };
-                Ok(FitData {
-                    example_shape: vec![1, a.rows, a.cols],
-                    train: flatten(a)?,
-                    held_out: flatten(b)?,
-                })
+                Ok((Dataset::Images(a), Dataset::Images(b)))
             }
             _ => Err(DsbError::InvalidInput(format!(
                 "'{}': training and held-out data are of different kinds",
