@@ -28,7 +28,8 @@ pub fn recommended_settings(target: &dyn Target) -> (SamplerConfig, TrainConfig)
         }
         // On-policy training alone collapses x₀ to where x₁..₉'s prior scale fits (README, known
         // limitations); replay paths from HMC chains on the target show it the neck and the wide
-        // part. Seeds 0–2: |log Ẑ| ≤ 0.2 with this in ~4 minutes, against ≈ 0.4 without.
+        // part. Seeds 0–3 (tests/funnel.rs's settings): log Ẑ = −0.10, −0.10, −0.21, −0.24 in
+        // about 4 minutes each, against ≈ −0.4 without (funnel-experiments.md).
         "funnel" => {
             s.steps = 64;
             t.iterations = 1000;
