@@ -98,6 +98,18 @@ pub struct SampleArgs {
     #[arg(long)]
     pub explore: Option<f64>,
 
+    /// Replay paths per log-variance batch, as a fraction of --batch (0 = none): noising paths
+    /// started at persistent HMC chains on the target, trained by cross-entropy. They show the
+    /// loss the parts of the target the sampler misses (the funnel's wide part and neck).
+    #[arg(long)]
+    pub replay: Option<f64>,
+    /// HMC transitions of every replay chain per training iteration.
+    #[arg(long)]
+    pub replay_moves: Option<usize>,
+    /// Weight of the replay paths' cross-entropy in the loss.
+    #[arg(long)]
+    pub replay_weight: Option<f64>,
+
     /// Number of output samples.
     #[arg(long, short, default_value_t = 10_000)]
     pub n: usize,
@@ -232,6 +244,19 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = a.explore {
         tcfg.explore = v;
+    }
+    if let Some(v) = a.replay {
+        tcfg.replay = v;
+    }
+    if let Some(v) = a.replay_moves {
+        tcfg.replay_moves = v;
+    }
+    if let Some(v) = a.replay_weight {
+        tcfg.replay_weight = v;
+    }
+    // A recommended replay belongs to the log-variance loss; `--loss kl` alone turns it off.
+    if tcfg.loss == Loss::ReverseKl && a.replay.is_none() {
+        tcfg.replay = 0.0;
     }
     if a.n == 0 {
         bail!("--n must be at least 1");

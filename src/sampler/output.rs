@@ -26,6 +26,29 @@ impl Paths {
     pub fn x0(&self) -> &Tensor {
         &self.states[0]
     }
+
+    /// These paths followed by `other`'s, for one loss over both (kept states and scores are
+    /// stacked per step). The log weights stay this set's: `other`'s are not draws of the
+    /// sampler and enter no estimate.
+    pub fn with_extra(self, other: Paths) -> candle_core::Result<Paths> {
+        let cat = |a: Vec<Tensor>, b: Vec<Tensor>| -> candle_core::Result<Vec<Tensor>> {
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| Tensor::cat(&[x, y], 0))
+                .collect()
+        };
+        let mut loss_constant = self.loss_constant;
+        loss_constant.extend(other.loss_constant);
+        let mut noise_energy = self.noise_energy;
+        noise_energy.extend(other.noise_energy);
+        Ok(Paths {
+            states: cat(self.states, other.states)?,
+            scores: cat(self.scores, other.scores)?,
+            log_w: self.log_w,
+            loss_constant,
+            noise_energy,
+        })
+    }
 }
 
 /// Samples drawn from a trained sampler, with their weights and estimates.

@@ -157,6 +157,62 @@ impl DiffusionSampler {
         })
     }
 
+    /// Noising paths started at the given states `x0` `[m, dim]`: each runs the forward process
+    /// (the reference, or the learned forward drift after IPF) from x_0 to x_N, keeping every
+    /// state and the clipped score at x_1..x_N, so that the log-variance loss can evaluate
+    /// log dP/dQ_θ on them. Started at (approximate) target draws they are paths of P itself:
+    /// the loss then weighs the paths where Q_θ puts too little mass, which on-policy paths
+    /// rarely visit. `log_w` is left empty (these paths are not draws of Q_θ and give no
+    /// estimate) and `noise_energy` is not computed.
+    pub(crate) fn simulate_noising(
+        &self,
+        target: &dyn Target,
+        x0: &Tensor,
+        rng: &mut StdRng,
+    ) -> Result<Paths> {
+        self.check_target(target)?;
+        let n = self.grid.steps();
+        let m = x0.dim(0)?;
+        let tf_fwd = self.forward_time_features()?.map(|t| detach(&t));
+        let mut x = x0.detach();
+        let lp = self
+            .target_log_density(target, &x)?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?;
+        let mut fwd_sum = Tensor::zeros(m, DType::F64, &self.device)?;
+        let mut states = Vec::with_capacity(n + 1);
+        let mut scores = Vec::with_capacity(n);
+        states.push(x.clone());
+        for k in 0..n {
+            let (a, c, s) = self.step_coefficients(k)?;
+            let mut mean = (&x * a)?;
+            if let Some(tf) = &tf_fwd {
+                let f = self.forward_output(&x, &tf.row(k)?)?.detach();
+                mean = (mean + f.broadcast_mul(&c)?)?;
+            }
+            let z = super::normal_tensor(rng, m, self.dim, &self.device)?;
+            fwd_sum = (fwd_sum + half_sq_norm(&z)?)?;
+            x = (mean + z.broadcast_mul(&s)?)?;
+            scores.push(self.score(target, &x)?);
+            states.push(x.clone());
+        }
+        let (prior_c, prior_q) = self.prior.neg_log_parts(&x)?;
+        let fwd_sum = fwd_sum.to_vec1::<f64>()?;
+        let loss_constant = (0..m)
+            .map(|i| {
+                let v = lp[i] - fwd_sum[i] + prior_c + prior_q[i];
+                if v.is_finite() { v } else { f64::NEG_INFINITY }
+            })
+            .collect();
+        Ok(Paths {
+            states,
+            scores,
+            log_w: Vec::new(),
+            loss_constant,
+            noise_energy: vec![f64::NAN; m],
+        })
+    }
+
     /// Simulates `batch` paths keeping the gradient graph through every state (for the reverse-KL
     /// loss). Returns the per-path log weights as a differentiable f64 tensor and, for rows whose
     /// target density was non-finite, a mask of zeros. A learned forward drift is evaluated in

@@ -12,10 +12,11 @@ mod adam;
 mod ema;
 mod loss;
 mod optim;
+mod replay;
 
 pub use adam::{Adam, AdamState};
 pub use ema::{Ema, EmaState};
-pub use loss::{log_variance_loss, reverse_kl_loss};
+pub use loss::{log_variance_loss, log_variance_loss_with_replay, reverse_kl_loss};
 pub use optim::{Optimiser, OptimiserState, clip_grad_norm, cosine_lr};
 
 use crate::error::{DsbError, Result};
@@ -58,6 +59,29 @@ pub struct TrainConfig {
     /// holds the average when training ends (it is what is simulated and saved).
     #[serde(default)]
     pub ema: f64,
+    /// Noising paths added to each log-variance batch, as a fraction of `batch` (0: none).
+    /// They start at the states of as many persistent HMC chains on the target (started at the
+    /// first batch's endpoints, moved `replay_moves` times per iteration) and run the forward
+    /// process from there: approximate paths of P, so the loss also sees where Q_θ puts too
+    /// little mass (mass-covering), which on-policy paths rarely visit. They shape training
+    /// only; no estimate uses them.
+    #[serde(default)]
+    pub replay: f64,
+    /// HMC transitions (5 leapfrog steps each) of every replay chain per training iteration.
+    #[serde(default = "twenty")]
+    pub replay_moves: usize,
+    /// Weight of the replay paths' cross-entropy term in the loss
+    /// ([`log_variance_loss_with_replay`]).
+    #[serde(default = "three")]
+    pub replay_weight: f64,
+}
+
+fn twenty() -> usize {
+    20
+}
+
+fn three() -> f64 {
+    3.0
 }
 
 fn one() -> f64 {
@@ -74,6 +98,9 @@ impl Default for TrainConfig {
             loss: Loss::LogVariance,
             explore: 1.0,
             ema: 0.0,
+            replay: 0.0,
+            replay_moves: 20,
+            replay_weight: 3.0,
         }
     }
 }
@@ -124,6 +151,23 @@ pub fn train(
             "--lr and --grad-clip must be positive".into(),
         ));
     }
+    if !(cfg.replay >= 0.0 && cfg.replay.is_finite()) {
+        return Err(DsbError::InvalidInput(format!(
+            "--replay must be a non-negative fraction, got {}",
+            cfg.replay
+        )));
+    }
+    if cfg.replay > 0.0 && cfg.loss != Loss::LogVariance {
+        return Err(DsbError::InvalidInput(
+            "--replay works with the log-variance loss (--loss log-var)".into(),
+        ));
+    }
+    if !(cfg.replay_weight >= 0.0 && cfg.replay_weight.is_finite()) {
+        return Err(DsbError::InvalidInput(format!(
+            "--replay-weight must be non-negative, got {}",
+            cfg.replay_weight
+        )));
+    }
     if !(0.0..1.0).contains(&cfg.ema) {
         return Err(DsbError::InvalidInput(format!(
             "--ema must be in [0, 1), got {}",
@@ -139,12 +183,24 @@ pub fn train(
     )?;
     let (mut skipped, mut bad_loss, mut bad_target) = (0, 0, 0);
     let mut last = None;
+    let mut chains: Option<replay::ReplayChains> = None;
     for it in 0..cfg.iterations {
         let (loss, log_w) = match cfg.loss {
             Loss::LogVariance => {
-                let paths =
+                let mut paths =
                     sampler.simulate_exploring(target, cfg.batch, rng, true, cfg.explore)?;
-                log_variance_loss(sampler, &paths)?
+                let m = (cfg.replay * cfg.batch as f64).round() as usize;
+                if m > 0 {
+                    if chains.is_none() {
+                        let starts = paths.x0().narrow(0, 0, m.min(cfg.batch))?;
+                        chains = Some(replay::ReplayChains::new(&starts)?);
+                    }
+                    let c = chains.as_mut().expect("chains exist");
+                    c.advance(target, cfg.replay_moves, rng)?;
+                    let extra = sampler.simulate_noising(target, c.states(), rng)?;
+                    paths = paths.with_extra(extra)?;
+                }
+                log_variance_loss_with_replay(sampler, &paths, cfg.batch, cfg.replay_weight)?
             }
             Loss::ReverseKl => reverse_kl_loss(sampler, target, cfg.batch, rng)?,
         };
