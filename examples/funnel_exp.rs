@@ -1,7 +1,7 @@
 //! Experiment harness for the funnel: trains and samples exactly as `tests/funnel.rs` does and
 //! prints log Z-hat, ESS, the KS test of x0 and x0 quantiles on one line. Settings come from
 //! environment variables (S0, SI, STEPS, WIDTH, DEPTH, HORIZON, LS, CLIP, SCHED, KL, ITERS, BATCH,
-//! LR, EXPLORE, GCLIP, REPLAY, MOVES, RW, SEED); `funnel-experiments.md` lists the runs.
+//! LR, EXPLORE, GCLIP, REPLAY, MOVES, RW, SEED); `docs/funnel-experiments.md` lists the runs.
 //! `cargo run --release --example funnel_exp`.
 use candle_core::Device;
 use dsb::metrics::kolmogorov_p_value;

@@ -29,7 +29,7 @@ pub fn recommended_settings(target: &dyn Target) -> (SamplerConfig, TrainConfig)
         // On-policy training alone collapses x₀ to where x₁..₉'s prior scale fits (README, known
         // limitations); replay paths from HMC chains on the target show it the neck and the wide
         // part. Seeds 0–3 (tests/funnel.rs's settings): log Ẑ = −0.10, −0.10, −0.21, −0.24 in
-        // about 4 minutes each, against ≈ −0.4 without (funnel-experiments.md).
+        // about 4 minutes each, against ≈ −0.4 without (docs/funnel-experiments.md).
         "funnel" => {
             s.steps = 64;
             t.iterations = 1000;
