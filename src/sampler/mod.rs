@@ -242,6 +242,12 @@ impl DiffusionSampler {
         Ok(())
     }
 
+    /// Adds `n` target gradient evaluations made on the sampler's behalf outside
+    /// [`Self::score`] (the replay chains of training) to [`Self::gradient_evaluations`].
+    pub(crate) fn count_gradient_evaluations(&self, n: u64) {
+        self.grad_evals.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The clipped, cleaned score at `x` (a stop-gradient input).
     pub(crate) fn score(&self, target: &dyn Target, x: &Tensor) -> Result<Tensor> {
         let g = target.grad_log_density(&x.detach())?;

@@ -196,7 +196,8 @@ pub fn train(
                         chains = Some(replay::ReplayChains::new(&starts)?);
                     }
                     let c = chains.as_mut().expect("chains exist");
-                    c.advance(target, cfg.replay_moves, rng)?;
+                    let evals = c.advance(target, cfg.replay_moves, rng)?;
+                    sampler.count_gradient_evaluations(evals);
                     let extra = sampler.simulate_noising(target, c.states(), rng)?;
                     paths = paths.with_extra(extra)?;
                 }

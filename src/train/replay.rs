@@ -59,13 +59,14 @@ impl ReplayChains {
         Ok((lp, g))
     }
 
-    /// `moves` HMC transitions of every chain.
+    /// `moves` HMC transitions of every chain. Returns the number of target gradient
+    /// evaluations made (one per chain to start, then one per chain and leapfrog step).
     pub(crate) fn advance(
         &mut self,
         target: &dyn Target,
         moves: usize,
         rng: &mut StdRng,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let (m, d) = self.x.dims2()?;
         let dev = self.x.device().clone();
         let (mut lp, mut g) = Self::eval(target, &self.x)?;
@@ -113,6 +114,6 @@ impl ReplayChains {
                 }
             }
         }
-        Ok(())
+        Ok((m * (1 + moves * LEAPFROG)) as u64)
     }
 }
