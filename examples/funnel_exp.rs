@@ -4,11 +4,10 @@
 //! LR, EXPLORE, GCLIP, REPLAY, MOVES, RW, SEED); `docs/funnel-experiments.md` lists the runs.
 //! `cargo run --release --example funnel_exp`.
 use candle_core::Device;
-use dsb::metrics::kolmogorov_p_value;
+use dsb::metrics::{kolmogorov_p_value, ks_test_normal};
 use dsb::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use statrs::distribution::{ContinuousCDF, Normal};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -89,17 +88,9 @@ fn main() {
     let e = set.estimates;
     let m = set.len();
     let resampled = set.resampled(m, &mut rng);
-    let mut x0: Vec<f64> = (0..m).map(|i| resampled.row(i)[0] as f64).collect();
-    x0.sort_by(f64::total_cmp);
-    let law = Normal::new(0.0, 3.0).unwrap();
-    let d = x0
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let f = law.cdf(x);
-            (f - i as f64 / m as f64).max((i + 1) as f64 / m as f64 - f)
-        })
-        .fold(0.0, f64::max);
+    let x0: Vec<f64> = (0..m).map(|i| resampled.row(i)[0] as f64).collect();
+    // D against N(0, 3²); its p-value is recomputed below for the effective sample size.
+    let (d, _) = ks_test_normal(&x0, 0.0, 3.0);
     let n_eff = e.ess * m as f64;
     let size = 1.0 / (1.0 / m as f64 + 1.0 / n_eff);
     let p = kolmogorov_p_value(d, size.floor() as usize);

@@ -12,21 +12,10 @@ use dsb::nn::UNetConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index;
-use std::path::PathBuf;
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-5k")
-}
-
-/// `n` training digits of the fixture (a seeded subset) and 10% of the fixture (500) held out.
+/// `n` training digits and 10% of the fixture (500 digits) held out.
 fn digits(n: usize) -> DataSpec {
-    DataSpec {
-        name: "mnist".into(),
-        n,
-        seed: 1,
-        held_out: 0.1,
-        data_dir: Some(fixture()),
-    }
+    common::mnist_digits(n, 0.1)
 }
 
 fn stats(net: &Classifier, images: &ImageDataset, idx: &[usize]) -> FeatureStats {
@@ -160,7 +149,7 @@ fn cli_trains_the_classifier_and_evaluates_image_and_point_models() {
     assert!(fit.run(&opts, |_| {}).unwrap());
 
     let clf = tmp.path().join("clf");
-    let fixture = fixture();
+    let fixture = common::mnist_fixture();
     assert_ok(&dsb(&[
         "train-classifier",
         "--data",

@@ -12,25 +12,11 @@ use dsb::fit::{
 use dsb::nn::UNetConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::path::PathBuf;
 use std::time::Instant;
 
-const FIXTURE: &str = "tests/fixtures/mnist-5k";
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
-}
-
-/// `n` training digits (a seeded random subset; the fixture is sorted by class) and 2% of the
-/// fixture (100 digits) held out.
+/// `n` training digits and 2% of the fixture (100 digits) held out.
 fn digits(n: usize) -> DataSpec {
-    DataSpec {
-        name: "mnist".into(),
-        n,
-        seed: 1,
-        held_out: 0.02,
-        data_dir: Some(fixture()),
-    }
+    common::mnist_digits(n, 0.02)
 }
 
 /// Base width 8, two levels (28 → 14), one block per level, 4 groups, no attention.
@@ -158,7 +144,7 @@ fn bits_per_dim_of_the_untrained_unet_is_the_prior_on_dequantised_pixels() {
 fn cli_fits_mnist_with_the_unet_and_generates_a_grid() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let fixture = fixture();
+    let fixture = common::mnist_fixture();
     let args = [
         "fit",
         "--data",
@@ -222,7 +208,7 @@ fn cli_fits_mnist_with_the_unet_and_generates_a_grid() {
 fn cli_refuses_unet_flags_on_points_and_bad_levels_for_the_image_size() {
     let o = dsb(&["fit", "--data", "two-moons", "--unet-width", "8", "--quiet"]);
     assert_clear_error(&o, "for image data");
-    let fixture = fixture();
+    let fixture = common::mnist_fixture();
     let o = dsb(&[
         "fit",
         "--data",

@@ -227,9 +227,9 @@ impl FitArgs {
 }
 
 /// The UNet used for images on the CPU when no flag says otherwise: base width 16, two levels
-/// (28 → 14) of one residual block, attention at 14×14, 8 groups. About 1.5 s per gradient step
-/// at batch 32 on two cores (BENCHMARKS.md); the full [`UNetConfig::mnist`] is about 20 times
-/// slower there and is the GPU default.
+/// (28 → 14) of one residual block, attention at 14×14, 8 groups. About 3 s per gradient step
+/// at batch 32 on two busy cores (0.34 steps/s, BENCHMARKS.md); the full [`UNetConfig::mnist`]
+/// took 56 s per step at batch 256 there and is the GPU default.
 fn cpu_unet() -> UNetConfig {
     UNetConfig {
         base_width: 16,

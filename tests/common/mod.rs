@@ -81,3 +81,20 @@ pub fn assert_clear_error(o: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "panicked: {err}");
     assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
 }
+
+/// The real-MNIST fixture directory (5,000 digits sorted by class, with labels).
+pub fn mnist_fixture() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-5k")
+}
+
+/// `n` training digits of the fixture (a seeded random subset: the file is sorted by class) and
+/// the fraction `held_out` of the fixture held out, split with seed 1.
+pub fn mnist_digits(n: usize, held_out: f64) -> dsb::fit::DataSpec {
+    dsb::fit::DataSpec {
+        name: "mnist".into(),
+        n,
+        seed: 1,
+        held_out,
+        data_dir: Some(mnist_fixture()),
+    }
+}
