@@ -7,8 +7,7 @@ use candle_core::Device;
 use common::{assert_clear_error, assert_ok, dsb};
 use dsb::data::ImageDataset;
 use dsb::eval::{Classifier, ClassifierConfig, FeatureStats, frechet_distance, train_classifier};
-use dsb::fit::{DataSpec, Fit, FitConfig, NetworkSpec, RunOptions};
-use dsb::nn::UNetConfig;
+use dsb::fit::{DataSpec, Fit, FitConfig, RunOptions};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index;
@@ -129,15 +128,7 @@ fn cli_trains_the_classifier_and_evaluates_image_and_point_models() {
         horizon: 3.0,
         iters: 4,
         batch: 8,
-        network: NetworkSpec::Unet(UNetConfig {
-            base_width: 8,
-            channel_mults: vec![1, 2],
-            res_blocks_per_level: 1,
-            attention: false,
-            groups: 4,
-            time_embed_dim: 32,
-            ..UNetConfig::mnist()
-        }),
+        network: common::tiny_unet(),
         eval_samples: 8,
         ..Default::default()
     };

@@ -9,7 +9,6 @@ use dsb::fit::{
     DataSpec, ElboOptions, Fit, FitConfig, FitEvent, GenerateOptions, NetworkSpec, RunOptions,
     elbo, load_model,
 };
-use dsb::nn::UNetConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::time::Instant;
@@ -19,26 +18,13 @@ fn digits(n: usize) -> DataSpec {
     common::mnist_digits(n, 0.02)
 }
 
-/// Base width 8, two levels (28 → 14), one block per level, 4 groups, no attention.
-fn tiny_unet() -> NetworkSpec {
-    NetworkSpec::Unet(UNetConfig {
-        base_width: 8,
-        channel_mults: vec![1, 2],
-        res_blocks_per_level: 1,
-        attention: false,
-        groups: 4,
-        time_embed_dim: 32,
-        ..UNetConfig::mnist()
-    })
-}
-
 fn tiny_config(iters: usize) -> FitConfig {
     FitConfig {
         steps: 4,
         horizon: 3.0,
         iters,
         batch: 16,
-        network: tiny_unet(),
+        network: common::tiny_unet(),
         eval_samples: 16,
         ema: 0.0,
         lr: 5e-3,

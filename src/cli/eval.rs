@@ -180,6 +180,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if a.n < 2 {
         bail!("--n must be at least 2");
     }
+    if a.steps == Some(0) {
+        bail!("--steps must be at least 1");
+    }
     let device = super::device(&a.device)?;
     let (model, saved) = load_model(&a.model, &device)
         .with_context(|| format!("cannot load the model from {}", a.model.display()))?;
@@ -189,11 +192,6 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     }
     let quiet = a.quiet || a.json;
     let result = if saved.model.is_image() {
-        if let Some(steps) = a.steps
-            && steps == 0
-        {
-            bail!("--steps must be at least 1");
-        }
         let (train, held) = data.load_images().with_context(|| {
             format!(
                 "cannot load the model's data '{}' (give --data-dir if it moved)",

@@ -221,21 +221,37 @@ impl Classifier {
         Ok(out)
     }
 
+    /// The most probable class of each of `n` feature rows (as [`Classifier::features_of`]
+    /// returns them): the output layer applied to the features.
+    pub fn classes_of_features(
+        &self,
+        features: &[f64],
+        n: usize,
+        device: &Device,
+    ) -> Result<Vec<u32>> {
+        let f = self.config.features;
+        if features.len() != n * f {
+            return Err(DsbError::InvalidInput(format!(
+                "{} feature values are not {n} rows of {f}",
+                features.len()
+            )));
+        }
+        let rows: Vec<f32> = features.iter().map(|&v| v as f32).collect();
+        let x = Tensor::from_vec(rows, (n, f), device)?;
+        Ok(self.out.forward(&x)?.argmax(D::Minus1)?.to_vec1::<u32>()?)
+    }
+
     /// Fraction of `images` whose most probable class is their label.
     pub fn accuracy(&self, images: &ImageDataset, device: &Device) -> Result<f64> {
         let labels = labels_of(images)?;
         self.check_size(images)?;
-        let mut correct = 0usize;
-        for start in (0..images.n).step_by(256) {
-            let idx: Vec<usize> = (start..(start + 256).min(images.n)).collect();
-            let x = images.batch(&idx, device)?;
-            let predicted = self.logits(&x)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += idx
-                .iter()
-                .zip(&predicted)
-                .filter(|&(&i, &p)| u32::from(labels[i]) == p)
-                .count();
-        }
+        let features = self.features_of(&images.images, images.n, device)?;
+        let predicted = self.classes_of_features(&features, images.n, device)?;
+        let correct = predicted
+            .iter()
+            .zip(labels)
+            .filter(|&(&p, &l)| u32::from(l) == p)
+            .count();
         Ok(correct as f64 / images.n as f64)
     }
 

@@ -164,7 +164,11 @@ pub fn evaluate_images(
     };
     let mut generated = model.generate(opts.n, &gen_opts, &mut rng)?;
     clamp_pixels(&mut generated.data);
-    let fd_generated = frechet_distance(&stats(&generated.data, opts.n)?, &reference)?;
+    let generated_features = classifier.features_of(&generated.data, opts.n, device)?;
+    let fd_generated = frechet_distance(
+        &FeatureStats::from_rows(&generated_features, opts.n, classifier.config().features)?,
+        &reference,
+    )?;
 
     let n_real = train.n.min(opts.n);
     let mut real_idx = rand::seq::index::sample(&mut rng, train.n, n_real).into_vec();
@@ -184,20 +188,8 @@ pub fn evaluate_images(
     let fd_noise = frechet_distance(&stats(&noise, opts.n)?, &reference)?;
 
     let mut class_histogram = vec![0.0; CLASSES];
-    for start in (0..opts.n).step_by(256) {
-        let m = (opts.n - start).min(256);
-        let x = candle_core::Tensor::from_slice(
-            &generated.data[start * dim..(start + m) * dim],
-            (m, 1, size, size),
-            device,
-        )?;
-        let classes = classifier
-            .logits(&x)?
-            .argmax(candle_core::D::Minus1)?
-            .to_vec1::<u32>()?;
-        for c in classes {
-            class_histogram[c as usize] += 1.0 / opts.n as f64;
-        }
+    for c in classifier.classes_of_features(&generated_features, opts.n, device)? {
+        class_histogram[c as usize] += 1.0 / opts.n as f64;
     }
 
     let bound = if opts.bound {

@@ -38,13 +38,26 @@ impl DiffusionSampler {
         x_next: &Tensor,
         tf_fwd: Option<&TimeFeatures>,
     ) -> Result<Tensor> {
-        let (a, c, s) = self.step_coefficients(k)?;
+        let (_, _, s) = self.step_coefficients(k)?;
+        let mean = self.forward_mean(k, x_k, tf_fwd)?;
+        Ok((x_next - mean)?.broadcast_div(&s)?)
+    }
+
+    /// The forward kernel's mean of step k at x_k: a_k x_k, plus σ²c_k f(x_k, t_k) when a learned
+    /// forward drift is given by its time features `tf_fwd`.
+    fn forward_mean(
+        &self,
+        k: usize,
+        x_k: &Tensor,
+        tf_fwd: Option<&TimeFeatures>,
+    ) -> Result<Tensor> {
+        let (a, c, _) = self.step_coefficients(k)?;
         let mut mean = (x_k * a)?;
         if let Some(tf) = tf_fwd {
             let f = self.forward_output(x_k, &tf.row(k)?)?;
             mean = (mean + f.broadcast_mul(&c)?)?;
         }
-        Ok((x_next - mean)?.broadcast_div(&s)?)
+        Ok(mean)
     }
 
     /// Simulates `batch` backward paths from the prior, detached from any gradient graph.
@@ -184,12 +197,8 @@ impl DiffusionSampler {
         let mut scores = Vec::with_capacity(n);
         states.push(x.clone());
         for k in 0..n {
-            let (a, c, s) = self.step_coefficients(k)?;
-            let mut mean = (&x * a)?;
-            if let Some(tf) = &tf_fwd {
-                let f = self.forward_output(&x, &tf.row(k)?)?.detach();
-                mean = (mean + f.broadcast_mul(&c)?)?;
-            }
+            let (_, _, s) = self.step_coefficients(k)?;
+            let mean = self.forward_mean(k, &x, tf_fwd.as_ref())?.detach();
             let z = super::normal_tensor(rng, m, self.dim, &self.device)?;
             fwd_sum = (fwd_sum + half_sq_norm(&z)?)?;
             x = (mean + z.broadcast_mul(&s)?)?;

@@ -98,3 +98,17 @@ pub fn mnist_digits(n: usize, held_out: f64) -> dsb::fit::DataSpec {
         data_dir: Some(mnist_fixture()),
     }
 }
+
+/// A tiny UNet for 28×28 digits: base width 8, two levels (28 → 14), one block per level, 4
+/// groups, no attention.
+pub fn tiny_unet() -> dsb::fit::NetworkSpec {
+    dsb::fit::NetworkSpec::Unet(dsb::nn::UNetConfig {
+        base_width: 8,
+        channel_mults: vec![1, 2],
+        res_blocks_per_level: 1,
+        attention: false,
+        groups: 4,
+        time_embed_dim: 32,
+        ..dsb::nn::UNetConfig::mnist()
+    })
+}
