@@ -34,7 +34,7 @@ Published numbers quoted below (ground truths), with provenance:
 
 How to run
 ----------
-    python3 scripts/brownian_reference.py        # needs numpy and scipy; about 10-20 s
+    python3 scripts/brownian_reference.py        # needs numpy and scipy; about 6 s
 
 Output (2026-11-27, numpy 2.4.6, scipy 1.17.1)
 ----------------------------------------------
@@ -50,8 +50,8 @@ float32-rounded data (-16, 8, 1200):
 
 posterior of the scales: exact quadrature vs inference-gym ground truth (Stan)
                  exact      gym mean   gym se      (gym-exact)/se  /post.sd   exact sd  gym sd
-  sigma_innov    0.115534   0.119848   0.000622     6.94    0.107    0.040306  0.046682
-  sigma_obs      0.112656   0.101053   0.000637   -18.21   -0.309    0.037538  0.044427
+  sigma_innov   0.115534   0.119848   0.000622      6.94    0.107    0.040306  0.046682
+  sigma_obs     0.112656   0.101053   0.000637    -18.21   -0.309    0.037538  0.044427
 
 posterior of x_t (unknown scales): exact vs inference-gym ground truth
   (gym-exact)/se: max |z| 15.0, rms z 9.2 over 30 coordinates
@@ -61,13 +61,13 @@ data check, fixed scales (0.1, 0.15): exact Gaussian posterior vs inference-gym 
   (gym-exact)/se: max |z| 2.41, rms z 1.24; sd ratio gym/exact within 0.34 %
 
 prior variants (not the model): log Z, E si, sd si, E so, sd so, corr(log si, log so)
-  LogNormal(0, 2) on both (the model)              1.1877 0.1155 0.0403 0.1127 0.0375 -0.489
-  log-scale Jacobian dropped (prior x 1/sigma)     5.8019 0.1192 0.0470 0.0960 0.0460 -0.610
-  Jacobian counted twice (prior x sigma)          -3.2117 0.1210 0.0403 0.1213 0.0372 -0.381
-  LogNormal(0, sqrt 2)                             0.6231 0.1173 0.0389 0.1181 0.0358 -0.413
-  LogNormal(0, 1)                                 -1.0561 0.1246 0.0393 0.1266 0.0362 -0.283
-  HalfNormal(1) on both                            0.0811 0.1188 0.0414 0.1154 0.0388 -0.452
-  x_0 ~ N(0, 1) instead of N(0, sigma_i^2)        -0.2340 ...
+  LogNormal(0, 2) on both (the model)             1.1877 0.1155 0.0403 0.1127 0.0375 -0.489
+  log-scale Jacobian dropped (prior x 1/sigma)    5.8019 0.1192 0.0470 0.0960 0.0460 -0.610
+  Jacobian counted twice (prior x sigma)         -3.2117 0.1210 0.0403 0.1213 0.0372 -0.381
+  LogNormal(0, sqrt 2)                            0.6231 0.1173 0.0389 0.1181 0.0358 -0.413
+  LogNormal(0, 1)                                -1.0561 0.1246 0.0393 0.1266 0.0362 -0.283
+  HalfNormal(1) on both                           0.7743 0.1188 0.0414 0.1154 0.0388 -0.452
+  x_0 ~ N(0, 1) instead of N(0, sigma_i^2)       -0.2336 0.1248 0.0415 0.1042 0.0381 -0.485
 """
 
 import os
