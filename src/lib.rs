@@ -49,6 +49,7 @@ pub mod nn;
 pub mod process;
 pub mod recommend;
 pub mod sampler;
+pub mod sequential;
 pub mod target;
 pub mod train;
 

@@ -11,6 +11,7 @@ pub use nuts::{NutsConfig, NutsResult, run_nuts};
 pub use particles::{DiagGaussian, Want, evaluate};
 pub use precondition::Preconditioner;
 pub use smc::{MoveKernel, SmcConfig, SmcResult, SmcStep, run_smc};
+pub(crate) use smc::{Population, ess_fraction, hmc_move, tempered};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,4 +28,7 @@ pub enum Method {
     Smc,
     /// The No-U-Turn sampler of nuts-rs (posterior moments; no log Z).
     Nuts,
+    /// The sequential diffusion sampler ([`crate::sequential`]): learned controlled Langevin
+    /// transitions along the annealing path, with resampling and HMC moves (log Z ± s.e.).
+    Sequential,
 }

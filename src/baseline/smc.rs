@@ -151,21 +151,39 @@ pub struct SmcResult {
     pub density_evaluations: u64,
 }
 
-/// The particle population with its cached densities under π₀ and the target.
-struct Population {
-    dim: usize,
-    x: Vec<f64>,
+/// The particle population with its cached densities under π₀ and the target (shared with the
+/// sequential diffusion sampler, [`crate::sequential`]).
+pub(crate) struct Population {
+    pub(crate) dim: usize,
+    pub(crate) x: Vec<f64>,
     /// log π₀ per particle.
-    l0: Vec<f64>,
+    pub(crate) l0: Vec<f64>,
     /// log γ̃ per particle (−∞ where not finite).
-    l: Vec<f64>,
+    pub(crate) l: Vec<f64>,
     /// ∇ log γ̃ per particle, row-major.
-    g: Vec<f64>,
+    pub(crate) g: Vec<f64>,
     /// Normalised log weights.
-    log_w: Vec<f64>,
+    pub(crate) log_w: Vec<f64>,
 }
 
 impl Population {
+    /// Keeps the particles `idx` (with repeats), in that order, with equal weights.
+    pub(crate) fn select(&mut self, idx: &[usize]) {
+        let n = idx.len();
+        let d = self.dim;
+        self.x = idx
+            .iter()
+            .flat_map(|&i| self.x[i * d..(i + 1) * d].to_vec())
+            .collect();
+        self.g = idx
+            .iter()
+            .flat_map(|&i| self.g[i * d..(i + 1) * d].to_vec())
+            .collect();
+        self.l0 = idx.iter().map(|&i| self.l0[i]).collect();
+        self.l = idx.iter().map(|&i| self.l[i]).collect();
+        self.log_w = vec![-(n as f64).ln(); n];
+    }
+
     /// The Metropolis–Hastings step for particle `i`: accepts `proposal` (its position, target
     /// gradient, log π₀ and log γ̃) with probability min(1, e^{log_alpha}) when `valid`; returns
     /// that probability (0 when invalid or NaN).
@@ -195,7 +213,7 @@ impl Population {
 }
 
 /// log π_β = (1−β) log π₀ + β log γ̃, with β = 0 ignoring the target (even where it is −∞).
-fn tempered(l0: f64, l: f64, beta: f64) -> f64 {
+pub(crate) fn tempered(l0: f64, l: f64, beta: f64) -> f64 {
     if beta == 0.0 {
         l0
     } else if !l.is_finite() {
@@ -377,7 +395,7 @@ fn incremental(step: f64, delta: f64) -> f64 {
 }
 
 /// Normalised ESS (Σw)² / (n Σw²) of normalised log weights.
-fn ess_fraction(log_w: &[f64]) -> f64 {
+pub(crate) fn ess_fraction(log_w: &[f64]) -> f64 {
     let l2: Vec<f64> = log_w.iter().map(|w| 2.0 * w).collect();
     (-log_sum_exp(&l2)).exp() / log_w.len() as f64
 }
@@ -418,20 +436,8 @@ fn next_beta(log_w: &[f64], delta: &[f64], beta: f64, target: f64) -> f64 {
 
 /// Systematic resampling of the whole population; the weights become equal.
 fn resample(pop: &mut Population, rng: &mut impl Rng) {
-    let n = pop.log_w.len();
-    let d = pop.dim;
-    let idx = systematic_resample(&pop.log_w, n, rng);
-    pop.x = idx
-        .iter()
-        .flat_map(|&i| pop.x[i * d..(i + 1) * d].to_vec())
-        .collect();
-    pop.g = idx
-        .iter()
-        .flat_map(|&i| pop.g[i * d..(i + 1) * d].to_vec())
-        .collect();
-    pop.l0 = idx.iter().map(|&i| pop.l0[i]).collect();
-    pop.l = idx.iter().map(|&i| pop.l[i]).collect();
-    pop.log_w = vec![-(n as f64).ln(); n];
+    let idx = systematic_resample(&pop.log_w, pop.log_w.len(), rng);
+    pop.select(&idx);
 }
 
 /// log π_β and its gradient at every particle of `x` with target values `l`, `g`.
@@ -448,7 +454,7 @@ fn tempered_grad(start: &DiagGaussian, x: &[f64], g: &[f64], beta: f64, out: &mu
 /// One preconditioned MALA move of every particle; returns the mean acceptance probability.
 /// In u = L⁻¹x: y = x + L(½h² Lᵀ∇log π_β(x) + h ξ).
 #[allow(clippy::too_many_arguments)]
-fn mala_move(
+pub(crate) fn mala_move(
     target: &dyn Target,
     start: &DiagGaussian,
     pop: &mut Population,
@@ -508,7 +514,7 @@ fn mala_move(
 /// p ~ N(0, I), position steps εLp, momentum kicks εLᵀ∇log π_β); returns the mean acceptance
 /// probability.
 #[allow(clippy::too_many_arguments)]
-fn hmc_move(
+pub(crate) fn hmc_move(
     target: &dyn Target,
     start: &DiagGaussian,
     pop: &mut Population,

@@ -4,6 +4,7 @@ use crate::baseline::{DiagGaussian, Method, NutsConfig, SmcConfig, SmcResult, ru
 use crate::metrics::sample_moment_errors;
 use crate::recommend::recommended_settings;
 use crate::sampler::{DiffusionSampler, SampleSet};
+use crate::sequential::{SequentialConfig, SequentialSampler};
 use crate::target::{Preconditioned, Target};
 use crate::train::train;
 use candle_core::Device;
@@ -128,6 +129,28 @@ pub fn run_one(
             let out: SmcResult = run_smc(target, &init, &cfg, &mut rng, |_| {})?;
             let z = out.samples.estimates.log_z;
             (out.samples, Some(z), out.gradient_evaluations)
+        }
+        Method::Sequential => {
+            let cfg = match budget {
+                Budget::Smoke => SequentialConfig {
+                    steps: 8,
+                    particles: 128,
+                    iterations: 4,
+                    batch: 32,
+                    pilot_particles: 64,
+                    ..SequentialConfig::default()
+                },
+                Budget::Quick => SequentialConfig {
+                    particles: 1024,
+                    ..SequentialConfig::default()
+                },
+                Budget::Full => SequentialConfig::default(),
+            };
+            let mut s =
+                SequentialSampler::with_pilot(target, &init, cfg, seed, &mut rng, &Device::Cpu)?;
+            s.train(target, &mut rng, |_| {})?;
+            let out = s.sample(target, &mut rng)?;
+            (out.samples, Some(out.log_z), s.gradient_evaluations())
         }
         Method::Nuts => {
             let cfg = match budget {

@@ -8,26 +8,31 @@ use crate::baseline::{
 };
 use crate::metrics::{MomentErrors, sample_moment_errors};
 use crate::sampler::{SampleSet, SamplerConfig};
+use crate::sequential::{SequentialConfig, SequentialSampler};
 use crate::target::Target;
-use rand::Rng;
+use rand::rngs::StdRng;
 use serde::Serialize;
 
 /// Flags of the baselines (ignored by `--method dsb`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BaselineArgs {
-    /// Sampler: `dsb` (diffusion), `smc` (adaptive tempering) or `nuts` (No-U-Turn, moments only).
+    /// Sampler: `dsb` (diffusion), `smc` (adaptive tempering), `nuts` (No-U-Turn, moments only)
+    /// or `sequential` (the learned diffusion inside a particle system: resampling and HMC
+    /// moves along the annealing path; log Z ± s.e.; takes --steps, --iters, --batch, --lr,
+    /// --width, --depth, --particles, --moves, --leapfrog).
     #[arg(long, value_enum, default_value_t = Method::Dsb)]
     pub method: Method,
-    /// SMC: number of particles.
+    /// SMC and sequential: number of particles.
     #[arg(long, default_value_t = 2048, help_heading = "SMC")]
     pub particles: usize,
     /// SMC: MCMC kernel moving the particles.
     #[arg(long, value_enum, default_value_t = MoveKernel::Hmc, help_heading = "SMC")]
     pub kernel: MoveKernel,
-    /// SMC: MCMC moves per temperature.
-    #[arg(long, default_value_t = 10, help_heading = "SMC")]
-    pub moves: usize,
-    /// SMC: leapfrog steps per HMC move.
+    /// SMC: MCMC moves per temperature (default 10); sequential: HMC moves after each
+    /// resampling (default 2).
+    #[arg(long, help_heading = "SMC")]
+    pub moves: Option<usize>,
+    /// SMC and sequential: leapfrog steps per HMC move.
     #[arg(long, default_value_t = 5, help_heading = "SMC")]
     pub leapfrog: usize,
     /// SMC: conditional ESS kept from one temperature to the next (closer to 1: more, smaller
@@ -59,7 +64,7 @@ impl BaselineArgs {
         SmcConfig {
             particles: self.particles,
             kernel: self.kernel,
-            moves: self.moves,
+            moves: self.moves.unwrap_or(10),
             leapfrog_steps: self.leapfrog,
             cess_target: self.cess,
             full_covariance_max_dim: self.full_cov_max_dim,
@@ -90,8 +95,18 @@ pub struct BaselineSummary {
     pub smc: Option<SmcConfig>,
     /// NUTS settings, for `--method nuts`.
     pub nuts: Option<NutsConfig>,
-    /// log Ẑ (SMC only).
+    /// Sequential-sampler settings, for `--method sequential`.
+    pub sequential: Option<SequentialConfig>,
+    /// log Ẑ (SMC, sequential).
     pub log_z: Option<f64>,
+    /// Standard error of log Ẑ (sequential: Lee–Whiteley, from the Eve indices).
+    pub log_z_stderr: Option<f64>,
+    /// Resampling events of the final run (sequential).
+    pub resamplings: Option<usize>,
+    /// HMC moves per particle in the final run (sequential).
+    pub mcmc_moves: Option<usize>,
+    /// Distinct time-0 ancestors among the final particles (sequential).
+    pub eve_count: Option<usize>,
     /// Known log Z.
     pub true_log_z: Option<f64>,
     /// |log Ẑ − log Z|.
@@ -123,9 +138,10 @@ pub fn run_baseline(
     target: &dyn Target,
     args: &BaselineArgs,
     scfg: &SamplerConfig,
+    seq: &SequentialConfig,
     seed: u64,
     quiet: bool,
-    rng: &mut impl Rng,
+    rng: &mut StdRng,
 ) -> anyhow::Result<(SampleSet, BaselineSummary)> {
     let start = std::time::Instant::now();
     let init = DiagGaussian::sampler_prior(scfg, target.dim());
@@ -135,7 +151,12 @@ pub fn run_baseline(
         method: args.method,
         smc: None,
         nuts: None,
+        sequential: None,
         log_z: None,
+        log_z_stderr: None,
+        resamplings: None,
+        mcmc_moves: None,
+        eve_count: None,
         true_log_z: target.log_z(),
         abs_error: None,
         ess: None,
@@ -171,6 +192,36 @@ pub fn run_baseline(
                 Some(out.steps.iter().map(|r| r.acceptance).sum::<f64>() / out.steps.len() as f64);
             s.gradient_evaluations = out.gradient_evaluations;
             s.smc = Some(cfg);
+            out.samples
+        }
+        Method::Sequential => {
+            let device = candle_core::Device::Cpu;
+            let sp = super::progress::spinner("pilot SMC runs (start and schedule)", quiet);
+            let mut sampler =
+                SequentialSampler::with_pilot(target, &init, seq.clone(), seed, rng, &device)?;
+            sp.finish_and_clear();
+            let pb = bar(seq.iterations as u64, "train", quiet);
+            sampler.train(target, rng, |it| {
+                pb.set_position(it.iteration as u64 + 1);
+                pb.set_message(format!(
+                    "loss {:.3} logZ {:.3} resamplings {}",
+                    it.loss, it.log_z, it.resamplings
+                ));
+            })?;
+            pb.finish_and_clear();
+            let sp = super::progress::spinner("final particle run", quiet);
+            let out = sampler.sample(target, rng)?;
+            sp.finish_and_clear();
+            s.log_z = Some(out.log_z);
+            s.log_z_stderr = Some(out.log_z_stderr);
+            s.abs_error = target.log_z().map(|z| (out.log_z - z).abs());
+            s.ess = Some(out.samples.estimates.ess);
+            s.resamplings = Some(out.resamplings);
+            s.mcmc_moves = Some(out.moves);
+            s.eve_count = Some(out.eves);
+            s.acceptance = out.acceptance.is_finite().then_some(out.acceptance);
+            s.gradient_evaluations = sampler.gradient_evaluations();
+            s.sequential = Some(sampler.config().clone());
             out.samples
         }
         Method::Nuts => {
@@ -219,8 +270,27 @@ pub fn print_baseline_summary(s: &BaselineSummary) {
         ),
         _ => {}
     }
-    if let Some(z) = s.log_z {
-        println!("log Z-hat    {z:.4}");
+    if let Some(c) = &s.sequential {
+        println!(
+            "method       sequential diffusion sampler, {} particles, {} steps, {} training \
+             iterations x {} particles, {} HMC moves per resampling ({} leapfrog steps)",
+            c.particles, c.steps, c.iterations, c.batch, c.moves, c.leapfrog_steps
+        );
+    }
+    match (s.log_z, s.log_z_stderr) {
+        (Some(z), Some(se)) => println!("log Z-hat    {z:.4} +- {se:.4}"),
+        (Some(z), None) => println!("log Z-hat    {z:.4}"),
+        _ => {}
+    }
+    if let (Some(r), Some(m), Some(e)) = (s.resamplings, s.mcmc_moves, s.eve_count) {
+        println!(
+            "particles    {r} resamplings, {m} HMC moves per particle{}, {e} distinct ancestors, \
+             final ESS {:.3}",
+            s.acceptance
+                .map(|a| format!(" (mean acceptance {a:.2})"))
+                .unwrap_or_default(),
+            s.ess.unwrap_or(f64::NAN)
+        );
     }
     if let (Some(z), Some(err)) = (s.true_log_z, s.abs_error) {
         println!("true log Z   {z:.4}   |error| {err:.4}");

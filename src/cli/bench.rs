@@ -21,8 +21,8 @@ pub struct BenchArgs {
     /// Comma-separated built-in targets.
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_TARGETS)]
     pub targets: Vec<String>,
-    /// Comma-separated methods: dsb, smc, nuts.
-    #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Method::Dsb, Method::Smc, Method::Nuts])]
+    /// Comma-separated methods: dsb, smc, nuts, sequential.
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Method::Dsb, Method::Smc, Method::Nuts, Method::Sequential])]
     pub methods: Vec<Method>,
     /// Run every method as it is (`none`), on the Laplace-whitened target (`laplace`), or both
     /// (`none,laplace`; rows labelled `+laplace`).

@@ -11,6 +11,7 @@ use crate::process::Schedule;
 use crate::recommend::recommended_settings;
 use crate::sampler::DiffusionSampler;
 use crate::sampler::SampleSet;
+use crate::sequential::SequentialConfig;
 use crate::target::{Preconditioned, Target, TargetOptions, builtin_target};
 use crate::train::{Loss, train};
 use anyhow::{Context, bail};
@@ -173,6 +174,26 @@ pub enum Precondition {
     Laplace,
 }
 
+/// The sequential sampler's settings from the flags it shares with the diffusion sampler and
+/// SMC (`--steps`, `--iters`, `--batch`, `--lr`, `--grad-clip`, `--width`, `--depth`,
+/// `--particles`, `--moves`, `--leapfrog`); the rest are the library's defaults.
+fn sequential_config(a: &SampleArgs) -> SequentialConfig {
+    let d = SequentialConfig::default();
+    SequentialConfig {
+        steps: a.steps.unwrap_or(d.steps),
+        iterations: a.iters.unwrap_or(d.iterations),
+        batch: a.batch.unwrap_or(d.batch),
+        lr: a.lr.unwrap_or(d.lr),
+        grad_clip: a.grad_clip.unwrap_or(d.grad_clip),
+        width: a.width.unwrap_or(d.width),
+        depth: a.depth.unwrap_or(d.depth),
+        particles: a.baseline.particles,
+        moves: a.baseline.moves.unwrap_or(d.moves),
+        leapfrog_steps: a.baseline.leapfrog,
+        ..d
+    }
+}
+
 /// Runs `dsb sample`.
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let start = Instant::now();
@@ -282,10 +303,12 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
                 a.baseline.method
             );
         }
+        let seq = sequential_config(&a);
         let (mut set, mut summary) = run_baseline(
             target.as_ref(),
             &a.baseline,
             &scfg,
+            &seq,
             a.seed,
             a.quiet || a.json,
             &mut rng,

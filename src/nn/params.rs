@@ -114,6 +114,13 @@ impl ParamStore {
         Ok(GroupNorm::new(w, b, channels, groups, 1e-5)?)
     }
 
+    /// A free parameter vector registered under `name` with the given initial values; returns
+    /// its tensor (for per-step quantities such as learned step sizes).
+    pub fn vector(&mut self, name: &str, values: Vec<f32>, device: &Device) -> Result<Tensor> {
+        let n = values.len();
+        self.register(name, values, &[n], device)
+    }
+
     /// Registers a variable with the given values and shape; returns its tensor.
     fn register(
         &mut self,
