@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The reference log Z of the `seeds` target (random-effects binomial model, 26-D): the mean of
-# five long adaptive-tempering SMC runs (16,384 particles, 10 HMC moves per temperature, CESS
+# five long adaptive-tempering SMC runs (8,192 particles, 10 HMC moves per temperature, CESS
 # 0.95, seeds 0-4), printed with the standard deviation over the runs and the standard error
 # of the mean. Used as `seeds::LOG_Z_REFERENCE` (src/target/seeds.rs).
 # Run from the repository root after `cargo build --release` (about 5 minutes on 2 cores).
 set -euo pipefail
 vals=()
 for s in 0 1 2 3 4; do
-  v=$(./target/release/dsb sample --target seeds --method smc --particles 16384 --seed "$s" --n 100 --json --quiet \
+  v=$(./target/release/dsb sample --target seeds --method smc --particles 8192 --seed "$s" --n 100 --json --quiet \
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_z"])')
   echo "seed $s: log Z-hat $v"
   vals+=("$v")

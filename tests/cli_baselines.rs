@@ -40,6 +40,45 @@ fn smc_and_nuts_run_from_the_command_line() {
 }
 
 #[test]
+fn the_sequential_sampler_runs_from_the_command_line() {
+    let o = dsb(&[
+        "sample",
+        "--target",
+        "gaussian",
+        "--dim",
+        "3",
+        "--method",
+        "sequential",
+        "--particles",
+        "512",
+        "--steps",
+        "16",
+        "--iters",
+        "4",
+        "--json",
+        "--quiet",
+    ]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["method"], "sequential", "{v}");
+    assert!(v["abs_error"].as_f64().unwrap() < 0.5, "{v}");
+    assert!(v["log_z_stderr"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["resamplings"].as_u64().is_some() && v["mcmc_moves"].as_u64().is_some());
+    assert_eq!(v["sequential"]["steps"], 16);
+    assert_eq!(v["sequential"]["iterations"], 4);
+    // The text summary names the method, the ± and the particle system's counts.
+    let o = dsb(&[
+        "sample", "--target", "gaussian", "--dim", "2", "--method", "sequential", "--particles",
+        "256", "--steps", "8", "--iters", "0", "--quiet",
+    ]);
+    assert_ok(&o);
+    let text = stdout(&o);
+    for key in ["sequential diffusion sampler", "+-", "resamplings", "HMC moves"] {
+        assert!(text.contains(key), "{key} missing from:\n{text}");
+    }
+}
+
+#[test]
 fn laplace_preconditioning_writes_samples_in_the_original_coordinates() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.csv");

@@ -141,10 +141,15 @@ pub fn run_one(
                     ..SequentialConfig::default()
                 },
                 Budget::Quick => SequentialConfig {
-                    particles: 1024,
+                    particles: 4096,
                     ..SequentialConfig::default()
                 },
-                Budget::Full => SequentialConfig::default(),
+                Budget::Full => SequentialConfig {
+                    particles: 8192,
+                    steps: 128,
+                    iterations: 100,
+                    ..SequentialConfig::default()
+                },
             };
             let mut s =
                 SequentialSampler::with_pilot(target, &init, cfg, seed, &mut rng, &Device::Cpu)?;

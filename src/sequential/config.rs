@@ -68,7 +68,7 @@ pub struct SequentialConfig {
 impl Default for SequentialConfig {
     fn default() -> Self {
         Self {
-            steps: 32,
+            steps: 64,
             particles: 2048,
             resample_threshold: 0.3,
             resampling: Resampling::Multinomial,
@@ -76,8 +76,8 @@ impl Default for SequentialConfig {
             leapfrog_steps: 5,
             langevin_step: 0.05,
             drift_clip: 10.0,
-            iterations: 200,
-            batch: 256,
+            iterations: 50,
+            batch: 64,
             refresh: 4,
             buffer: 8,
             lr: 1e-3,
