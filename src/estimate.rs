@@ -24,6 +24,11 @@ pub struct Estimates {
     pub ess: f64,
 }
 
+/// Effective samples n·ESS below which the delta-method ± of log Ẑ (and log Ẑ itself) is not
+/// trustworthy: the weights are dominated by so few paths that the variance estimate is itself
+/// a guess.
+pub const ESS_FLOOR: f64 = 100.0;
+
 /// log Σ exp(vᵢ) over the finite entries (−∞ when there are none).
 pub fn log_sum_exp(v: &[f64]) -> f64 {
     let m = v
@@ -43,6 +48,24 @@ pub fn log_sum_exp(v: &[f64]) -> f64 {
 }
 
 impl Estimates {
+    /// The effective number of samples n·ESS.
+    pub fn effective_samples(&self) -> f64 {
+        self.ess * self.n as f64
+    }
+
+    /// Whether the effective number of samples is below [`ESS_FLOOR`], and then a warning that
+    /// says the ± is not trustworthy.
+    pub fn ess_warning(&self) -> Option<String> {
+        (self.effective_samples() < ESS_FLOOR).then(|| {
+            format!(
+                "ESS of {:.1} effective samples (of {}) is below the floor of {ESS_FLOOR:.0}: \
+                 the ± of log Z-hat is not trustworthy; train longer or draw more samples",
+                self.effective_samples(),
+                self.n
+            )
+        })
+    }
+
     /// Estimates from log weights. Non-finite entries count as zero weight.
     pub fn from_log_weights(lw: &[f64]) -> Self {
         let n = lw.len();

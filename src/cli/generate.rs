@@ -49,20 +49,22 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     if a.n == 0 {
         bail!("--n must be at least 1");
     }
+    super::checks::output_file("--out", &a.out, &["csv", "png"], ".csv or .png")?;
     let ext = a
         .out
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
-    if !matches!(ext.as_deref(), Some("csv") | Some("png")) {
-        bail!(
-            "--out {}: unknown output format; use a .csv or .png extension",
-            a.out.display()
-        );
-    }
     let device = super::device(&a.device)?;
     let (model, saved) = load_model(&a.model, &device)
         .with_context(|| format!("cannot load the model from {}", a.model.display()))?;
+    // The points in f32 three times over (chunks, their concatenation, the data coordinates).
+    let dim = saved.model.example_shape.iter().product::<usize>().max(1);
+    super::checks::memory(
+        16.0 * a.n as f64 * dim as f64,
+        &format!("--n {} points of dimension {dim}", a.n),
+        "--n",
+    )?;
     let opts = GenerateOptions {
         steps: a.steps,
         final_noise: a.final_noise,

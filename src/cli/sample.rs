@@ -1,6 +1,7 @@
 //! `dsb sample`: train a diffusion sampler on a target and report its estimates.
 
 use super::baseline::{BaselineArgs, print_baseline_summary, run_baseline};
+use super::checks;
 use super::progress::bar;
 use super::refine::{IpfArgs, run_refinement};
 use super::summary::{Summary, print_summary};
@@ -176,6 +177,7 @@ pub enum Precondition {
 /// Runs `dsb sample`.
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let start = Instant::now();
+    check_before_work(&a)?;
     let opts = TargetOptions {
         dim: a.dim,
         modes: a.modes,
@@ -258,19 +260,8 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if tcfg.loss == Loss::ReverseKl && a.replay.is_none() {
         tcfg.replay = 0.0;
     }
-    if a.n == 0 {
-        bail!("--n must be at least 1");
-    }
-    if let Some(p) = a
-        .save
-        .as_ref()
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-    {
-        bail!(
-            "--save {}: the settings go to FILE.json beside the weights, so the weights file \
-             cannot end in .json; use e.g. model.safetensors",
-            p.display()
-        );
+    if a.load.is_none() || a.ipf.ipf_iters > 0 {
+        run_memory(&a, target.dim(), &scfg, &tcfg)?;
     }
     let device = super::device(&a.device)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
@@ -278,8 +269,8 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         if a.load.is_some() || a.save.is_some() || a.ipf.ipf_iters > 0 || a.log.is_some() {
             bail!(
                 "--load, --save, --log and --ipf-iters belong to the diffusion sampler; drop them \
-                 with --method {:?}",
-                a.baseline.method
+                 with --method {}",
+                super::kebab(&a.baseline.method)
             );
         }
         let (mut set, mut summary) = run_baseline(
@@ -294,11 +285,17 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             set.samples = p.to_original(&set.samples);
             summary.moments = crate::metrics::sample_moment_errors(&set, original.as_ref());
         }
+        if a.baseline.method == Method::Smc {
+            check_weights(&set, "SMC's particles")?;
+        }
         if a.resample {
             set = set.resampled(a.n, &mut rng);
         }
         write_outputs(&a, target.as_ref(), &set)?;
         if a.json {
+            if let Some(w) = &summary.warning {
+                eprintln!("warning: {w}");
+            }
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
             print_baseline_summary(&summary);
@@ -316,14 +313,23 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             let (s, settings) = DiffusionSampler::load(path, &device)
                 .with_context(|| format!("cannot load the sampler from {}", path.display()))?;
             if settings.target != target.name() || settings.dim != target.dim() {
+                let fix = match (
+                    settings.target == target.name(),
+                    settings.dim == target.dim(),
+                ) {
+                    (true, _) => format!("use --dim {}", settings.dim),
+                    (false, true) => format!("use --target {}", settings.target),
+                    (false, false) => {
+                        format!("use --target {} --dim {}", settings.target, settings.dim)
+                    }
+                };
                 bail!(
-                    "{} was trained on target '{}' ({}-D), not on '{}' ({}-D); pass --target {}",
+                    "{} holds a sampler of target '{}' ({}-D), not of '{}' ({}-D); {fix}",
                     path.display(),
                     settings.target,
                     settings.dim,
                     target.name(),
                     target.dim(),
-                    settings.target
                 );
             }
             scfg = s.config().clone();
@@ -387,6 +393,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         pb.set_position(done as u64)
     })?;
     pb.finish_and_clear();
+    check_weights(&set, "the sampler's output")?;
     let sample_secs = sample_start.elapsed().as_secs_f64();
     let modes = target
         .modes()
@@ -412,6 +419,8 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         ipf_iterations: ipf_done,
         train_report: trained,
         estimates: set.estimates,
+        ess_below_floor: set.estimates.ess_warning().is_some(),
+        warning: set.estimates.ess_warning(),
         true_log_z: target.log_z(),
         abs_error: target.log_z().map(|z| (set.estimates.log_z - z).abs()),
         modes,
@@ -424,11 +433,128 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         wall_seconds: start.elapsed().as_secs_f64(),
     };
     if a.json {
+        if let Some(w) = &summary.warning {
+            eprintln!("warning: {w}");
+        }
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);
     }
     Ok(())
+}
+
+/// A sample set with no finite log weight has no estimate: an error, never a printed −∞.
+fn check_weights(set: &SampleSet, what: &str) -> anyhow::Result<()> {
+    let e = &set.estimates;
+    if e.n == 0 || e.n_nonfinite == e.n || !e.log_z.is_finite() {
+        bail!(
+            "{what}: {} of {} samples have a non-finite log weight (log Z-hat {}), so there is no \
+             estimate; the sampler or the target's density is broken (a sampler loaded with \
+             --load may be damaged: retrain it), or the target is far from the prior (--sigma)",
+            e.n_nonfinite,
+            e.n,
+            e.log_z
+        );
+    }
+    Ok(())
+}
+
+/// The checks that need no target: output paths, `--iters 0`, and the memory the target itself
+/// takes for the targets whose size is set on the command line.
+fn check_before_work(a: &SampleArgs) -> anyhow::Result<()> {
+    if a.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    if a.iters == Some(0) && (a.load.is_none() || a.ipf.ipf_iters > 0) {
+        bail!(
+            "--iters must be at least 1: an untrained sampler's estimates mean nothing (to \
+             sample a saved sampler without training, --load it)"
+        );
+    }
+    if let Some(p) = a
+        .save
+        .as_ref()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    {
+        bail!(
+            "--save {}: the settings go to FILE.json beside the weights, so the weights file \
+             cannot end in .json; use e.g. model.safetensors",
+            p.display()
+        );
+    }
+    if let Some(p) = &a.out {
+        checks::output_file("--out", p, &["csv", "npy"], ".csv or .npy")?;
+    }
+    if let Some(p) = &a.plot {
+        checks::output_file("--plot", p, &["png"], ".png")?;
+    }
+    if let Some(p) = &a.save {
+        checks::output_file("--save", p, &[], "")?;
+    }
+    if let Some(p) = &a.log {
+        checks::output_file("--log", p, &[], "")?;
+    }
+    let (bytes, what, flags) = match a.target.as_str() {
+        "gaussian" => {
+            let d = a.dim.unwrap_or(5) as f64;
+            (28.0 * d * d, format!("a dense {d}×{d} covariance"), "--dim")
+        }
+        "mixture" => {
+            let (k, d) = (a.modes as f64, a.dim.unwrap_or(2) as f64);
+            (
+                16.0 * k * d,
+                format!("{k} means of dimension {d}"),
+                "--dim or --modes",
+            )
+        }
+        _ => return Ok(()),
+    };
+    checks::memory(bytes, &what, flags)
+}
+
+/// Refuses a run whose training and sampling would need more memory than the machine has,
+/// estimated from dim × batch × steps × width (and --n for the output).
+fn run_memory(
+    a: &SampleArgs,
+    dim: usize,
+    scfg: &crate::sampler::SamplerConfig,
+    tcfg: &crate::train::TrainConfig,
+) -> anyhow::Result<()> {
+    let (d, w, l) = (dim as f64, scfg.width as f64, scfg.depth as f64);
+    let steps = scfg.steps as f64 + 1.0;
+    let n = a.n as f64;
+    let (work, what) = if a.baseline.method == Method::Dsb {
+        // Parameters with their gradients and Adam's two moments; per path and step, the state,
+        // its score and the network's activations (kept for the backward pass).
+        let params = 16.0 * ((3.0 * d + 16.0) * w + l * w * w);
+        let paths = tcfg.batch as f64 * (1.0 + tcfg.replay.max(0.0));
+        let per_path = 4.0 * steps * (8.0 * d + 4.0 * w * l);
+        let sample = 4.0 * n.min(2048.0) * steps * 2.0 * d;
+        (
+            params + paths * per_path + sample,
+            format!(
+                "dim {dim} × batch {} × steps {} × width {} x {}",
+                tcfg.batch, scfg.steps, scfg.width, scfg.depth
+            ),
+        )
+    } else {
+        let b = &a.baseline;
+        let held = (b.particles as f64 * 10.0).max(b.chains as f64 * b.draws as f64);
+        (
+            8.0 * held * d,
+            format!(
+                "dim {dim} × {} particles or {} × {} draws",
+                b.particles, b.chains, b.draws
+            ),
+        )
+    };
+    // The output: the samples in f32 and in f64 (original coordinates, resampling).
+    let output = 24.0 * n * d;
+    checks::memory(
+        work + output,
+        &format!("{what}, and --n {} samples", a.n),
+        "--dim, --batch, --steps, --width, --depth, --particles, --draws or --n",
+    )
 }
 
 /// Writes `--out` and `--plot` for a finished sample set.

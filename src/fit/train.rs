@@ -172,6 +172,10 @@ impl Fit {
                     return Err(DsbError::Diverged {
                         iteration: self.progress.global_step,
                         loss: value,
+                        why: format!(
+                            "loss {value} or its gradient not finite {bad} times in a row"
+                        ),
+                        advice: crate::error::FIT_DIVERGENCE_ADVICE,
                     });
                 }
                 let p = &mut self.progress;

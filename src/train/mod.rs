@@ -132,9 +132,51 @@ pub struct TrainReport {
 /// How many consecutive bad iterations end the run with an error.
 const PATIENCE: usize = 20;
 
+/// A loss or gradient norm this many times its first value (or 1, whichever is larger) has
+/// exploded: the weights are running away (a learning rate far too high).
+pub const EXPLOSION_FACTOR: f64 = 1e6;
+
+/// How many consecutive exploded iterations end the run with an error (fewer than [`PATIENCE`]:
+/// an exploded run does not recover, and each further step costs time).
+const EXPLOSION_PATIENCE: usize = 5;
+
+/// Tracks the first finite loss and gradient norm of a run and counts consecutive iterations
+/// in which either grew past [`EXPLOSION_FACTOR`] times it.
+#[derive(Debug, Default)]
+struct ExplosionWatch {
+    first: Option<(f64, f64)>,
+    run: usize,
+}
+
+impl ExplosionWatch {
+    /// Records an iteration; returns why it counts as exploded, if it does.
+    fn see(&mut self, loss: f64, grad_norm: f64) -> Option<String> {
+        if !(loss.is_finite() && grad_norm.is_finite()) {
+            return None;
+        }
+        let (l0, g0) = *self.first.get_or_insert((loss, grad_norm));
+        let limit = |v0: f64| EXPLOSION_FACTOR * v0.abs().max(1.0);
+        let why = if loss.abs() > limit(l0) {
+            Some(format!(
+                "loss {loss:.3e}, over {EXPLOSION_FACTOR:.0e} times its first value {l0:.3e}"
+            ))
+        } else if grad_norm > limit(g0) {
+            Some(format!(
+                "gradient norm {grad_norm:.3e}, over {EXPLOSION_FACTOR:.0e} times its first value {g0:.3e}"
+            ))
+        } else {
+            None
+        };
+        self.run = if why.is_some() { self.run + 1 } else { 0 };
+        why
+    }
+}
+
 /// Trains `sampler` on `target`. `on_iter` sees every iteration's statistics (for progress bars
 /// and logs). Non-finite target values only zero the affected particles; a non-finite loss skips
-/// the update; either persisting for [`PATIENCE`] iterations ends the run with an error.
+/// the update; either persisting for [`PATIENCE`] iterations ends the run with an error. A loss
+/// or gradient norm that explodes (grows past [`EXPLOSION_FACTOR`] times its first value) for a
+/// few iterations in a row, or in the last one, ends it with [`DsbError::Diverged`] too.
 pub fn train(
     sampler: &mut DiffusionSampler,
     target: &dyn Target,
@@ -142,6 +184,13 @@ pub fn train(
     rng: &mut StdRng,
     mut on_iter: impl FnMut(&IterStats),
 ) -> Result<TrainReport> {
+    if cfg.iterations == 0 {
+        return Err(DsbError::InvalidInput(
+            "--iters must be at least 1: an untrained sampler's estimates mean nothing (to \
+             sample a trained one without training, --load it)"
+                .into(),
+        ));
+    }
     if cfg.batch < 2 {
         return Err(DsbError::InvalidInput("--batch must be at least 2".into()));
     }
@@ -182,6 +231,7 @@ pub fn train(
         cfg.ema,
     )?;
     let (mut skipped, mut bad_loss, mut bad_target) = (0, 0, 0);
+    let mut watch = ExplosionWatch::default();
     let mut last = None;
     let mut chains: Option<replay::ReplayChains> = None;
     for it in 0..cfg.iterations {
@@ -237,6 +287,20 @@ pub fn train(
             return Err(DsbError::Diverged {
                 iteration: it,
                 loss: loss_value,
+                why: format!(
+                    "loss {loss_value} or its gradient not finite {bad_loss} times in a row"
+                ),
+                advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
+            });
+        }
+        if let Some(why) = watch.see(loss_value, grad_norm)
+            && (watch.run >= EXPLOSION_PATIENCE || it + 1 == cfg.iterations)
+        {
+            return Err(DsbError::Diverged {
+                iteration: it,
+                loss: loss_value,
+                why,
+                advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
             });
         }
         let stats = IterStats {
