@@ -32,7 +32,12 @@ pub struct BaselineArgs {
     pub leapfrog: usize,
     /// SMC: conditional ESS kept from one temperature to the next (closer to 1: more, smaller
     /// temperature steps).
-    #[arg(long, default_value_t = 0.95, help_heading = "SMC")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.95,
+        help_heading = "SMC"
+    )]
     pub cess: f64,
     /// SMC: precondition the moves with the full particle covariance up to this dimension and
     /// with its diagonal above it (default 0: always diagonal, which measured better on the

@@ -65,6 +65,13 @@ pub fn output_file(
         );
     }
     let dir = parent_dir(path);
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "{flag} {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        );
+    }
     if !dir.is_dir() {
         bail!(
             "{flag} {}: directory {} does not exist; create it first",

@@ -87,7 +87,7 @@ pub struct TrainClassifierArgs {
     pub data_dir: Option<PathBuf>,
     /// Fraction of the training images held out for the accuracy (unused when the data set has
     /// t10k test files).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
     pub held_out: f64,
     /// Passes over the training images.
     #[arg(long, default_value_t = ClassifierConfig::default().epochs)]

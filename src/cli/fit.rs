@@ -37,7 +37,12 @@ pub struct FitArgs {
     #[arg(long, conflicts_with = "resume")]
     pub n_data: Option<usize>,
     /// Fraction of the data held out for the metrics and the likelihood bound.
-    #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.1,
+        conflicts_with = "resume"
+    )]
     pub held_out: f64,
     /// Directory searched first for image data sets.
     #[arg(long)]
@@ -47,13 +52,18 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 50, conflicts_with = "resume")]
     pub steps: usize,
     /// Horizon T of the reference, in its relaxation times (data standardised to unit scale).
-    #[arg(long, default_value_t = 5.0, conflicts_with = "resume")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 5.0,
+        conflicts_with = "resume"
+    )]
     pub horizon: f64,
     /// Spread of the steps over [0, T].
     #[arg(long, value_enum, default_value_t = Schedule::Geometric, conflicts_with = "resume")]
     pub schedule: Schedule,
     /// t_1 of the geometric schedule, γ_min of the symmetric one (default: T/N/100).
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "resume")]
     pub first_step: Option<f64>,
     /// Reference process of IPF iteration 0.
     #[arg(long, value_enum, default_value_t = ReferenceKind::Ou, conflicts_with = "resume")]
@@ -104,13 +114,23 @@ pub struct FitArgs {
     pub batch: Option<usize>,
     /// Peak learning rate of Adam (cosine decay to a tenth within each half-step). Default: 2e-3
     /// for points, 1e-3 for images.
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "resume")]
     pub lr: Option<f64>,
     /// Global gradient-norm clip.
-    #[arg(long, default_value_t = 10.0, conflicts_with = "resume")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 10.0,
+        conflicts_with = "resume"
+    )]
     pub grad_clip: f64,
     /// EMA decay of the weights (0: none); the averages are sampled and saved.
-    #[arg(long, default_value_t = 0.995, conflicts_with = "resume")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.995,
+        conflicts_with = "resume"
+    )]
     pub ema: f64,
     /// Paths in the trajectory cache of the IPF half-steps.
     #[arg(long, default_value_t = 4096, conflicts_with = "resume")]
@@ -246,14 +266,17 @@ fn cpu_unet() -> UNetConfig {
 #[derive(Debug)]
 pub struct RunLock {
     path: PathBuf,
+    /// Remove the directory too if it is empty when the lock goes (it was created for this run,
+    /// which failed before writing anything).
+    remove_empty_dir: bool,
 }
 
 impl RunLock {
     /// The lock file's name inside an output directory.
     pub const FILE: &'static str = ".lock";
 
-    /// Takes the lock of `dir` (which exists).
-    pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
+    /// Takes the lock of `dir` (which exists; `created`: by this run).
+    pub fn acquire(dir: &Path, created: bool) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);
         for _ in 0..2 {
             match std::fs::OpenOptions::new()
@@ -266,7 +289,10 @@ impl RunLock {
                     writeln!(f, "{}", std::process::id()).with_context(|| {
                         format!("cannot write the lock file {}", path.display())
                     })?;
-                    return Ok(Self { path });
+                    return Ok(Self {
+                        path,
+                        remove_empty_dir: created,
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let pid = std::fs::read_to_string(&path)
@@ -311,6 +337,12 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if self.remove_empty_dir
+            && let Some(dir) = self.path.parent()
+        {
+            // Fails, as it should, unless the directory is empty.
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -406,9 +438,10 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         }
     };
     let resumed_at = a.resume.as_ref().map(|_| fit.progress().global_step);
+    let created = !out.exists();
     std::fs::create_dir_all(&out)
         .with_context(|| format!("--out {}: cannot create the directory", out.display()))?;
-    let _lock = RunLock::acquire(&out)?;
+    let _lock = RunLock::acquire(&out, created)?;
     if resumed_at.is_some() && fit.is_done() {
         let msg = format!(
             "nothing to do: the run in {} is already finished ({} gradient steps, IPF iteration \

@@ -145,6 +145,7 @@ impl Fit {
             });
             let mut cache: Option<PathCache> = None;
             let mut bad = 0;
+            let mut watch = crate::train::ExplosionWatch::default();
             while self.progress.phase_step < iters {
                 if opts.stop_after.is_some_and(|s| steps_this_call >= s) {
                     self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
@@ -163,11 +164,23 @@ impl Fit {
                 );
                 let loss = self.loss(phase, cache.as_ref(), &mut rng)?;
                 let value = loss.reported;
-                let stepped = value.is_finite()
-                    && opt
-                        .step(i, &loss.tensor, self.trained_params(phase.half))?
-                        .is_finite();
+                let grad_norm = if value.is_finite() {
+                    opt.step(i, &loss.tensor, self.trained_params(phase.half))?
+                } else {
+                    f64::NAN
+                };
+                let stepped = grad_norm.is_finite();
                 bad = if stepped { 0 } else { bad + 1 };
+                if let Some(why) = watch.see(value, grad_norm)
+                    && (watch.stop() || i + 1 == iters)
+                {
+                    return Err(DsbError::Diverged {
+                        iteration: self.progress.global_step,
+                        loss: value,
+                        why,
+                        advice: crate::error::FIT_DIVERGENCE_ADVICE,
+                    });
+                }
                 if bad >= PATIENCE {
                     return Err(DsbError::Diverged {
                         iteration: self.progress.global_step,

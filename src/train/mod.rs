@@ -143,24 +143,36 @@ const EXPLOSION_PATIENCE: usize = 5;
 /// Tracks the first finite loss and gradient norm of a run and counts consecutive iterations
 /// in which either grew past [`EXPLOSION_FACTOR`] times it.
 #[derive(Debug, Default)]
-struct ExplosionWatch {
-    first: Option<(f64, f64)>,
-    run: usize,
+pub(crate) struct ExplosionWatch {
+    first_loss: Option<f64>,
+    first_grad: Option<f64>,
+    /// Consecutive exploded iterations up to the last one seen.
+    pub(crate) run: usize,
 }
 
 impl ExplosionWatch {
-    /// Records an iteration; returns why it counts as exploded, if it does.
-    fn see(&mut self, loss: f64, grad_norm: f64) -> Option<String> {
-        if !(loss.is_finite() && grad_norm.is_finite()) {
+    /// Whether the run of exploded iterations is long enough to stop.
+    pub(crate) fn stop(&self) -> bool {
+        self.run >= EXPLOSION_PATIENCE
+    }
+
+    /// Records an iteration; returns why it counts as exploded, if it does. Non-finite values
+    /// are not judged here (the callers count them against [`PATIENCE`]), but a finite loss
+    /// beside a non-finite gradient is.
+    pub(crate) fn see(&mut self, loss: f64, grad_norm: f64) -> Option<String> {
+        if !loss.is_finite() {
             return None;
         }
-        let (l0, g0) = *self.first.get_or_insert((loss, grad_norm));
+        let l0 = *self.first_loss.get_or_insert(loss);
+        let g0 = grad_norm
+            .is_finite()
+            .then(|| *self.first_grad.get_or_insert(grad_norm));
         let limit = |v0: f64| EXPLOSION_FACTOR * v0.abs().max(1.0);
         let why = if loss.abs() > limit(l0) {
             Some(format!(
                 "loss {loss:.3e}, over {EXPLOSION_FACTOR:.0e} times its first value {l0:.3e}"
             ))
-        } else if grad_norm > limit(g0) {
+        } else if let Some(g0) = g0.filter(|&g0| grad_norm > limit(g0)) {
             Some(format!(
                 "gradient norm {grad_norm:.3e}, over {EXPLOSION_FACTOR:.0e} times its first value {g0:.3e}"
             ))
@@ -294,7 +306,7 @@ pub fn train(
             });
         }
         if let Some(why) = watch.see(loss_value, grad_norm)
-            && (watch.run >= EXPLOSION_PATIENCE || it + 1 == cfg.iterations)
+            && (watch.stop() || it + 1 == cfg.iterations)
         {
             return Err(DsbError::Diverged {
                 iteration: it,
