@@ -2,7 +2,7 @@
 //! data set, write the model, samples, a plot and a summary.
 
 use super::fit_report::{FitSummary, print_summary, write_outputs};
-use super::progress::bar;
+use super::progress::{bar, spinner};
 use crate::fit::{
     DataSpec, Fit, FitConfig, FitEvent, Half, NetworkSpec, RunOptions, is_image_data,
 };
@@ -489,23 +489,31 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             }
         }
         FitEvent::Row(row) => {
-            if let Some(p) = &pb
-                && !quiet
-            {
-                p.suspend(|| {
-                    eprintln!(
-                        "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
-                        row.iteration,
-                        row.mmd2,
-                        row.energy,
-                        row.elbo.nats_per_dim,
-                        row.elbo
-                            .bits_per_dim
-                            .map(|b| format!(" ({b:.3} bits/dim)"))
-                            .unwrap_or_default()
-                    )
-                });
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
             }
+            if !quiet {
+                eprintln!(
+                    "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
+                    row.iteration,
+                    row.mmd2,
+                    row.energy,
+                    row.elbo.nats_per_dim,
+                    row.elbo
+                        .bits_per_dim
+                        .map(|b| format!(" ({b:.3} bits/dim)"))
+                        .unwrap_or_default()
+                )
+            }
+        }
+        FitEvent::Evaluating { ipf } => {
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
+            }
+            pb = Some(spinner(
+                &format!("ipf{ipf}: evaluating (generated samples, held-out bound)"),
+                quiet,
+            ));
         }
         FitEvent::Checkpoint(_) => {}
     })?;
@@ -533,8 +541,12 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     if fit.progress().rows.is_empty() {
         bail!("the run finished without an evaluated IPF iteration");
     }
-    let summary = FitSummary::new(&fit, &out, resumed_at, start.elapsed().as_secs_f64())?;
+    let pb = spinner("writing samples, plot and summary", quiet);
+    let mut summary = FitSummary::new(&fit, &out, resumed_at, start.elapsed().as_secs_f64())?;
     write_outputs(&fit, &out, &summary)?;
+    pb.finish_and_clear();
+    // The wall time printed is the whole command's, writing the outputs included.
+    summary.wall_seconds = start.elapsed().as_secs_f64();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -42,6 +42,9 @@ pub struct GenerateArgs {
     /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Runs `dsb generate`.
@@ -70,7 +73,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         final_noise: a.final_noise,
     };
     let mut rng = StdRng::seed_from_u64(a.seed);
+    let pb = super::progress::spinner(&format!("generating {} examples", a.n), a.quiet);
     let points = model.generate(a.n, &opts, &mut rng)?;
+    pb.finish_and_clear();
     if ext.as_deref() == Some("csv") {
         write_points_csv(&a.out, &points)?;
     } else if saved.model.is_image() {

@@ -297,6 +297,7 @@ impl Fit {
             return Ok(());
         }
         self.model.backward_iteration = phase.ipf;
+        on_event(FitEvent::Evaluating { ipf: phase.ipf });
         let row = self.evaluate(phase.ipf, tail)?;
         on_event(FitEvent::Row(&row));
         self.progress.rows.push(row);

@@ -172,12 +172,13 @@ impl ExplosionWatch {
             Some(format!(
                 "loss {loss:.3e}, over {EXPLOSION_FACTOR:.0e} times its first value {l0:.3e}"
             ))
-        } else if let Some(g0) = g0.filter(|&g0| grad_norm > limit(g0)) {
-            Some(format!(
-                "gradient norm {grad_norm:.3e}, over {EXPLOSION_FACTOR:.0e} times its first value {g0:.3e}"
-            ))
         } else {
-            None
+            g0.filter(|&g0| grad_norm > limit(g0)).map(|g0| {
+                format!(
+                    "gradient norm {grad_norm:.3e}, over {EXPLOSION_FACTOR:.0e} times its first \
+                     value {g0:.3e}"
+                )
+            })
         };
         self.run = if why.is_some() { self.run + 1 } else { 0 };
         why
