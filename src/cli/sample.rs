@@ -324,7 +324,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
                     }
                 };
                 bail!(
-                    "{} holds a sampler of target '{}' ({}-D), not of '{}' ({}-D); {fix}",
+                    "{} was trained on target '{}' ({}-D), not on '{}' ({}-D); {fix}",
                     path.display(),
                     settings.target,
                     settings.dim,
