@@ -138,6 +138,24 @@ mod tests {
     }
 
     #[test]
+    fn ess_below_the_floor_is_flagged() {
+        // 200 equal weights: 200 effective samples, above the floor.
+        assert!(
+            Estimates::from_log_weights(&[0.0; 200])
+                .ess_warning()
+                .is_none()
+        );
+        // One path dominates: about one effective sample.
+        let mut lw = vec![-50.0; 10_000];
+        lw[0] = 0.0;
+        let w = Estimates::from_log_weights(&lw).ess_warning().unwrap();
+        assert!(
+            w.contains("not trustworthy") && w.contains("of 10000"),
+            "{w}"
+        );
+    }
+
+    #[test]
     fn nonfinite_weights_count_as_zero() {
         let e = Estimates::from_log_weights(&[0.0, f64::NAN, f64::NEG_INFINITY, 0.0]);
         assert_eq!(e.n_nonfinite, 2);

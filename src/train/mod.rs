@@ -332,3 +332,33 @@ pub fn train(
         last,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explosion_is_judged_against_the_first_values() {
+        let mut w = ExplosionWatch::default();
+        assert!(w.see(10.0, 2.0).is_none());
+        // Large swings within the factor are training, not divergence.
+        assert!(w.see(1e5, 1e4).is_none());
+        assert!(w.see(-3.0, 0.1).is_none());
+        let why = w.see(2e7, 1.0).unwrap();
+        assert!(why.contains("loss 2.000e7"), "{why}");
+        // A finite loss beside a non-finite gradient is still judged.
+        assert!(w.see(2e7, f64::NAN).is_some());
+        let why = w.see(1.0, 3e6).unwrap();
+        assert!(why.contains("gradient norm"), "{why}");
+        assert_eq!(w.run, 3);
+        assert!(!w.stop());
+        for _ in 0..2 {
+            w.see(1e8, 1.0);
+        }
+        assert!(w.stop());
+        // Non-finite losses are left to the callers' patience and reset nothing.
+        assert!(w.see(f64::NAN, f64::NAN).is_none());
+        assert!(w.see(1.0, 1.0).is_none());
+        assert_eq!(w.run, 0);
+    }
+}
