@@ -146,6 +146,7 @@ impl Fit {
             let mut cache: Option<PathCache> = None;
             let mut bad = 0;
             let mut watch = crate::train::ExplosionWatch::default();
+            let mut trained_here = false;
             while self.progress.phase_step < iters {
                 if opts.stop_after.is_some_and(|s| steps_this_call >= s) {
                     self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
@@ -201,6 +202,7 @@ impl Fit {
                 p.train_seconds += secs;
                 p.iteration_time = (p.iteration_time.0 + secs, p.iteration_time.1 + 1);
                 steps_this_call += 1;
+                trained_here = true;
                 on_event(FitEvent::Step {
                     phase,
                     step: i,
@@ -213,6 +215,12 @@ impl Fit {
                 {
                     self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
                 }
+            }
+            // The trained weights are checkpointed as soon as training ends, before the
+            // evaluation (which can take long): an interrupted evaluation loses no training, and
+            // `--resume` then only evaluates.
+            if trained_here {
+                self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
             }
             opt.finish(self.trained_params(phase.half))?;
             self.end_phase(phase, &mut on_event)?;
