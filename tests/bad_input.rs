@@ -161,6 +161,10 @@ const CORPUS: &[(&str, &[&str])] = &[
         "sample --target gaussian --load {D}/g8.safetensors --steps 3",
         &["cannot be used with"],
     ),
+    (
+        "sample --target gaussian --dim 8 --load {D}/g8.safetensors --n 100000000000",
+        &["needs about", "--n"],
+    ),
     // dsb fit.
     (
         "fit --data spiral --out {D}/run",

@@ -262,6 +262,14 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
     if a.load.is_none() || a.ipf.ipf_iters > 0 {
         run_memory(&a, target.dim(), &scfg, &tcfg)?;
+    } else {
+        // A loaded sampler's settings are read later; its output alone can be checked now.
+        let d = target.dim();
+        checks::memory(
+            24.0 * a.n as f64 * d as f64,
+            &format!("--n {} samples of dimension {d}", a.n),
+            "--n",
+        )?;
     }
     let device = super::device(&a.device)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
