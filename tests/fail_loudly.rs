@@ -386,3 +386,53 @@ fn a_one_dimensional_fit_does_not_claim_a_plot_and_eval_refuses_a_classifier() {
     assert_exit2(&o, &["--classifier", "model of points"]);
     assert!(!out.join("eval.json").exists());
 }
+
+#[test]
+fn progress_prints_lines_with_the_elapsed_time_when_stderr_is_not_a_terminal() {
+    // The test's pipes are not terminals.
+    let o = dsb(&[
+        "sample", "--target", "gaussian", "--iters", "3", "--steps", "4", "--width", "8", "--n",
+        "50",
+    ]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    for stage in ["train [", "sample ["] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(stage))
+            .unwrap_or_else(|| panic!("no '{stage}' line: {err}"));
+        // indicatif's "(elapsed < eta)", e.g. "(0s < 0s)".
+        let elapsed = line.rsplit_once('(').map(|(_, t)| t).unwrap_or("");
+        assert!(
+            elapsed
+                .split_once("s <")
+                .is_some_and(|(n, _)| n.parse::<u64>().is_ok()),
+            "elapsed time in {line}"
+        );
+    }
+    assert!(!err.contains('\r'), "plain lines, no redraws: {err:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = vec!["fit", "--data", "two-moons", "--out", out.to_str().unwrap()];
+    args.extend(TINY_FIT.iter().filter(|a| **a != "--quiet"));
+    let o = dsb(&args);
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(err.contains("ipf0 bwd ["), "{err}");
+    assert!(err.contains("ipf0: evaluating"), "{err}");
+    let o = dsb(&[
+        "generate",
+        "--model",
+        out.to_str().unwrap(),
+        "--n",
+        "10",
+        "--out",
+        dir.path().join("g.csv").to_str().unwrap(),
+    ]);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains("generating 10 examples"),
+        "{}",
+        stderr(&o)
+    );
+}
