@@ -33,16 +33,18 @@ pub enum DsbError {
         /// How many consecutive iterations failed.
         iterations: usize,
     },
-    /// Training produced a non-finite loss or parameters.
-    #[error(
-        "training diverged at iteration {iteration} (loss {loss}); lower the learning rate \
-         (--lr), the gradient clip (--grad-clip) or the prior scale (--sigma)"
-    )]
+    /// Training produced a non-finite or exploding loss or gradient.
+    #[error("training diverged at iteration {iteration} ({why}); {advice}")]
     Diverged {
-        /// Iteration at which the loss stopped being finite.
+        /// Iteration at which the run was stopped.
         iteration: usize,
         /// The offending loss value.
         loss: f64,
+        /// What was seen: a non-finite loss, or how far the loss grew.
+        why: String,
+        /// What to change, naming the flags of the command that trained
+        /// ([`SAMPLE_DIVERGENCE_ADVICE`], [`FIT_DIVERGENCE_ADVICE`], ...).
+        advice: &'static str,
     },
     /// Reading or writing a file failed.
     #[error("{path}: {error}")]
@@ -61,6 +63,18 @@ pub enum DsbError {
         message: String,
     },
 }
+
+/// What to change when `dsb sample`'s training diverges.
+pub const SAMPLE_DIVERGENCE_ADVICE: &str = "lower the learning rate (--lr) or the gradient clip \
+     (--grad-clip), or start from a narrower prior (--sigma); a lower --lr may need more --iters";
+
+/// What to change when `dsb fit`'s training (either half-step) diverges.
+pub const FIT_DIVERGENCE_ADVICE: &str = "lower the learning rate (--lr) or the gradient clip \
+     (--grad-clip); a lower --lr may need more --iters";
+
+/// What to change when the digit classifier's fixed recipe diverges.
+pub const CLASSIFIER_DIVERGENCE_ADVICE: &str =
+    "check the training images and labels (--data, --data-dir), or change --seed";
 
 /// Result alias used across the library.
 pub type Result<T> = std::result::Result<T, DsbError>;

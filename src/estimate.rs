@@ -24,6 +24,11 @@ pub struct Estimates {
     pub ess: f64,
 }
 
+/// Effective samples n·ESS below which the delta-method ± of log Ẑ (and log Ẑ itself) is not
+/// trustworthy: the weights are dominated by so few paths that the variance estimate is itself
+/// a guess.
+pub const ESS_FLOOR: f64 = 100.0;
+
 /// log Σ exp(vᵢ) over the finite entries (−∞ when there are none).
 pub fn log_sum_exp(v: &[f64]) -> f64 {
     let m = v
@@ -43,6 +48,24 @@ pub fn log_sum_exp(v: &[f64]) -> f64 {
 }
 
 impl Estimates {
+    /// The effective number of samples n·ESS.
+    pub fn effective_samples(&self) -> f64 {
+        self.ess * self.n as f64
+    }
+
+    /// Whether the effective number of samples is below [`ESS_FLOOR`], and then a warning that
+    /// says the ± is not trustworthy.
+    pub fn ess_warning(&self) -> Option<String> {
+        (self.effective_samples() < ESS_FLOOR).then(|| {
+            format!(
+                "ESS of {:.1} effective samples (of {}) is below the floor of {ESS_FLOOR:.0}: \
+                 the ± of log Z-hat is not trustworthy; train longer or draw more samples",
+                self.effective_samples(),
+                self.n
+            )
+        })
+    }
+
     /// Estimates from log weights. Non-finite entries count as zero weight.
     pub fn from_log_weights(lw: &[f64]) -> Self {
         let n = lw.len();
@@ -158,6 +181,24 @@ mod tests {
         let e = Estimates::from_log_weights(&[-1.0; 100]);
         assert!((e.log_z + 1.0).abs() < 1e-12 && (e.ess - 1.0).abs() < 1e-12);
         assert_eq!(e.elbo, -1.0);
+    }
+
+    #[test]
+    fn ess_below_the_floor_is_flagged() {
+        // 200 equal weights: 200 effective samples, above the floor.
+        assert!(
+            Estimates::from_log_weights(&[0.0; 200])
+                .ess_warning()
+                .is_none()
+        );
+        // One path dominates: about one effective sample.
+        let mut lw = vec![-50.0; 10_000];
+        lw[0] = 0.0;
+        let w = Estimates::from_log_weights(&lw).ess_warning().unwrap();
+        assert!(
+            w.contains("not trustworthy") && w.contains("of 10000"),
+            "{w}"
+        );
     }
 
     #[test]

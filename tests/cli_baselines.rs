@@ -170,6 +170,7 @@ fn bench_writes_a_table_and_json() {
     ]);
     assert_ok(&o);
     let md = std::fs::read_to_string(dir.path().join("bench.md")).unwrap();
+    assert!(md.starts_with("Budget `smoke`"), "kebab-case budget: {md}");
     for m in [
         "| dsb |",
         "| smc |",

@@ -37,7 +37,12 @@ pub struct BaselineArgs {
     pub leapfrog: usize,
     /// SMC: conditional ESS kept from one temperature to the next (closer to 1: more, smaller
     /// temperature steps).
-    #[arg(long, default_value_t = 0.95, help_heading = "SMC")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.95,
+        help_heading = "SMC"
+    )]
     pub cess: f64,
     /// SMC: precondition the moves with the full particle covariance up to this dimension and
     /// with its diagonal above it (default 0: always diagonal, which measured better on the
@@ -113,6 +118,11 @@ pub struct BaselineSummary {
     pub abs_error: Option<f64>,
     /// Normalised ESS of the final weighted particles (SMC).
     pub ess: Option<f64>,
+    /// Whether the final particles' effective number is below [`crate::estimate::ESS_FLOOR`]
+    /// (SMC; the log Ẑ is then not trustworthy).
+    pub ess_below_floor: bool,
+    /// The warning printed when it is.
+    pub warning: Option<String>,
     /// Temperatures used (SMC).
     pub temperatures: Option<usize>,
     /// Mean acceptance probability over all moves (SMC).
@@ -160,6 +170,8 @@ pub fn run_baseline(
         true_log_z: target.log_z(),
         abs_error: None,
         ess: None,
+        ess_below_floor: false,
+        warning: None,
         temperatures: None,
         acceptance: None,
         divergences: None,
@@ -187,6 +199,8 @@ pub fn run_baseline(
             s.log_z = Some(e.log_z);
             s.abs_error = target.log_z().map(|z| (e.log_z - z).abs());
             s.ess = Some(e.ess);
+            s.warning = e.ess_warning();
+            s.ess_below_floor = s.warning.is_some();
             s.temperatures = Some(out.steps.len());
             s.acceptance =
                 Some(out.steps.iter().map(|r| r.acceptance).sum::<f64>() / out.steps.len() as f64);
@@ -253,9 +267,9 @@ pub fn print_baseline_summary(s: &BaselineSummary) {
     println!("target       {} ({}-D)", s.target, s.dim);
     match (&s.smc, &s.nuts) {
         (Some(c), _) => println!(
-            "method       SMC, {} particles, {:?} x {} moves per temperature{}, CESS {}",
+            "method       smc, {} particles, {} x {} moves per temperature{}, CESS {}",
             c.particles,
-            c.kernel,
+            super::kebab(&c.kernel),
             c.moves,
             if c.kernel == MoveKernel::Hmc {
                 format!(" ({} leapfrog steps)", c.leapfrog_steps)
@@ -265,7 +279,7 @@ pub fn print_baseline_summary(s: &BaselineSummary) {
             c.cess_target
         ),
         (_, Some(c)) => println!(
-            "method       NUTS, {} chains x ({} warm-up + {} draws), max depth {}",
+            "method       nuts, {} chains x ({} warm-up + {} draws), max depth {}",
             c.chains, c.tune, c.draws, c.max_depth
         ),
         _ => {}
@@ -291,6 +305,9 @@ pub fn print_baseline_summary(s: &BaselineSummary) {
                 .unwrap_or_default(),
             s.ess.unwrap_or(f64::NAN)
         );
+    }
+    if let Some(w) = &s.warning {
+        println!("warning      {w}");
     }
     if let (Some(z), Some(err)) = (s.true_log_z, s.abs_error) {
         println!("true log Z   {z:.4}   |error| {err:.4}");

@@ -118,9 +118,10 @@ fn write_results(
     let rows = aggregate(records);
     let table = markdown_table(&rows);
     let md = format!(
-        "Budget `{:?}`, {} seed(s) per cell; errors are |log Ẑ − reference|, moment errors in \
+        "Budget `{}`, {} seed(s) per cell; errors are |log Ẑ − reference|, moment errors in \
          reference posterior sds.\n\n{table}",
-        a.budget, a.seeds
+        super::kebab(&a.budget),
+        a.seeds
     );
     crate::io::atomic_write(&a.out.join("bench.md"), md.as_bytes())?;
     let json = serde_json::json!({

@@ -87,7 +87,7 @@ pub struct TrainClassifierArgs {
     pub data_dir: Option<PathBuf>,
     /// Fraction of the training images held out for the accuracy (unused when the data set has
     /// t10k test files).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
     pub held_out: f64,
     /// Passes over the training images.
     #[arg(long, default_value_t = ClassifierConfig::default().epochs)]
@@ -183,9 +183,20 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if a.steps == Some(0) {
         bail!("--steps must be at least 1");
     }
+    if let Some(p) = &a.out {
+        super::checks::output_file("--out", p, &["json"], ".json")?;
+    }
     let device = super::device(&a.device)?;
     let (model, saved) = load_model(&a.model, &device)
         .with_context(|| format!("cannot load the model from {}", a.model.display()))?;
+    if let (Some(dir), false) = (&a.classifier, saved.model.is_image()) {
+        bail!(
+            "--classifier {}: {} is a model of points, which are scored by MMD² and energy \
+             distance; the classifier is for image models only, drop --classifier",
+            dir.display(),
+            a.model.display()
+        );
+    }
     let mut data = saved.data.clone();
     if a.data_dir.is_some() {
         data.data_dir = a.data_dir.clone();

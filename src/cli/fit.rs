@@ -2,7 +2,7 @@
 //! data set, write the model, samples, a plot and a summary.
 
 use super::fit_report::{FitSummary, print_summary, write_outputs};
-use super::progress::bar;
+use super::progress::{bar, spinner};
 use crate::fit::{
     DataSpec, Fit, FitConfig, FitEvent, Half, NetworkSpec, RunOptions, is_image_data,
 };
@@ -37,7 +37,12 @@ pub struct FitArgs {
     #[arg(long, conflicts_with = "resume")]
     pub n_data: Option<usize>,
     /// Fraction of the data held out for the metrics and the likelihood bound.
-    #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.1,
+        conflicts_with = "resume"
+    )]
     pub held_out: f64,
     /// Directory searched first for image data sets.
     #[arg(long)]
@@ -47,13 +52,18 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 50, conflicts_with = "resume")]
     pub steps: usize,
     /// Horizon T of the reference, in its relaxation times (data standardised to unit scale).
-    #[arg(long, default_value_t = 5.0, conflicts_with = "resume")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 5.0,
+        conflicts_with = "resume"
+    )]
     pub horizon: f64,
     /// Spread of the steps over [0, T].
     #[arg(long, value_enum, default_value_t = Schedule::Geometric, conflicts_with = "resume")]
     pub schedule: Schedule,
     /// t_1 of the geometric schedule, γ_min of the symmetric one (default: T/N/100).
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "resume")]
     pub first_step: Option<f64>,
     /// Reference process of IPF iteration 0.
     #[arg(long, value_enum, default_value_t = ReferenceKind::Ou, conflicts_with = "resume")]
@@ -104,13 +114,23 @@ pub struct FitArgs {
     pub batch: Option<usize>,
     /// Peak learning rate of Adam (cosine decay to a tenth within each half-step). Default: 2e-3
     /// for points, 1e-3 for images.
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "resume")]
     pub lr: Option<f64>,
     /// Global gradient-norm clip.
-    #[arg(long, default_value_t = 10.0, conflicts_with = "resume")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 10.0,
+        conflicts_with = "resume"
+    )]
     pub grad_clip: f64,
     /// EMA decay of the weights (0: none); the averages are sampled and saved.
-    #[arg(long, default_value_t = 0.995, conflicts_with = "resume")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.995,
+        conflicts_with = "resume"
+    )]
     pub ema: f64,
     /// Paths in the trajectory cache of the IPF half-steps.
     #[arg(long, default_value_t = 4096, conflicts_with = "resume")]
@@ -240,6 +260,120 @@ fn cpu_unet() -> UNetConfig {
     }
 }
 
+/// A lock file `DIR/.lock` holding this process's id, so that a second `dsb fit` into the same
+/// directory refuses to start; removed when dropped (on success, on error and on a panic). A lock
+/// whose process is gone (killed) is stale and taken over.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    /// Remove the directory too if it is empty when the lock goes (it was created for this run,
+    /// which failed before writing anything).
+    remove_empty_dir: bool,
+}
+
+impl RunLock {
+    /// The lock file's name inside an output directory.
+    pub const FILE: &'static str = ".lock";
+
+    /// Takes the lock of `dir` (which exists; `created`: by this run).
+    pub fn acquire(dir: &Path, created: bool) -> anyhow::Result<Self> {
+        let path = dir.join(Self::FILE);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    writeln!(f, "{}", std::process::id()).with_context(|| {
+                        format!("cannot write the lock file {}", path.display())
+                    })?;
+                    return Ok(Self {
+                        path,
+                        remove_empty_dir: created,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok());
+                    let alive = match pid {
+                        Some(pid) => {
+                            !Path::new("/proc/self").exists()
+                                || Path::new(&format!("/proc/{pid}")).exists()
+                        }
+                        // Being written by a process that has just created it.
+                        None => true,
+                    };
+                    if alive {
+                        bail!(
+                            "{} is in use by another dsb fit{} (lock file {}); wait for it to \
+                             finish or choose another --out. If no such run is going on, \
+                             delete the lock file",
+                            dir.display(),
+                            pid.map(|p| format!(" (process {p})")).unwrap_or_default(),
+                            path.display()
+                        );
+                    }
+                    // Stale: its process is gone. Remove it and try again.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => bail!(
+                    "--out {}: cannot create the lock file {} ({e})",
+                    dir.display(),
+                    path.display()
+                ),
+            }
+        }
+        bail!(
+            "{}: cannot take the lock file {}; delete it if no dsb fit is running there",
+            dir.display(),
+            path.display()
+        )
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        if self.remove_empty_dir
+            && let Some(dir) = self.path.parent()
+        {
+            // Fails, as it should, unless the directory is empty.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Refuses a fit whose data, trajectory cache and training batch would need more memory than
+/// the machine has (estimated before the data are loaded; a CSV's dimension counts as 2).
+fn fit_memory(a: &FitArgs, gpu: bool) -> anyhow::Result<()> {
+    let Some(name) = &a.data else { return Ok(()) };
+    let images = is_image_data(name);
+    let cfg = a.config(images, gpu)?;
+    let d = if images { 784.0 } else { 2.0 };
+    let n = a.n_data.unwrap_or(if images { 60_000 } else { 10_000 }) as f64;
+    let steps = cfg.steps as f64 + 1.0;
+    let batch = cfg.batch as f64;
+    let per_example = match &cfg.network {
+        NetworkSpec::Mlp { width, depth } => 16.0 * (*width * *depth) as f64 + 8.0 * d,
+        NetworkSpec::Unet(u) => 160.0 * d * u.base_width as f64 * u.channel_mults.len() as f64,
+    };
+    let bytes = 8.0 * n * d
+        + 8.0 * cfg.cache as f64 * steps * d
+        + batch * per_example
+        + 32.0 * cfg.eval_samples as f64 * d;
+    super::checks::memory(
+        bytes,
+        &format!(
+            "{n} examples of dimension {d}, a cache of {} paths × {} steps, batches of {}",
+            cfg.cache, cfg.steps, cfg.batch
+        ),
+        "--n-data, --cache, --steps, --batch, --width or --eval-samples",
+    )
+}
+
 /// The default output directory for data `name`: `runs/<file stem or name>`.
 fn default_out(name: &str) -> PathBuf {
     let stem = Path::new(name)
@@ -253,6 +387,16 @@ fn default_out(name: &str) -> PathBuf {
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let device = super::device(&a.device)?;
+    let out = match (&a.resume, &a.out, &a.data) {
+        (Some(dir), _, _) => dir.clone(),
+        (None, Some(dir), _) => dir.clone(),
+        (None, None, Some(name)) => default_out(name),
+        (None, None, None) => bail!("--data is required (or --resume DIR)"),
+    };
+    if a.resume.is_none() {
+        super::checks::output_dir("--out", &out)?;
+        fit_memory(&a, device.is_cuda())?;
+    }
     let (mut fit, out) = match &a.resume {
         Some(dir) => {
             let data = match &a.data {
@@ -290,11 +434,32 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
                 held_out: a.held_out,
                 data_dir: a.data_dir.clone(),
             };
-            let out = a.out.clone().unwrap_or_else(|| default_out(&name));
             (Fit::new(data, config, &device)?, out)
         }
     };
     let resumed_at = a.resume.as_ref().map(|_| fit.progress().global_step);
+    let created = !out.exists();
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("--out {}: cannot create the directory", out.display()))?;
+    let _lock = RunLock::acquire(&out, created)?;
+    if resumed_at.is_some() && fit.is_done() {
+        let msg = format!(
+            "nothing to do: the run in {} is already finished ({} gradient steps, IPF iteration \
+             {}); its outputs are left as they are. Raise --ipf-iters to refine it further",
+            out.display(),
+            fit.progress().global_step,
+            fit.progress().rows.last().map_or(0, |r| r.iteration)
+        );
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"nothing_to_do": true, "global_step": fit.progress().global_step, "message": msg})
+            );
+        } else {
+            println!("{msg}");
+        }
+        return Ok(());
+    }
     let opts = RunOptions {
         dir: Some(out.clone()),
         checkpoint_every: a.checkpoint_every,
@@ -324,23 +489,31 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             }
         }
         FitEvent::Row(row) => {
-            if let Some(p) = &pb
-                && !quiet
-            {
-                p.suspend(|| {
-                    eprintln!(
-                        "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
-                        row.iteration,
-                        row.mmd2,
-                        row.energy,
-                        row.elbo.nats_per_dim,
-                        row.elbo
-                            .bits_per_dim
-                            .map(|b| format!(" ({b:.3} bits/dim)"))
-                            .unwrap_or_default()
-                    )
-                });
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
             }
+            if !quiet {
+                eprintln!(
+                    "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
+                    row.iteration,
+                    row.mmd2,
+                    row.energy,
+                    row.elbo.nats_per_dim,
+                    row.elbo
+                        .bits_per_dim
+                        .map(|b| format!(" ({b:.3} bits/dim)"))
+                        .unwrap_or_default()
+                )
+            }
+        }
+        FitEvent::Evaluating { ipf } => {
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
+            }
+            pb = Some(spinner(
+                &format!("ipf{ipf}: evaluating (generated samples, held-out bound)"),
+                quiet,
+            ));
         }
         FitEvent::Checkpoint(_) => {}
     })?;
@@ -368,8 +541,12 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     if fit.progress().rows.is_empty() {
         bail!("the run finished without an evaluated IPF iteration");
     }
-    let summary = FitSummary::new(&fit, &out, resumed_at, start.elapsed().as_secs_f64())?;
+    let pb = spinner("writing samples, plot and summary", quiet);
+    let mut summary = FitSummary::new(&fit, &out, resumed_at, start.elapsed().as_secs_f64())?;
     write_outputs(&fit, &out, &summary)?;
+    pb.finish_and_clear();
+    // The wall time printed is the whole command's, writing the outputs included.
+    summary.wall_seconds = start.elapsed().as_secs_f64();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -166,11 +166,11 @@ pub fn print_summary(s: &FitSummary) {
         s.data.name, s.dim, s.n_train, s.n_held_out
     );
     println!(
-        "model        {} steps, T = {}, {:?} schedule, {:?} reference, {} ({} parameters)",
+        "model        {} steps, T = {}, {} schedule, {} reference, {} ({} parameters)",
         m.steps,
         m.horizon,
-        m.schedule,
-        m.reference,
+        super::kebab(&m.schedule),
+        super::kebab(&m.reference),
         m.network.describe(),
         s.parameters
     );
@@ -207,8 +207,10 @@ pub fn print_summary(s: &FitSummary) {
         "training     {} gradient steps in {:.1} s ({:.1} steps/s); wall {:.1} s",
         s.gradient_steps, s.train_seconds, s.steps_per_second, s.wall_seconds
     );
+    // samples.png is drawn for images and for points of dimension 2 or more (write_outputs).
+    let png = if s.dim >= 2 { " samples.png," } else { "" };
     println!(
-        "written      {}/{{model.safetensors, model.json, samples.csv, samples.png, summary.json}}",
+        "written      {}/{{model.safetensors, model.json, samples.csv,{png} summary.json}}",
         s.out
     );
 }

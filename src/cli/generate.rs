@@ -42,6 +42,9 @@ pub struct GenerateArgs {
     /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Runs `dsb generate`.
@@ -49,26 +52,30 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     if a.n == 0 {
         bail!("--n must be at least 1");
     }
+    super::checks::output_file("--out", &a.out, &["csv", "png"], ".csv or .png")?;
     let ext = a
         .out
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
-    if !matches!(ext.as_deref(), Some("csv") | Some("png")) {
-        bail!(
-            "--out {}: unknown output format; use a .csv or .png extension",
-            a.out.display()
-        );
-    }
     let device = super::device(&a.device)?;
     let (model, saved) = load_model(&a.model, &device)
         .with_context(|| format!("cannot load the model from {}", a.model.display()))?;
+    // The points in f32 three times over (chunks, their concatenation, the data coordinates).
+    let dim = saved.model.example_shape.iter().product::<usize>().max(1);
+    super::checks::memory(
+        16.0 * a.n as f64 * dim as f64,
+        &format!("--n {} points of dimension {dim}", a.n),
+        "--n",
+    )?;
     let opts = GenerateOptions {
         steps: a.steps,
         final_noise: a.final_noise,
     };
     let mut rng = StdRng::seed_from_u64(a.seed);
+    let pb = super::progress::spinner(&format!("generating {} examples", a.n), a.quiet);
     let points = model.generate(a.n, &opts, &mut rng)?;
+    pb.finish_and_clear();
     if ext.as_deref() == Some("csv") {
         write_points_csv(&a.out, &points)?;
     } else if saved.model.is_image() {

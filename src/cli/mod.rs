@@ -2,6 +2,7 @@
 
 mod baseline;
 mod bench;
+mod checks;
 mod eval;
 mod fit;
 mod fit_report;
@@ -54,6 +55,13 @@ pub fn device(name: &str) -> anyhow::Result<candle_core::Device> {
         ),
         other => anyhow::bail!("--device {other}: unknown device; use cpu or cuda"),
     }
+}
+
+/// The name a value has on the command line (`smc`, `log-var`, `smoke`), for messages.
+pub fn kebab(v: &impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 /// Parses the command line and runs it.

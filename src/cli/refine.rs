@@ -32,7 +32,7 @@ pub struct IpfArgs {
     pub refresh: usize,
     /// EMA decay of both networks' weights during refinement (0 = none); the averages are what
     /// is simulated, evaluated and saved.
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.99)]
     pub ema: f64,
     /// Paths drawn to estimate log Z-hat, ELBO and ESS after each IPF iteration.
     #[arg(long, default_value_t = 4096)]

@@ -30,6 +30,11 @@ pub struct Summary {
     pub ipf_iterations: usize,
     /// log Ẑ, ELBO and ESS of the output samples.
     pub estimates: Estimates,
+    /// Whether the effective number of output samples is below [`crate::estimate::ESS_FLOOR`]
+    /// (the ± of log Ẑ is then not trustworthy).
+    pub ess_below_floor: bool,
+    /// The warning printed when it is.
+    pub warning: Option<String>,
     /// Known log Z.
     pub true_log_z: Option<f64>,
     /// |log Ẑ − log Z|.
@@ -57,21 +62,24 @@ pub fn print_summary(s: &Summary) {
     let e = &s.estimates;
     println!("target       {} ({}-D)", s.target, s.dim);
     println!(
-        "sampler      {} steps, T = {}, sigma = {}, {:?} schedule, width {} x {}",
+        "sampler      {} steps, T = {}, sigma = {}, {} schedule, width {} x {}",
         s.sampler.steps,
         s.sampler.horizon,
         match &s.sampler.prior_scales {
             Some(v) => format!("{v:?}"),
             None => format!("{:.3}", s.sampler.sigma),
         },
-        s.sampler.schedule,
+        super::kebab(&s.sampler.schedule),
         s.sampler.width,
         s.sampler.depth
     );
     match (&s.training, &s.loaded) {
         (Some(t), _) => println!(
-            "training     {} iterations x {} paths, loss {:?}, lr {}",
-            t.iterations, t.batch, t.loss, t.lr
+            "training     {} iterations x {} paths, loss {}, lr {}",
+            t.iterations,
+            t.batch,
+            super::kebab(&t.loss),
+            t.lr
         ),
         (None, Some(p)) => println!("training     none (loaded {p})"),
         _ => {}
@@ -88,6 +96,9 @@ pub fn print_summary(s: &Summary) {
         }
     }
     println!("log Z-hat    {:.4} +- {:.4}", e.log_z, e.log_z_stderr);
+    if let Some(w) = &s.warning {
+        println!("warning      {w}");
+    }
     if let (Some(z), Some(err)) = (s.true_log_z, s.abs_error) {
         println!("true log Z   {z:.4}   |error| {err:.4}");
     }

@@ -355,6 +355,8 @@ pub fn train_classifier(
                 return Err(DsbError::Diverged {
                     iteration: step,
                     loss: value,
+                    why: format!("classifier loss {value}"),
+                    advice: crate::error::CLASSIFIER_DIVERGENCE_ADVICE,
                 });
             }
             adam.step(&loss.backward()?)?;

@@ -87,6 +87,12 @@ pub enum FitEvent<'a> {
         /// The loss (nats per dimension per step, see [`super::losses`]).
         loss: f64,
     },
+    /// An IPF iteration's training finished and its evaluation (generated samples, held-out
+    /// bound) starts.
+    Evaluating {
+        /// The IPF iteration.
+        ipf: usize,
+    },
     /// An IPF iteration finished and was evaluated.
     Row(&'a FitRow),
     /// A checkpoint was written.

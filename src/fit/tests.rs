@@ -164,3 +164,65 @@ fn resume_with_data_of_another_dimension_is_a_clear_error() {
     let e = Fit::resume(dir.path(), Some(other), &dev).unwrap_err();
     assert!(e.to_string().contains("wrong data dimension"), "{e}");
 }
+
+/// The weights are checkpointed when training ends, before the evaluation: a run interrupted
+/// during its evaluation resumes with no gradient step left, only evaluates, and ends as the
+/// uninterrupted run.
+#[test]
+fn a_run_interrupted_during_its_evaluation_resumes_without_retraining() {
+    let dev = Device::Cpu;
+    let whole_dir = tempfile::tempdir().unwrap();
+    let mut whole = Fit::new(spec("two-moons"), tiny(0), &dev).unwrap();
+    let whole_opts = RunOptions {
+        dir: Some(whole_dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    assert!(whole.run(&whole_opts, |_| {}).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let mut part = Fit::new(spec("two-moons"), tiny(0), &dev).unwrap();
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        part.run(&opts, |e| {
+            if matches!(e, FitEvent::Evaluating { .. }) {
+                panic!("interrupted during the evaluation");
+            }
+        })
+    }));
+    assert!(interrupted.is_err());
+    drop(part);
+    let mut resumed = Fit::resume(dir.path(), None, &dev).unwrap();
+    assert_eq!(
+        resumed.progress().global_step,
+        12,
+        "training was checkpointed"
+    );
+    let mut steps = 0;
+    assert!(
+        resumed
+            .run(&opts, |e| {
+                if matches!(e, FitEvent::Step { .. }) {
+                    steps += 1;
+                }
+            })
+            .unwrap()
+    );
+    assert_eq!(steps, 0, "nothing is retrained");
+    let w = |f: &Fit| {
+        let mut v: Vec<(String, Vec<f32>)> = f
+            .model
+            .weights()
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    assert_eq!(w(&whole), w(&resumed));
+    let (a, b) = (&whole.progress().rows[0], &resumed.progress().rows[0]);
+    assert_eq!((a.mmd2, a.elbo.nats), (b.mmd2, b.elbo.nats));
+}

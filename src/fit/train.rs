@@ -145,6 +145,8 @@ impl Fit {
             });
             let mut cache: Option<PathCache> = None;
             let mut bad = 0;
+            let mut watch = crate::train::ExplosionWatch::default();
+            let mut trained_here = false;
             while self.progress.phase_step < iters {
                 if opts.stop_after.is_some_and(|s| steps_this_call >= s) {
                     self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
@@ -163,15 +165,31 @@ impl Fit {
                 );
                 let loss = self.loss(phase, cache.as_ref(), &mut rng)?;
                 let value = loss.reported;
-                let stepped = value.is_finite()
-                    && opt
-                        .step(i, &loss.tensor, self.trained_params(phase.half))?
-                        .is_finite();
+                let grad_norm = if value.is_finite() {
+                    opt.step(i, &loss.tensor, self.trained_params(phase.half))?
+                } else {
+                    f64::NAN
+                };
+                let stepped = grad_norm.is_finite();
                 bad = if stepped { 0 } else { bad + 1 };
+                if let Some(why) = watch.see(value, grad_norm)
+                    && (watch.stop() || i + 1 == iters)
+                {
+                    return Err(DsbError::Diverged {
+                        iteration: self.progress.global_step,
+                        loss: value,
+                        why,
+                        advice: crate::error::FIT_DIVERGENCE_ADVICE,
+                    });
+                }
                 if bad >= PATIENCE {
                     return Err(DsbError::Diverged {
                         iteration: self.progress.global_step,
                         loss: value,
+                        why: format!(
+                            "loss {value} or its gradient not finite {bad} times in a row"
+                        ),
+                        advice: crate::error::FIT_DIVERGENCE_ADVICE,
                     });
                 }
                 let p = &mut self.progress;
@@ -184,6 +202,7 @@ impl Fit {
                 p.train_seconds += secs;
                 p.iteration_time = (p.iteration_time.0 + secs, p.iteration_time.1 + 1);
                 steps_this_call += 1;
+                trained_here = true;
                 on_event(FitEvent::Step {
                     phase,
                     step: i,
@@ -196,6 +215,12 @@ impl Fit {
                 {
                     self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
                 }
+            }
+            // The trained weights are checkpointed as soon as training ends, before the
+            // evaluation (which can take long): an interrupted evaluation loses no training, and
+            // `--resume` then only evaluates.
+            if trained_here {
+                self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
             }
             opt.finish(self.trained_params(phase.half))?;
             self.end_phase(phase, &mut on_event)?;
@@ -280,6 +305,7 @@ impl Fit {
             return Ok(());
         }
         self.model.backward_iteration = phase.ipf;
+        on_event(FitEvent::Evaluating { ipf: phase.ipf });
         let row = self.evaluate(phase.ipf, tail)?;
         on_event(FitEvent::Row(&row));
         self.progress.rows.push(row);

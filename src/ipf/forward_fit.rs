@@ -153,6 +153,10 @@ pub fn fit_forward(
             return Err(DsbError::Diverged {
                 iteration: it,
                 loss: value,
+                why: format!(
+                    "forward-drift fit: loss {value} or its gradient not finite {bad} times in a row"
+                ),
+                advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
             });
         }
         if it >= tail_start {

@@ -5,5 +5,5 @@ mod params;
 pub mod unet;
 
 pub use drift::{DriftNet, TimeFeatures};
-pub use params::{Init, ParamStore};
+pub use params::{Init, ParamStore, read_safetensors};
 pub use unet::{UNet, UNetConfig};

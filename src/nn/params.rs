@@ -180,7 +180,22 @@ impl ParamStore {
                     ),
                 ));
             }
-            var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
+            let t = t.to_dtype(DType::F32)?;
+            let finite = t
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|v| v.is_finite());
+            if !finite {
+                return Err(DsbError::bad_file(
+                    source,
+                    format!(
+                        "parameter '{name}' holds non-finite values (NaN or infinity): the file \
+                         is damaged or was saved from a diverged run; retrain it"
+                    ),
+                ));
+            }
+            var.set(&t.to_device(var.device())?)?;
         }
         Ok(())
     }
@@ -195,12 +210,16 @@ impl ParamStore {
 
     /// Reads variables from a safetensors file written by [`ParamStore::save`].
     pub fn load(&self, path: &Path) -> Result<()> {
-        if !path.exists() {
-            return Err(DsbError::bad_file(path, "no such file"));
-        }
-        let values = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
-            DsbError::bad_file(path, format!("not a readable safetensors file ({e})"))
-        })?;
-        self.assign(&values, path)
+        self.assign(&read_safetensors(path)?, path)
     }
+}
+
+/// Every tensor of a safetensors file, on the CPU, with a clear error for a missing or unreadable
+/// file.
+pub fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    if !path.exists() {
+        return Err(DsbError::bad_file(path, "no such file"));
+    }
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| DsbError::bad_file(path, format!("not a readable safetensors file ({e})")))
 }

@@ -43,6 +43,14 @@ impl DiffusionSampler {
         if let Some(f) = &self.forward {
             snap.extend(f.params.snapshot()?);
         }
+        // The settings again, inside the weights file, so that an edited or mismatched JSON
+        // (e.g. another `steps`, which no weight's shape shows) is caught on loading.
+        let bytes = json.as_bytes().to_vec();
+        let n = bytes.len();
+        snap.insert(
+            SETTINGS_TENSOR.into(),
+            candle_core::Tensor::from_vec(bytes, n, &Device::Cpu)?,
+        );
         crate::io::atomic_write_with(path, |tmp| {
             candle_core::safetensors::save(&snap, tmp).map_err(DsbError::from)
         })?;
@@ -65,17 +73,68 @@ impl DiffusionSampler {
                 format!("unsupported format version {}", settings.format),
             ));
         }
+        let values = crate::nn::read_safetensors(path)?;
+        if let Some(t) = values.get(SETTINGS_TENSOR) {
+            check_settings_agree(&settings, t, &sp, path)?;
+        }
         let mut sampler = Self::new(settings.dim, settings.config.clone(), 0, device)?;
-        sampler.params.load(path)?;
+        sampler.params.assign(&values, path)?;
         sampler.refinements = settings.ipf_iterations;
         if settings.learned_forward {
             sampler.enable_forward(0)?;
             if let Some(f) = &sampler.forward {
-                f.params.load(path)?;
+                f.params.assign(&values, path)?;
             }
         }
         Ok((sampler, settings))
     }
+}
+
+/// Name of the tensor (the settings' JSON as bytes) that [`DiffusionSampler::save`] adds to the
+/// weights file. Files saved before it existed load without the check.
+const SETTINGS_TENSOR: &str = "dsb.settings";
+
+/// Compares the settings file with the copy saved in the weights file; any difference is an
+/// error naming the fields that differ.
+fn check_settings_agree(
+    settings: &SavedSettings,
+    stored: &candle_core::Tensor,
+    settings_file: &Path,
+    weights: &Path,
+) -> Result<()> {
+    let bytes = stored.to_dtype(candle_core::DType::U8)?.to_vec1::<u8>()?;
+    let saved: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        DsbError::bad_file(weights, format!("its saved settings are unreadable ({e})"))
+    })?;
+    let given = serde_json::to_value(settings).expect("settings serialise");
+    let mut differ = Vec::new();
+    for (key, v) in given.as_object().into_iter().flatten() {
+        let w = &saved[key];
+        match (v.as_object(), w.as_object()) {
+            (Some(a), Some(b)) => {
+                for (k, x) in a {
+                    let y = b.get(k).unwrap_or(&serde_json::Value::Null);
+                    if x != y {
+                        differ.push(format!("{key}.{k}: {x} here, {y} in the weights"));
+                    }
+                }
+            }
+            _ if v != w => differ.push(format!("{key}: {v} here, {w} in the weights")),
+            _ => {}
+        }
+    }
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(DsbError::bad_file(
+        settings_file,
+        format!(
+            "disagrees with the settings the weights {} were trained with ({}); the file was \
+             edited or belongs to other weights: restore it or retrain",
+            weights.display(),
+            differ.join("; ")
+        ),
+    ))
 }
 
 /// The settings file that belongs to a weights file: same path, extension `.json`.

@@ -132,9 +132,64 @@ pub struct TrainReport {
 /// How many consecutive bad iterations end the run with an error.
 const PATIENCE: usize = 20;
 
+/// A loss or gradient norm this many times its first value (or 1, whichever is larger) has
+/// exploded: the weights are running away (a learning rate far too high).
+pub const EXPLOSION_FACTOR: f64 = 1e6;
+
+/// How many consecutive exploded iterations end the run with an error (fewer than [`PATIENCE`]:
+/// an exploded run does not recover, and each further step costs time).
+const EXPLOSION_PATIENCE: usize = 5;
+
+/// Tracks the first finite loss and gradient norm of a run and counts consecutive iterations
+/// in which either grew past [`EXPLOSION_FACTOR`] times it.
+#[derive(Debug, Default)]
+pub(crate) struct ExplosionWatch {
+    first_loss: Option<f64>,
+    first_grad: Option<f64>,
+    /// Consecutive exploded iterations up to the last one seen.
+    pub(crate) run: usize,
+}
+
+impl ExplosionWatch {
+    /// Whether the run of exploded iterations is long enough to stop.
+    pub(crate) fn stop(&self) -> bool {
+        self.run >= EXPLOSION_PATIENCE
+    }
+
+    /// Records an iteration; returns why it counts as exploded, if it does. Non-finite values
+    /// are not judged here (the callers count them against [`PATIENCE`]), but a finite loss
+    /// beside a non-finite gradient is.
+    pub(crate) fn see(&mut self, loss: f64, grad_norm: f64) -> Option<String> {
+        if !loss.is_finite() {
+            return None;
+        }
+        let l0 = *self.first_loss.get_or_insert(loss);
+        let g0 = grad_norm
+            .is_finite()
+            .then(|| *self.first_grad.get_or_insert(grad_norm));
+        let limit = |v0: f64| EXPLOSION_FACTOR * v0.abs().max(1.0);
+        let why = if loss.abs() > limit(l0) {
+            Some(format!(
+                "loss {loss:.3e}, over {EXPLOSION_FACTOR:.0e} times its first value {l0:.3e}"
+            ))
+        } else {
+            g0.filter(|&g0| grad_norm > limit(g0)).map(|g0| {
+                format!(
+                    "gradient norm {grad_norm:.3e}, over {EXPLOSION_FACTOR:.0e} times its first \
+                     value {g0:.3e}"
+                )
+            })
+        };
+        self.run = if why.is_some() { self.run + 1 } else { 0 };
+        why
+    }
+}
+
 /// Trains `sampler` on `target`. `on_iter` sees every iteration's statistics (for progress bars
 /// and logs). Non-finite target values only zero the affected particles; a non-finite loss skips
-/// the update; either persisting for [`PATIENCE`] iterations ends the run with an error.
+/// the update; either persisting for [`PATIENCE`] iterations ends the run with an error. A loss
+/// or gradient norm that explodes (grows past [`EXPLOSION_FACTOR`] times its first value) for a
+/// few iterations in a row, or in the last one, ends it with [`DsbError::Diverged`] too.
 pub fn train(
     sampler: &mut DiffusionSampler,
     target: &dyn Target,
@@ -142,6 +197,13 @@ pub fn train(
     rng: &mut StdRng,
     mut on_iter: impl FnMut(&IterStats),
 ) -> Result<TrainReport> {
+    if cfg.iterations == 0 {
+        return Err(DsbError::InvalidInput(
+            "--iters must be at least 1: an untrained sampler's estimates mean nothing (to \
+             sample a trained one without training, --load it)"
+                .into(),
+        ));
+    }
     if cfg.batch < 2 {
         return Err(DsbError::InvalidInput("--batch must be at least 2".into()));
     }
@@ -182,6 +244,7 @@ pub fn train(
         cfg.ema,
     )?;
     let (mut skipped, mut bad_loss, mut bad_target) = (0, 0, 0);
+    let mut watch = ExplosionWatch::default();
     let mut last = None;
     let mut chains: Option<replay::ReplayChains> = None;
     for it in 0..cfg.iterations {
@@ -237,6 +300,20 @@ pub fn train(
             return Err(DsbError::Diverged {
                 iteration: it,
                 loss: loss_value,
+                why: format!(
+                    "loss {loss_value} or its gradient not finite {bad_loss} times in a row"
+                ),
+                advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
+            });
+        }
+        if let Some(why) = watch.see(loss_value, grad_norm)
+            && (watch.stop() || it + 1 == cfg.iterations)
+        {
+            return Err(DsbError::Diverged {
+                iteration: it,
+                loss: loss_value,
+                why,
+                advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
             });
         }
         let stats = IterStats {
@@ -254,4 +331,34 @@ pub fn train(
         skipped,
         last,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explosion_is_judged_against_the_first_values() {
+        let mut w = ExplosionWatch::default();
+        assert!(w.see(10.0, 2.0).is_none());
+        // Large swings within the factor are training, not divergence.
+        assert!(w.see(1e5, 1e4).is_none());
+        assert!(w.see(-3.0, 0.1).is_none());
+        let why = w.see(2e7, 1.0).unwrap();
+        assert!(why.contains("loss 2.000e7"), "{why}");
+        // A finite loss beside a non-finite gradient is still judged.
+        assert!(w.see(2e7, f64::NAN).is_some());
+        let why = w.see(1.0, 3e6).unwrap();
+        assert!(why.contains("gradient norm"), "{why}");
+        assert_eq!(w.run, 3);
+        assert!(!w.stop());
+        for _ in 0..2 {
+            w.see(1e8, 1.0);
+        }
+        assert!(w.stop());
+        // Non-finite losses are left to the callers' patience and reset nothing.
+        assert!(w.see(f64::NAN, f64::NAN).is_none());
+        assert!(w.see(1.0, 1.0).is_none());
+        assert_eq!(w.run, 0);
+    }
 }
