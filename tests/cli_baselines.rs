@@ -68,12 +68,29 @@ fn the_sequential_sampler_runs_from_the_command_line() {
     assert_eq!(v["sequential"]["iterations"], 4);
     // The text summary names the method, the ± and the particle system's counts.
     let o = dsb(&[
-        "sample", "--target", "gaussian", "--dim", "2", "--method", "sequential", "--particles",
-        "256", "--steps", "8", "--iters", "0", "--quiet",
+        "sample",
+        "--target",
+        "gaussian",
+        "--dim",
+        "2",
+        "--method",
+        "sequential",
+        "--particles",
+        "256",
+        "--steps",
+        "8",
+        "--iters",
+        "0",
+        "--quiet",
     ]);
     assert_ok(&o);
     let text = stdout(&o);
-    for key in ["sequential diffusion sampler", "+-", "resamplings", "HMC moves"] {
+    for key in [
+        "sequential diffusion sampler",
+        "+-",
+        "resamplings",
+        "HMC moves",
+    ] {
         assert!(text.contains(key), "{key} missing from:\n{text}");
     }
 }
@@ -175,6 +192,7 @@ fn bench_writes_a_table_and_json() {
         "| dsb |",
         "| smc |",
         "| nuts |",
+        "| sequential |",
         "| dsb+laplace |",
         "| smc+laplace |",
     ] {
@@ -183,6 +201,6 @@ fn bench_writes_a_table_and_json() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap())
             .unwrap();
-    assert_eq!(v["runs"].as_array().unwrap().len(), 12);
-    assert_eq!(v["rows"].as_array().unwrap().len(), 6);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 16);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 8);
 }

@@ -23,9 +23,9 @@ fn start(d: usize, scale: f64) -> DiagGaussian {
 
 fn small_config(particles: usize) -> SequentialConfig {
     SequentialConfig {
-        steps: 8,
+        steps: 16,
         particles,
-        langevin_step: 0.05,
+        langevin_step: 0.02,
         iterations: 0,
         batch: 64,
         width: 16,
@@ -120,7 +120,7 @@ fn untrained_without_resampling_is_annealed_importance_sampling() {
         &target,
         &st,
         &betas,
-        0.05,
+        0.02,
         200,
         &mut StdRng::seed_from_u64(5),
     );
@@ -186,7 +186,7 @@ fn z_hat_is_unbiased_trained_untrained_and_wrong() {
                 ..small_config(128)
             };
             let mut s = SequentialSampler::new(
-                start(2, 3.0),
+                start(2, 2.0),
                 geometric_betas(cfg.steps),
                 cfg,
                 0,
@@ -221,7 +221,7 @@ fn z_hat_is_unbiased_trained_untrained_and_wrong() {
         .map(|&n| {
             let cfg = small_config(n);
             let mut s = SequentialSampler::new(
-                start(2, 3.0),
+                start(2, 2.0),
                 geometric_betas(cfg.steps),
                 cfg,
                 0,
@@ -250,7 +250,7 @@ fn reported_standard_error_matches_the_spread_over_runs() {
         ..small_config(256)
     };
     let mut s = SequentialSampler::new(
-        start(2, 3.0),
+        start(2, 2.0),
         geometric_betas(cfg.steps),
         cfg,
         0,

@@ -233,6 +233,18 @@ pub fn run_baseline(
             s.resamplings = Some(out.resamplings);
             s.mcmc_moves = Some(out.moves);
             s.eve_count = Some(out.eves);
+            s.warning = out.samples.estimates.ess_warning().or_else(|| {
+                (out.eves * 10 < out.samples.len()).then(|| {
+                    format!(
+                        "only {} of {} particles' time-0 ancestors survive: the ± comes from few \
+                         lineages and may understate the error (seen on multimodal targets); \
+                         use more --particles or compare runs with other --seed values",
+                        out.eves,
+                        out.samples.len()
+                    )
+                })
+            });
+            s.ess_below_floor = out.samples.estimates.ess_warning().is_some();
             s.acceptance = out.acceptance.is_finite().then_some(out.acceptance);
             s.gradient_evaluations = sampler.gradient_evaluations();
             s.sequential = Some(sampler.config().clone());

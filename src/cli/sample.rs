@@ -316,8 +316,10 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             set.samples = p.to_original(&set.samples);
             summary.moments = crate::metrics::sample_moment_errors(&set, original.as_ref());
         }
-        if a.baseline.method == Method::Smc {
-            check_weights(&set, "SMC's particles")?;
+        match a.baseline.method {
+            Method::Smc => check_weights(&set, "SMC's particles")?,
+            Method::Sequential => check_weights(&set, "the sequential sampler's particles")?,
+            _ => {}
         }
         if a.resample {
             set = set.resampled(a.n, &mut rng);
@@ -496,7 +498,10 @@ fn check_before_work(a: &SampleArgs) -> anyhow::Result<()> {
     if a.n == 0 {
         bail!("--n must be at least 1");
     }
-    if a.iters == Some(0) && (a.load.is_none() || a.ipf.ipf_iters > 0) {
+    if a.baseline.method == Method::Dsb
+        && a.iters == Some(0)
+        && (a.load.is_none() || a.ipf.ipf_iters > 0)
+    {
         bail!(
             "--iters must be at least 1: an untrained sampler's estimates mean nothing (to \
              sample a saved sampler without training, --load it)"

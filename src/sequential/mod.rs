@@ -361,6 +361,8 @@ impl SequentialSampler {
                 return Err(DsbError::Diverged {
                     iteration: it,
                     loss: value,
+                    why: format!("loss {value} or its gradient not finite {bad} times in a row"),
+                    advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
                 });
             }
             self.trained += 1;
