@@ -103,7 +103,7 @@ pub fn builtin_targets() -> Vec<TargetInfo> {
         TargetInfo {
             name: "seeds",
             dim: Some(26),
-            log_z: None,
+            log_z: Some(super::seeds::LOG_Z_REFERENCE),
             description: "random-effects binomial regression, Crowder's seeds (21 plates; log tau first)",
         },
         TargetInfo {
