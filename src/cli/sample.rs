@@ -219,6 +219,16 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             .context("--precondition laplace")?,
         )),
     };
+    if let Some(p) = &pre
+        && p.floored_eigenvalues() > 0
+    {
+        eprintln!(
+            "warning: --precondition laplace: {} eigenvalue(s) of the Hessian at the mode were not \
+             positive and were floored (a saddle or a flat direction); the whitening is a guess \
+             along those directions",
+            p.floored_eigenvalues()
+        );
+    }
     let target: Arc<dyn Target> = match &pre {
         Some(p) => p.clone(),
         None => original.clone(),
