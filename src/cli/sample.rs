@@ -464,6 +464,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         estimates: set.estimates,
         ess_below_floor: set.estimates.ess_warning().is_some(),
         warning: set.estimates.ess_warning(),
+        elbo_warning: set.estimates.elbo_warning(),
         true_log_z: target.log_z(),
         abs_error: target.log_z().map(|z| (set.estimates.log_z - z).abs()),
         modes,
@@ -476,7 +477,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         wall_seconds: start.elapsed().as_secs_f64(),
     };
     if a.json {
-        if let Some(w) = &summary.warning {
+        for w in summary.warning.iter().chain(&summary.elbo_warning) {
             eprintln!("warning: {w}");
         }
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -35,6 +35,9 @@ pub struct Summary {
     pub ess_below_floor: bool,
     /// The warning printed when it is.
     pub warning: Option<String>,
+    /// The warning printed when the ELBO is dominated by a few outlying log weights
+    /// (`estimates.elbo_outliers`).
+    pub elbo_warning: Option<String>,
     /// Known log Z.
     pub true_log_z: Option<f64>,
     /// |log Ẑ − log Z|.
@@ -103,6 +106,9 @@ pub fn print_summary(s: &Summary) {
         println!("true log Z   {z:.4}   |error| {err:.4}");
     }
     println!("ELBO         {:.4}", e.elbo);
+    if let Some(w) = &s.elbo_warning {
+        println!("warning      {w}");
+    }
     println!(
         "ESS          {:.3} ({:.0} of {})",
         e.ess,
