@@ -480,6 +480,13 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         for w in summary.warning.iter().chain(&summary.elbo_warning) {
             eprintln!("warning: {w}");
         }
+        if let Some(why) = summary
+            .train_report
+            .as_ref()
+            .and_then(|r| r.stopped_early.as_ref())
+        {
+            eprintln!("note: training {why}");
+        }
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);

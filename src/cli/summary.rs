@@ -87,6 +87,13 @@ pub fn print_summary(s: &Summary) {
         (None, Some(p)) => println!("training     none (loaded {p})"),
         _ => {}
     }
+    if let Some(why) = s
+        .train_report
+        .as_ref()
+        .and_then(|r| r.stopped_early.as_ref())
+    {
+        println!("early stop   training {why}");
+    }
     if !s.ipf_rows.is_empty() {
         println!(
             "IPF          {} refinements (bridge refined {} times in total):",
