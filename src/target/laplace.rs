@@ -116,7 +116,7 @@ fn laplace_approximation_capped(
         .sqrt();
     if !looks_converged(grad_norm, lp[0], newton_decrement) {
         return Err(DsbError::InvalidInput(format!(
-            "--precondition laplace: the mode search on '{}' did not converge ({status} after \
+            "the mode search of the Laplace approximation on '{}' did not converge ({status} after \
              {iterations} L-BFGS iterations): the gradient norm where it stopped is {grad_norm:.3e} \
              (log density {:.6e}, Newton step {newton_decrement:.3e} Laplace standard deviations{}), \
              so that point is not a mode and its Laplace approximation would be wrong; sample \
