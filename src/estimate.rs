@@ -22,6 +22,24 @@ pub struct Estimates {
     pub elbo: f64,
     /// Normalised effective sample size in [0, 1].
     pub ess: f64,
+    /// Median of the finite log weights: a summary a few outliers cannot move.
+    pub log_w_median: f64,
+    /// Whether the ELBO (a mean) is dominated by a few outlying log weights: it is then far
+    /// from the median ([`elbo_dominated_by_outliers`]) and says little about the sampler.
+    pub elbo_outliers: bool,
+}
+
+/// Whether the mean of `finite` (sorted, finite log weights) is dominated by outliers: it differs
+/// from their median by more than 10 interquartile ranges (at least 10⁻²). For any unimodal
+/// spread of log weights the mean is within about one interquartile range of the median; a gap
+/// of ten takes a few far outliers (e.g. 7 of 10,000 log weights near −2·10¹⁶).
+pub fn elbo_dominated_by_outliers(mean: f64, sorted: &[f64]) -> bool {
+    if sorted.is_empty() {
+        return false;
+    }
+    let q = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
+    let iqr = q(0.75) - q(0.25);
+    (mean - q(0.5)).abs() > 10.0 * iqr.max(1e-3)
 }
 
 /// Effective samples n·ESS below which the delta-method ± of log Ẑ (and log Ẑ itself) is not
@@ -66,11 +84,24 @@ impl Estimates {
         })
     }
 
+    /// When the ELBO is dominated by outliers ([`Estimates::elbo_outliers`]), a warning that
+    /// says so and gives the median log weight.
+    pub fn elbo_warning(&self) -> Option<String> {
+        self.elbo_outliers.then(|| {
+            format!(
+                "the ELBO ({:.4e}) is dominated by a few outlying log weights: it is far from \
+                 their median ({:.4}), so it says little about the sampler (log Z-hat is not \
+                 affected by low outliers)",
+                self.elbo, self.log_w_median
+            )
+        })
+    }
+
     /// Estimates from log weights. Non-finite entries count as zero weight.
     pub fn from_log_weights(lw: &[f64]) -> Self {
         let n = lw.len();
         let n_nonfinite = lw.iter().filter(|x| !x.is_finite()).count();
-        let finite: Vec<f64> = lw.iter().copied().filter(|x| x.is_finite()).collect();
+        let mut finite: Vec<f64> = lw.iter().copied().filter(|x| x.is_finite()).collect();
         let lse = log_sum_exp(lw);
         let log_z = lse - (n as f64).ln();
         let ess = if finite.is_empty() {
@@ -89,6 +120,12 @@ impl Estimates {
         } else {
             f64::INFINITY
         };
+        finite.sort_by(f64::total_cmp);
+        let log_w_median = if finite.is_empty() {
+            f64::NAN
+        } else {
+            finite[(finite.len() - 1) / 2]
+        };
         Self {
             n,
             n_nonfinite,
@@ -96,6 +133,8 @@ impl Estimates {
             log_z_stderr,
             elbo,
             ess,
+            log_w_median,
+            elbo_outliers: elbo_dominated_by_outliers(elbo, &finite),
         }
     }
 }
@@ -199,6 +238,35 @@ mod tests {
             w.contains("not trustworthy") && w.contains("of 10000"),
             "{w}"
         );
+    }
+
+    /// Seven of 10,000 log weights near −2·10¹⁶ wreck the mean: flagged, with the median in the
+    /// warning; a skewed but outlier-free spread is not flagged.
+    #[test]
+    fn elbo_wrecked_by_outliers_is_flagged() {
+        let mut lw: Vec<f64> = (0..10_000)
+            .map(|i| -3.0 + (i as f64 * 0.37).sin())
+            .collect();
+        let clean = Estimates::from_log_weights(&lw);
+        assert!(!clean.elbo_outliers && clean.elbo_warning().is_none());
+        assert!(
+            (clean.log_w_median + 3.0).abs() < 0.1,
+            "{}",
+            clean.log_w_median
+        );
+        for w in lw.iter_mut().take(7) {
+            *w = -2e16;
+        }
+        let e = Estimates::from_log_weights(&lw);
+        assert!(e.elbo < -1e12 && e.elbo_outliers);
+        assert!((e.log_z - clean.log_z).abs() < 1e-2);
+        let w = e.elbo_warning().unwrap();
+        assert!(w.contains("dominated") && w.contains("median (-3."), "{w}");
+        // Left-skewed log weights (an exponential tail) are not outliers.
+        let skew: Vec<f64> = (1..10_000).map(|i| (i as f64 / 10_000.0).ln()).collect();
+        assert!(!Estimates::from_log_weights(&skew).elbo_outliers);
+        // Equal weights: nothing to flag.
+        assert!(!Estimates::from_log_weights(&[-1.0; 100]).elbo_outliers);
     }
 
     #[test]

@@ -387,6 +387,41 @@ fn a_one_dimensional_fit_does_not_claim_a_plot_and_eval_refuses_a_classifier() {
     assert!(!out.join("eval.json").exists());
 }
 
+/// PNG height from the IHDR chunk: 600 for the 1-D histogram, 800 for the 2-D scatter.
+fn png_height(p: &Path) -> u32 {
+    let bytes = std::fs::read(p).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    u32::from_be_bytes(bytes[20..24].try_into().unwrap())
+}
+
+#[test]
+fn a_one_dimensional_plot_is_a_histogram_not_a_scatter_with_a_fake_axis() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dim, height) in [("1", 600), ("2", 800)] {
+        let png = dir.path().join(format!("g{dim}.png"));
+        let o = dsb(&[
+            "sample",
+            "--target",
+            "gaussian",
+            "--dim",
+            dim,
+            "--iters",
+            "3",
+            "--steps",
+            "4",
+            "--width",
+            "8",
+            "--n",
+            "200",
+            "-q",
+            "--plot",
+            png.to_str().unwrap(),
+        ]);
+        assert_ok(&o);
+        assert_eq!(png_height(&png), height, "--dim {dim}");
+    }
+}
+
 #[test]
 fn progress_prints_lines_with_the_elapsed_time_when_stderr_is_not_a_terminal() {
     // The test's pipes are not terminals.

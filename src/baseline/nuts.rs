@@ -198,6 +198,8 @@ pub fn run_nuts(
                 log_z: f64::NAN,
                 log_z_stderr: f64::NAN,
                 elbo: f64::NAN,
+                log_w_median: f64::NAN,
+                elbo_outliers: false,
                 ess: 1.0,
             },
         },

@@ -597,6 +597,8 @@ fn final_set(pop: &Population, log_z: f64) -> SampleSet {
         log_z,
         log_z_stderr: f64::NAN,
         elbo: f64::NAN,
+        log_w_median: f64::NAN,
+        elbo_outliers: false,
         ess: ess_fraction(&pop.log_w),
     };
     SampleSet {

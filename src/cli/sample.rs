@@ -6,7 +6,7 @@ use super::progress::bar;
 use super::refine::{IpfArgs, run_refinement};
 use super::summary::{Summary, print_summary};
 use crate::baseline::Method;
-use crate::io::{ScatterPlot, scatter_png, write_samples};
+use crate::io::{Histogram, ScatterPlot, histogram_png, scatter_png, write_samples};
 use crate::metrics::mode_report;
 use crate::process::Schedule;
 use crate::recommend::recommended_settings;
@@ -219,6 +219,16 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             .context("--precondition laplace")?,
         )),
     };
+    if let Some(p) = &pre
+        && p.floored_eigenvalues() > 0
+    {
+        eprintln!(
+            "warning: --precondition laplace: {} eigenvalue(s) of the Hessian at the mode were not \
+             positive and were floored (a saddle or a flat direction); the whitening is a guess \
+             along those directions",
+            p.floored_eigenvalues()
+        );
+    }
     let target: Arc<dyn Target> = match &pre {
         Some(p) => p.clone(),
         None => original.clone(),
@@ -454,6 +464,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         estimates: set.estimates,
         ess_below_floor: set.estimates.ess_warning().is_some(),
         warning: set.estimates.ess_warning(),
+        elbo_warning: set.estimates.elbo_warning(),
         true_log_z: target.log_z(),
         abs_error: target.log_z().map(|z| (set.estimates.log_z - z).abs()),
         modes,
@@ -466,8 +477,15 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         wall_seconds: start.elapsed().as_secs_f64(),
     };
     if a.json {
-        if let Some(w) = &summary.warning {
+        for w in summary.warning.iter().chain(&summary.elbo_warning) {
             eprintln!("warning: {w}");
+        }
+        if let Some(why) = summary
+            .train_report
+            .as_ref()
+            .and_then(|r| r.stopped_early.as_ref())
+        {
+            eprintln!("note: training {why}");
         }
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -600,7 +618,9 @@ fn write_outputs(a: &SampleArgs, target: &dyn Target, set: &SampleSet) -> anyhow
     if let Some(p) = &a.out {
         write_samples(p, set)?;
     }
-    if let Some(p) = &a.plot {
+    if let Some(p) = a.plot.as_ref().filter(|_| set.dim == 1) {
+        plot_1d(a, p, target, set)?;
+    } else if let Some(p) = &a.plot {
         let pts = |s: &crate::sampler::SampleSet| -> Vec<(f64, f64)> {
             (0..s.len())
                 .map(|i| {
@@ -646,5 +666,53 @@ fn write_outputs(a: &SampleArgs, target: &dyn Target, set: &SampleSet) -> anyhow
         scatter_png(p, &plot)?;
     }
 
+    Ok(())
+}
+
+/// `--plot` of a 1-D sample set: a histogram weighted by the importance weights (beside the
+/// exact samples' or over the modes, when the target has them), not a scatter with a made-up
+/// second coordinate.
+fn plot_1d(
+    a: &SampleArgs,
+    p: &std::path::Path,
+    target: &dyn Target,
+    set: &SampleSet,
+) -> anyhow::Result<()> {
+    let mut hist = Histogram {
+        title: format!(
+            "{} — {} samples{}",
+            target.name(),
+            set.len(),
+            if a.resample {
+                " (resampled)"
+            } else {
+                ", weighted"
+            }
+        ),
+        layers: vec![(
+            "dsb".into(),
+            (0..set.len()).map(|i| set.row(i)[0] as f64).collect(),
+            crate::estimate::normalised_weights(&set.log_w),
+            (31, 119, 180),
+        )],
+        markers: None,
+    };
+    if let Some((centres, _)) = target.modes() {
+        hist.markers = Some(("modes".into(), centres.iter().map(|c| c[0]).collect()));
+    } else if let Some(exact) =
+        target.exact_samples(set.len().min(5000), &mut StdRng::seed_from_u64(a.seed ^ 7))
+    {
+        let n = exact.len();
+        hist.layers.insert(
+            0,
+            (
+                "exact".into(),
+                exact.iter().map(|r| r[0]).collect(),
+                vec![1.0; n],
+                (255, 127, 14),
+            ),
+        );
+    }
+    histogram_png(p, &hist)?;
     Ok(())
 }

@@ -35,6 +35,9 @@ pub struct Summary {
     pub ess_below_floor: bool,
     /// The warning printed when it is.
     pub warning: Option<String>,
+    /// The warning printed when the ELBO is dominated by a few outlying log weights
+    /// (`estimates.elbo_outliers`).
+    pub elbo_warning: Option<String>,
     /// Known log Z.
     pub true_log_z: Option<f64>,
     /// |log Ẑ − log Z|.
@@ -84,6 +87,13 @@ pub fn print_summary(s: &Summary) {
         (None, Some(p)) => println!("training     none (loaded {p})"),
         _ => {}
     }
+    if let Some(why) = s
+        .train_report
+        .as_ref()
+        .and_then(|r| r.stopped_early.as_ref())
+    {
+        println!("early stop   training {why}");
+    }
     if !s.ipf_rows.is_empty() {
         println!(
             "IPF          {} refinements (bridge refined {} times in total):",
@@ -103,6 +113,9 @@ pub fn print_summary(s: &Summary) {
         println!("true log Z   {z:.4}   |error| {err:.4}");
     }
     println!("ELBO         {:.4}", e.elbo);
+    if let Some(w) = &s.elbo_warning {
+        println!("warning      {w}");
+    }
     println!(
         "ESS          {:.3} ({:.0} of {})",
         e.ess,

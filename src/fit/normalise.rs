@@ -54,9 +54,16 @@ impl Normalisation {
             }
         }
         let scale: Vec<f64> = var.iter().map(|s| (s / (n - 1) as f64).sqrt()).collect();
-        if let Some(i) = scale.iter().position(|s| !(*s > 0.0 && s.is_finite())) {
+        if let Some(i) = scale.iter().position(|s| !s.is_finite()) {
             return Err(DsbError::InvalidInput(format!(
-                "coordinate {} of the data is constant (or not finite); remove it before fitting",
+                "coordinate {} of the data has values too large to standardise (its variance is \
+                 not finite); rescale it before fitting",
+                i + 1
+            )));
+        }
+        if let Some(i) = scale.iter().position(|s| *s <= 0.0) {
+            return Err(DsbError::InvalidInput(format!(
+                "coordinate {} of the data is constant; remove it before fitting",
                 i + 1
             )));
         }
@@ -108,5 +115,13 @@ mod tests {
         assert!((n.log_det() - 20f64.ln()).abs() < 1e-12);
         let e = Normalisation::fit(&[1.0, 2.0, 1.0, 3.0], 2).unwrap_err();
         assert!(e.to_string().contains("coordinate 1"), "{e}");
+        assert!(e.to_string().contains("constant"), "{e}");
+        let e =
+            Normalisation::fit(&[f32::INFINITY, 1.0, -3e38, 2.0, f32::MAX, 3.0], 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("coordinate 1 of the data has values too large"),
+            "{e}"
+        );
     }
 }

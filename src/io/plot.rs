@@ -1,5 +1,6 @@
-//! PNG scatter plots of the first two coordinates, drawn with plotters and an embedded font
-//! (DejaVu Sans, see `assets/DejaVuSans.LICENSE`), so no system font libraries are needed.
+//! PNG scatter plots of the first two coordinates (and weighted histograms for 1-D samples,
+//! which have no second coordinate), drawn with plotters and an embedded font (DejaVu Sans, see
+//! `assets/DejaVuSans.LICENSE`), so no system font libraries are needed.
 
 use super::atomic_write_with;
 use crate::error::{DsbError, Result};
@@ -63,6 +64,119 @@ pub fn scatter_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
             if let Some((label, pts)) = &plot.markers {
                 chart
                     .draw_series(pts.iter().map(|&p| Cross::new(p, 5, RED.stroke_width(2))))?
+                    .label(label.as_str())
+                    .legend(|(x, y)| Cross::new((x, y), 5, RED.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| {
+            DsbError::InvalidInput(format!("{}: cannot draw the plot: {e}", path.display()))
+        })
+    })
+}
+
+/// One layer of a histogram: label, values, their weights (any non-negative scale; normalised
+/// per layer) and RGB colour.
+pub type HistLayer = (String, Vec<f64>, Vec<f64>, (u8, u8, u8));
+
+/// A weighted histogram of 1-D samples: each layer drawn as a density (its bars integrate to 1).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Title drawn above the plot.
+    pub title: String,
+    /// Layers, drawn over each other.
+    pub layers: Vec<HistLayer>,
+    /// Extra markers on the x axis (e.g. true mode centres): label and positions.
+    pub markers: Option<(String, Vec<f64>)>,
+}
+
+/// Bins of a histogram.
+const BINS: usize = 60;
+
+/// Per-layer densities over `BINS` equal bins of [x0, x1]; non-finite values or weights are
+/// left out.
+fn densities(values: &[f64], weights: &[f64], (x0, x1): (f64, f64)) -> Vec<f64> {
+    let width = (x1 - x0) / BINS as f64;
+    let mut h = vec![0.0; BINS];
+    let mut total = 0.0;
+    for (&v, &w) in values.iter().zip(weights) {
+        if v.is_finite() && w.is_finite() && w > 0.0 {
+            let b = (((v - x0) / width) as usize).min(BINS - 1);
+            h[b] += w;
+            total += w;
+        }
+    }
+    if total > 0.0 {
+        h.iter_mut().for_each(|v| *v /= total * width);
+    }
+    h
+}
+
+/// Draws `hist` to an 800×600 PNG file at `path`, atomically.
+pub fn histogram_png(path: &Path, hist: &Histogram) -> Result<()> {
+    ensure_font();
+    let xs: Vec<(f64, f64)> = hist
+        .layers
+        .iter()
+        .flat_map(|l| l.1.iter())
+        .chain(hist.markers.iter().flat_map(|m| m.1.iter()))
+        .map(|&v| (v, 0.0))
+        .collect();
+    let ((x0, x1), _) = padded(xs.iter())?;
+    let dens: Vec<Vec<f64>> = hist
+        .layers
+        .iter()
+        .map(|(_, v, w, _)| densities(v, w, (x0, x1)))
+        .collect();
+    let top = dens.iter().flatten().cloned().fold(0.0f64, f64::max);
+    let y1 = if top > 0.0 { top * 1.05 } else { 1.0 };
+    let width = (x1 - x0) / BINS as f64;
+    atomic_write_with(path, |tmp| {
+        let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+            let root = BitMapBackend::new(tmp, (800, 600)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&hist.title, ("sans-serif", 22))
+                .margin(15)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(x0..x1, 0.0..y1)?;
+            chart
+                .configure_mesh()
+                .x_desc("x1")
+                .y_desc("density")
+                .label_style(("sans-serif", 14))
+                .draw()?;
+            for ((label, _, _, (r, g, b)), d) in hist.layers.iter().zip(&dens) {
+                let c = RGBColor(*r, *g, *b);
+                let fill = c.mix(0.35);
+                chart
+                    .draw_series(d.iter().enumerate().map(|(i, &h)| {
+                        let a = x0 + i as f64 * width;
+                        Rectangle::new([(a, 0.0), (a + width, h)], fill.filled())
+                    }))?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], fill.filled())
+                    });
+                chart.draw_series(d.iter().enumerate().map(|(i, &h)| {
+                    let a = x0 + i as f64 * width;
+                    Rectangle::new([(a, 0.0), (a + width, h)], c.stroke_width(1))
+                }))?;
+            }
+            if let Some((label, pts)) = &hist.markers {
+                chart
+                    .draw_series(
+                        pts.iter()
+                            .map(|&p| Cross::new((p, 0.0), 5, RED.stroke_width(2))),
+                    )?
                     .label(label.as_str())
                     .legend(|(x, y)| Cross::new((x, y), 5, RED.stroke_width(2)));
             }
@@ -157,6 +271,35 @@ fn panels_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Weighted densities integrate to one and follow the weights.
+    #[test]
+    fn histogram_densities_follow_the_weights() {
+        let d = densities(
+            &[0.1, 0.9, 0.95, f64::NAN],
+            &[3.0, 1.0, 0.0, 1.0],
+            (0.0, 1.0),
+        );
+        let w = 1.0 / BINS as f64;
+        assert!((d.iter().sum::<f64>() * w - 1.0).abs() < 1e-12);
+        assert!((d[6] * w - 0.75).abs() < 1e-12 && (d[54] * w - 0.25).abs() < 1e-12);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.png");
+        let hist = Histogram {
+            title: "1-D".into(),
+            layers: vec![(
+                "dsb".into(),
+                vec![-1.0, 0.0, 0.5, 2.0],
+                vec![1.0; 4],
+                (31, 119, 180),
+            )],
+            markers: Some(("modes".into(), vec![0.0])),
+        };
+        histogram_png(&p, &hist).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 600);
+    }
 
     #[test]
     fn side_by_side_panels_are_drawn() {

@@ -300,6 +300,8 @@ impl SequentialSampler {
             log_z,
             log_z_stderr: stderr,
             elbo: f64::NAN,
+            log_w_median: f64::NAN,
+            elbo_outliers: false,
             ess: crate::baseline::ess_fraction(&pop.log_w),
         };
         Ok(SequentialRun {

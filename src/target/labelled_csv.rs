@@ -116,6 +116,17 @@ impl LabelledData {
                 .map(|r| (r[j] - mean).powi(2))
                 .sum::<f64>()
                 / n;
+            if !(mean.is_finite() && var.is_finite()) {
+                return Err(DsbError::bad_file(
+                    source,
+                    format!(
+                        "feature column {} ('{}') has values too large to standardise (its mean \
+                         or variance overflows f64, e.g. values near ±1e308); rescale it",
+                        j + 1,
+                        self.names[j]
+                    ),
+                ));
+            }
             let constant = var <= 1e-24 * mean.abs().max(1.0);
             if constant && keep_constant {
                 for r in &mut out {
@@ -175,6 +186,17 @@ mod tests {
                 .contains("label 2 in the last column; labels must be 0 or 1")
         );
         assert!(err("a,b,y\n1,2,0\n1,4,1\n1,5,0\n").contains("feature column 1 ('a') is constant"));
+        for huge in [
+            "a,b,y\n1e308,2,0\n-1e308,4,1\n1e308,5,0\n",
+            "a,b,y\n1e308,2,0\n1e308,4,1\n",
+        ] {
+            let e = err(huge);
+            assert!(
+                e.contains("feature column 1 ('a') has values too large to standardise")
+                    && !e.contains("constant"),
+                "{e}"
+            );
+        }
         assert!(err("").contains("empty"));
         assert!(err("a,b,y\n1,2,0\n").contains("fewer than two data rows"));
     }

@@ -9,6 +9,7 @@
 
 use super::Target;
 use crate::baseline::{Want, evaluate};
+use crate::error::DsbError;
 use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
@@ -57,12 +58,33 @@ impl Gradient for NegLogDensity<'_> {
     }
 }
 
+/// L-BFGS iterations allowed to the mode search.
+pub const MODE_SEARCH_MAX_ITERS: u64 = 1000;
+
 /// The Laplace approximation of `target`, searching for the mode from `start`.
 ///
-/// Errors if the search ends at a point where the density or gradient is not finite.
+/// Errors if the search ends at a point where the density or gradient is not finite, or if it
+/// did not converge there ([`DsbError::InvalidInput`]): a "mode" that is not one would give a
+/// Laplace approximation centred at the wrong place with a meaningless covariance.
 pub fn laplace_approximation(
     target: &dyn Target,
     start: &[f64],
+) -> anyhow::Result<LaplaceApproximation> {
+    laplace_approximation_capped(target, start, MODE_SEARCH_MAX_ITERS)
+}
+
+/// Whether the mode search stopped at a mode: the gradient of −log γ̃ there is small against
+/// the scale of −log γ̃ (`‖g‖ ≤ 10⁻³·(1 + |f|)`, what f32 gradients can resolve), or the Newton
+/// step it implies is small against the Laplace spread (`√(gᵀ H⁻¹ g) ≤ 0.1`).
+fn looks_converged(grad_norm: f64, neg_log_density: f64, newton_decrement: f64) -> bool {
+    grad_norm.is_finite()
+        && (grad_norm <= 1e-3 * (1.0 + neg_log_density.abs()) || newton_decrement <= 0.1)
+}
+
+fn laplace_approximation_capped(
+    target: &dyn Target,
+    start: &[f64],
+    max_iters: u64,
 ) -> anyhow::Result<LaplaceApproximation> {
     let d = target.dim();
     anyhow::ensure!(start.len() == d, "the mode search start must be {d}-D");
@@ -70,7 +92,7 @@ pub fn laplace_approximation(
         .with_tolerance_grad(1e-6)?
         .with_tolerance_cost(1e-12)?;
     let res = Executor::new(NegLogDensity { target }, solver)
-        .configure(|s| s.param(start.to_vec()).max_iters(1000))
+        .configure(|s| s.param(start.to_vec()).max_iters(max_iters))
         .run()
         .map_err(|e| anyhow::anyhow!("the mode search on '{}' failed: {e}", target.name()))?;
     let state = res.state();
@@ -79,13 +101,36 @@ pub fn laplace_approximation(
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the mode search on '{}' found no point", target.name()))?;
     let iterations = state.get_iter();
-    let (lp, _) = evaluate(target, &mode, d, Want::Density)?;
+    let status = state.get_termination_status().to_string().to_lowercase();
+    let (lp, grad) = evaluate(target, &mode, d, Want::Gradient)?;
     anyhow::ensure!(
         lp[0].is_finite(),
         "the mode search on '{}' ended where the log density is not finite",
         target.name()
     );
     let (hessian, floored) = hessian_at(target, &mode)?;
+    let grad = DVector::from_vec(grad);
+    let grad_norm = grad.norm();
+    let newton_decrement = (grad.transpose() * &hessian * &grad)[(0, 0)]
+        .max(0.0)
+        .sqrt();
+    if !looks_converged(grad_norm, lp[0], newton_decrement) {
+        return Err(DsbError::InvalidInput(format!(
+            "the mode search of the Laplace approximation on '{}' did not converge ({status} after \
+             {iterations} L-BFGS iterations): the gradient norm where it stopped is {grad_norm:.3e} \
+             (log density {:.6e}, Newton step {newton_decrement:.3e} Laplace standard deviations{}), \
+             so that point is not a mode and its Laplace approximation would be wrong; sample \
+             without --precondition laplace",
+            target.name(),
+            lp[0],
+            if floored > 0 {
+                format!(", {floored} Hessian eigenvalues floored")
+            } else {
+                String::new()
+            }
+        ))
+        .into());
+    }
     Ok(LaplaceApproximation {
         mode,
         log_density_at_mode: lp[0],
@@ -164,5 +209,33 @@ mod tests {
             }
         }
         assert_eq!(la.floored_eigenvalues, 0);
+    }
+
+    /// A mode search cut off before it converged is an error naming the flag, the failure and
+    /// the gradient norm, never a "mode" that is not one.
+    #[test]
+    fn unconverged_mode_search_is_an_error() {
+        let t = CorrelatedGaussian::builtin(4).unwrap();
+        let far = [30.0, -40.0, 25.0, 50.0];
+        let err = laplace_approximation_capped(&t, &far, 1).unwrap_err();
+        let msg = format!("{err}");
+        assert!(err.downcast_ref::<DsbError>().is_some(), "{msg}");
+        for key in [
+            "--precondition laplace",
+            "did not converge",
+            "gradient norm",
+        ] {
+            assert!(msg.contains(key), "{key} not in: {msg}");
+        }
+        // With the normal cap the same search converges.
+        assert!(laplace_approximation(&t, &far).is_ok());
+    }
+
+    #[test]
+    fn convergence_criterion() {
+        assert!(looks_converged(1e-4, 10.0, 5.0));
+        assert!(looks_converged(5.0, 10.0, 0.01));
+        assert!(!looks_converged(461.0, 100.0, 1e3));
+        assert!(!looks_converged(f64::NAN, 1.0, 0.0));
     }
 }

@@ -23,6 +23,8 @@ pub struct Preconditioned {
     /// L as `[d, d]`, for batched gradients g_z = g_x L.
     l_t: Tensor,
     log_det_l: f64,
+    /// Eigenvalues of the Hessian floored by the Laplace approximation (0 otherwise).
+    floored_eigenvalues: usize,
 }
 
 impl std::fmt::Debug for Preconditioned {
@@ -69,6 +71,7 @@ impl Preconditioned {
             mean,
             l,
             log_det_l,
+            floored_eigenvalues: 0,
         })
     }
 
@@ -85,7 +88,16 @@ impl Preconditioned {
             .cholesky()
             .ok_or_else(|| anyhow::anyhow!("the Laplace covariance is not positive definite"))?
             .l();
-        Self::new(inner, la.mode, l)
+        let mut p = Self::new(inner, la.mode, l)?;
+        p.floored_eigenvalues = la.floored_eigenvalues;
+        Ok(p)
+    }
+
+    /// How many eigenvalues of the Hessian at the mode were not positive (a saddle or a flat
+    /// direction) and were floored by the Laplace approximation: its spread along those
+    /// directions is a guess, so callers should warn.
+    pub fn floored_eigenvalues(&self) -> usize {
+        self.floored_eigenvalues
     }
 
     /// The original coordinates x = m + Lz of rows `z` (`[n, d]` row-major).
