@@ -11,7 +11,7 @@ pub use nuts::{NutsConfig, NutsResult, run_nuts};
 pub use particles::{DiagGaussian, Want, evaluate};
 pub use precondition::Preconditioner;
 pub use smc::{MoveKernel, SmcConfig, SmcResult, SmcStep, run_smc};
-pub(crate) use smc::{Population, ess_fraction, hmc_move, tempered};
+pub(crate) use smc::{Population, ess_fraction, final_set, hmc_move, tempered};
 
 use serde::{Deserialize, Serialize};
 

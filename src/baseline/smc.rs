@@ -583,8 +583,9 @@ pub(crate) fn hmc_move(
     Ok(acc / n as f64)
 }
 
-/// The final particles as a weighted sample set whose weights average to Ẑ.
-fn final_set(pop: &Population, log_z: f64) -> SampleSet {
+/// The final particles as a weighted sample set whose weights average to Ẑ (no standard error:
+/// NaN; the caller sets one if it has it).
+pub(crate) fn final_set(pop: &Population, log_z: f64) -> SampleSet {
     let n = pop.log_w.len();
     let log_w: Vec<f64> = pop
         .log_w

@@ -4,12 +4,10 @@
 
 use super::Resampling;
 use super::SequentialSampler;
-use crate::baseline::{Population, hmc_move, tempered};
+use crate::baseline::{Population, final_set, hmc_move, tempered};
 use crate::baseline::{Preconditioner, Want, evaluate};
 use crate::error::{DsbError, Result};
-use crate::estimate::{
-    Estimates, eve_log_z_stderr, log_sum_exp, multinomial_resample, systematic_resample,
-};
+use crate::estimate::{eve_log_z_stderr, log_sum_exp, multinomial_resample, systematic_resample};
 use crate::sampler::SampleSet;
 use crate::target::Target;
 use candle_core::Tensor;
@@ -289,28 +287,10 @@ impl SequentialSampler {
             e.len()
         };
         let stderr = eve_log_z_stderr(&pop.log_w, &eve, resamplings);
-        let log_w_out: Vec<f64> = pop
-            .log_w
-            .iter()
-            .map(|w| w + log_z + (n as f64).ln())
-            .collect();
-        let estimates = Estimates {
-            n,
-            n_nonfinite: pop.log_w.iter().filter(|w| !w.is_finite()).count(),
-            log_z,
-            log_z_stderr: stderr,
-            elbo: f64::NAN,
-            log_w_median: f64::NAN,
-            elbo_outliers: false,
-            ess: crate::baseline::ess_fraction(&pop.log_w),
-        };
+        let mut samples = final_set(&pop, log_z);
+        samples.estimates.log_z_stderr = stderr;
         Ok(SequentialRun {
-            samples: SampleSet {
-                dim: d,
-                samples: pop.x.iter().map(|&v| v as f32).collect(),
-                log_w: log_w_out,
-                estimates,
-            },
+            samples,
             log_z,
             log_z_stderr: stderr,
             eves,
