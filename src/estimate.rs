@@ -149,31 +149,26 @@ pub fn normalised_weights(lw: &[f64]) -> Vec<f64> {
 
 /// Systematic resampling: `m` indices drawn in proportion to the weights e^{wᵢ}.
 pub fn systematic_resample(lw: &[f64], m: usize, rng: &mut impl Rng) -> Vec<usize> {
-    let w = normalised_weights(lw);
     let u0: f64 = rng.random::<f64>() / m as f64;
-    let mut out = Vec::with_capacity(m);
-    let (mut i, mut cum) = (0usize, w.first().copied().unwrap_or(0.0));
-    for j in 0..m {
-        let u = u0 + j as f64 / m as f64;
-        while u > cum && i + 1 < w.len() {
-            i += 1;
-            cum += w[i];
-        }
-        out.push(i);
-    }
-    out
+    inverse_cdf(lw, (0..m).map(|j| u0 + j as f64 / m as f64), m)
 }
 
 /// Multinomial resampling: `m` independent draws of an index with probabilities ∝ e^{wᵢ}
 /// (inverse-CDF sampling of sorted uniforms, O(n + m log m)).
 pub fn multinomial_resample(lw: &[f64], m: usize, rng: &mut impl Rng) -> Vec<usize> {
-    let w = normalised_weights(lw);
     let mut u: Vec<f64> = (0..m).map(|_| rng.random::<f64>()).collect();
     u.sort_unstable_by(f64::total_cmp);
+    inverse_cdf(lw, u.into_iter(), m)
+}
+
+/// The index of each of the `m` increasing points `sorted_u` in [0, 1) under the cumulative
+/// distribution of the weights e^{wᵢ}: one pass over both (the common step of the resamplers).
+fn inverse_cdf(lw: &[f64], sorted_u: impl Iterator<Item = f64>, m: usize) -> Vec<usize> {
+    let w = normalised_weights(lw);
     let mut out = Vec::with_capacity(m);
     let (mut i, mut cum) = (0usize, w.first().copied().unwrap_or(0.0));
-    for v in u {
-        while v > cum && i + 1 < w.len() {
+    for u in sorted_u {
+        while u > cum && i + 1 < w.len() {
             i += 1;
             cum += w[i];
         }

@@ -231,15 +231,7 @@ impl DiffusionSampler {
     }
 
     fn check_target(&self, target: &dyn Target) -> Result<()> {
-        if target.dim() != self.dim {
-            return Err(DsbError::InvalidInput(format!(
-                "target '{}' has dimension {} but the sampler was built for dimension {}",
-                target.name(),
-                target.dim(),
-                self.dim
-            )));
-        }
-        Ok(())
+        crate::target::check_dimension(target, self.dim)
     }
 
     /// Adds `n` target gradient evaluations made on the sampler's behalf outside

@@ -126,14 +126,7 @@ impl SequentialSampler {
         rng: &mut StdRng,
         record: bool,
     ) -> Result<SequentialRun> {
-        if target.dim() != self.dim {
-            return Err(DsbError::InvalidInput(format!(
-                "target '{}' has dimension {} but the sampler was built for dimension {}",
-                target.name(),
-                target.dim(),
-                self.dim
-            )));
-        }
+        crate::target::check_dimension(target, self.dim)?;
         let d = self.dim;
         let k_steps = self.betas.len() - 1;
         let tf_all = self.time_features()?;

@@ -120,3 +120,15 @@ pub fn autograd_gradient<T: Target + ?Sized>(target: &T, x: &Tensor) -> Result<T
         None => x.zeros_like(),
     }
 }
+
+/// An error unless `target` has the dimension `dim` a sampler was built for.
+pub(crate) fn check_dimension(target: &dyn Target, dim: usize) -> crate::error::Result<()> {
+    if target.dim() != dim {
+        return Err(crate::error::DsbError::InvalidInput(format!(
+            "target '{}' has dimension {} but the sampler was built for dimension {dim}",
+            target.name(),
+            target.dim(),
+        )));
+    }
+    Ok(())
+}
