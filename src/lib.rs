@@ -2,7 +2,8 @@
 //!
 //! `dsb` samples from probability densities known up to a normalising constant, and estimates
 //! that constant, by learning the time reversal of an Ornstein–Uhlenbeck noising diffusion
-//! (the Denoising Diffusion Sampler) — see `DESIGN.md` of the project for the algorithms.
+//! (the Denoising Diffusion Sampler) — see `docs/design.md` in the repository for the architecture
+//! and the algorithms.
 //!
 //! The main entry points: implement [`target::Target`] (or pick a built-in one), build a
 //! [`sampler::DiffusionSampler`], train it with [`train::train`], then draw weighted samples with

@@ -97,8 +97,9 @@ pub fn aggregate(records: &[RunRecord]) -> Vec<BenchRow> {
         .collect()
 }
 
-/// The best published |log Ẑ − log Z| for a target (DESIGN.md: flow annealed importance
-/// sampling with a replay buffer, and DDS at 64–512 steps), as text for the table.
+/// The best published |log Ẑ − log Z| for a target (docs/design.md § Published figures: flow
+/// annealed importance sampling with a replay buffer, and DDS at 64–512 steps), as text for the
+/// table.
 pub fn published_figure(target: &str) -> Option<&'static str> {
     Some(match target {
         "funnel" => "0.002 (best); DDS ≈ 0.2",

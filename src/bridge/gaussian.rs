@@ -2,7 +2,7 @@
 //! as an IPF problem.
 //!
 //! Between N(m₀, Σ₀) at t = 0 and N(m₁, Σ₁) at t = 1 with reference Brownian motion of variance
-//! σ² per unit time, the bridge is a Gaussian process with (DESIGN.md)
+//! σ² per unit time, the bridge is a Gaussian process with (docs/design.md § Gaussian bridge)
 //!
 //! D = (4 Σ₀^{½} Σ₁ Σ₀^{½} + σ⁴ I)^{½},  C = Cov(X₀, X₁) = ½ (Σ₀^{½} D Σ₀^{−½} − σ² I),
 //! Σ_t = (1−t)² Σ₀ + t² Σ₁ + t(1−t)(C + Cᵀ) + σ² t(1−t) I,  μ_t = (1−t) m₀ + t m₁.

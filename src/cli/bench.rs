@@ -8,7 +8,7 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The targets of the published comparison (DESIGN.md), in table order.
+/// The targets of the published comparison (docs/design.md § Reference values), in table order.
 const DEFAULT_TARGETS: &str =
     "funnel,gmm,many-well,ionosphere,sonar,german-credit,lgcp-whitened,seeds,brownian";
 

@@ -8,8 +8,9 @@
 //!
 //! Backward half-step: the target is x_k for the input x_{k+1}; its minimiser is the exact
 //! conditional mean E_P[x_k | x_{k+1}] for any step size. DSB's target
-//! x_{k+1} + F(k, x_k) − F(k, x_{k+1}) (DESIGN.md, item 4) has that mean only to first order in
-//! the step, and on the OU grid a_k is far from 1 at large steps, where it is biased (see
+//! x_{k+1} + F(k, x_k) − F(k, x_{k+1}) (docs/design.md § Data fitting) has that mean only to
+//! first order in the step, and on the OU grid a_k is far from 1 at large steps, where it is
+//! biased (see
 //! [`crate::ipf`]'s forward fit, which measured it). At IPF iteration 0 the forward process is
 //! the reference, whose pair (x_0, x_{k+1}) is drawn exactly in one shot, and x_k is replaced by
 //! E[x_k | x_0, x_{k+1}] (Gaussian): the same minimiser with less variance, the DDPM loss. The

@@ -7,8 +7,9 @@
 //! loss is, up to a constant, the KL from Q's reversal kernels to the Gaussian forward kernels:
 //! the exact discrete-time projection for any step size.
 //!
-//! DSB's mean-matching target x_k + B(k+1, x_{k+1}) − B(k+1, x_k) (DESIGN.md, item 3) has the
-//! same conditional mean only to first order, when B(x) ≈ x + O(γ). On the OU grid the backward
+//! DSB's mean-matching target x_k + B(k+1, x_{k+1}) − B(k+1, x_k) (docs/design.md § IPF
+//! refinement) has the same conditional mean only to first order, when B(x) ≈ x + O(γ). On the
+//! OU grid the backward
 //! mean is B(x) = a_k x + σ²c_k h(x) with a_k = e^{−γ_k} far from 1 on the late geometric steps.
 //! There the DSB target is biased even when nothing should change: with the target equal to the
 //! prior and h = 0, its conditional mean is (1 − a + a²) x_k instead of a_k x_k, and one forward

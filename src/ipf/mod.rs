@@ -3,7 +3,7 @@
 //! Iteration 0 is the diffusion sampler of [`crate::train`]: the backward process Q⁰ is fitted
 //! to the reversal of the reference P⁰ started at the target. With a short horizon or few steps
 //! P⁰ does not reach the prior, and Q⁰ (which must start at the prior) is biased. Iteration
-//! n ≥ 1 alternates the two half-steps of DESIGN.md:
+//! n ≥ 1 alternates the two half-steps of docs/design.md § IPF refinement:
 //!
 //! 1. forward: the forward drift is fitted by mean matching to the time reversal of Qⁿ⁻¹
 //!    simulated from the prior ([`fit_forward`]), so Pⁿ (started at the target) ends nearer

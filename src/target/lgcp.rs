@@ -10,8 +10,9 @@
 //! likelihood Π_i exp(x_i y_i − a e^{x_i}) with bin area a = 1/M². The log y_i! terms of the
 //! Poisson likelihood are left out (Σ log y_i! = 11.61), as in the reference implementation
 //! (`annealed_flow_transport/densities.py`, `cox_process_utils.py`), so log Z = 501.806 (long
-//! SMC, DESIGN.md) is the normalising constant of exactly this density: a tempered SMC run on
-//! this implementation (256 particles, 400 temperatures, MALA moves) gave 501.76. The Laplace
+//! SMC, docs/design.md § Reference values) is the normalising constant of exactly this density:
+//! a tempered SMC run on this implementation (256 particles, 400 temperatures, MALA moves) gave
+//! 501.76. The Laplace
 //! approximation ([`Lgcp::laplace`]) gives 511.21, 9.4 nats high: the e^{x} terms of the 1489
 //! empty cells make the posterior skewed (log weights of Laplace-proposal importance sampling
 //! have a standard deviation of ≈ 9), so Laplace is a rough check here, not a reference.
@@ -41,7 +42,7 @@ pub const GRID: usize = 40;
 pub const SIGNAL_VARIANCE: f64 = 1.91;
 /// Length scale β of the covariance, in unit-square units.
 pub const BETA: f64 = 1.0 / 33.0;
-/// Reference log Z of the 40 × 40 model (long SMC; DESIGN.md).
+/// Reference log Z of the 40 × 40 model (long SMC; docs/design.md § Reference values).
 pub const LOG_Z: f64 = 501.806;
 
 /// The pine locations (x, y) in the unit square, as shipped in `targets/finnish_pines.csv`.

@@ -1,6 +1,7 @@
 //! Training a sampler: the losses and the optimisation loop.
 //!
-//! Two objectives for the backward half-step against the OU reference (DESIGN.md, item 2):
+//! Two objectives for the backward half-step against the OU reference (docs/design.md § Training
+//! losses):
 //! - [`Loss::ReverseKl`]: E_Q[−log w], the path-space reverse KL up to −log Z, differentiated
 //!   through the simulated path (the Denoising Diffusion Sampler objective).
 //! - [`Loss::LogVariance`]: the variance over the batch of the log weights of paths simulated with

@@ -17,7 +17,7 @@
 //! The output convolution starts at zero, so an untrained network returns exactly 0.
 //!
 //! Only gradient-recording operations are used: `GroupNorm` rather than the fused `LayerNorm`
-//! and `ops::softmax` rather than `softmax_last_dim` (see DESIGN.md).
+//! and `ops::softmax` rather than `softmax_last_dim` (see docs/design.md § Candle facts).
 
 mod blocks;
 mod config;
