@@ -23,6 +23,8 @@ fn main() -> anyhow::Result<()> {
             "steps" => cfg.steps = v.parse()?,
             "particles" => cfg.particles = v.parse()?,
             "moves" => cfg.moves = v.parse()?,
+            "step_moves" => cfg.step_moves = v.parse()?,
+            "leapfrog" => cfg.leapfrog_steps = v.parse()?,
             "iterations" => cfg.iterations = v.parse()?,
             "batch" => cfg.batch = v.parse()?,
             "lr" => cfg.lr = v.parse()?,
@@ -33,6 +35,7 @@ fn main() -> anyhow::Result<()> {
             "refresh" => cfg.refresh = v.parse()?,
             "width" => cfg.width = v.parse()?,
             "cess" => cfg.schedule_cess = v.parse()?,
+            "full" => cfg.full_covariance_max_dim = v.parse()?,
             _ => anyhow::bail!("unknown key {k}"),
         }
     }

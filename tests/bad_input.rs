@@ -51,7 +51,7 @@ const CORPUS: &[(&str, &[&str])] = &[
         &["--n must be at least 1"],
     ),
     (
-        "sample --target gaussian --iters 0",
+        "sample --target gaussian --method dsb --iters 0",
         &["--iters must be at least 1"],
     ),
     (

@@ -318,8 +318,8 @@ fn logistic_data_files_are_checked() {
 fn seeds_and_brownian_run_end_to_end() {
     for (target, dim) in [("seeds", 26), ("brownian", 32)] {
         let o = dsb(&[
-            "sample", "--target", target, "--iters", "3", "--steps", "4", "--width", "8", "--n",
-            "64", "--json", "-q",
+            "sample", "--target", target, "--method", "dsb", "--iters", "3", "--steps", "4",
+            "--width", "8", "--n", "64", "--json", "-q",
         ]);
         assert!(o.status.success(), "{target}: {}", stderr(&o));
         let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -334,8 +334,8 @@ fn seeds_and_brownian_run_end_to_end() {
 #[test]
 fn lgcp_whitened_runs_end_to_end() {
     let o = dsb(&[
-        "sample", "--target", "lgcp", "--whiten", "--iters", "2", "--steps", "4", "--width", "8",
-        "--batch", "8", "--n", "32", "--json", "-q",
+        "sample", "--target", "lgcp", "--whiten", "--method", "dsb", "--iters", "2", "--steps",
+        "4", "--width", "8", "--batch", "8", "--n", "32", "--json", "-q",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

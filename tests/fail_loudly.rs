@@ -32,6 +32,8 @@ fn save_g8(dir: &Path) -> std::path::PathBuf {
     let p = dir.join("g8.safetensors");
     let o = dsb(&[
         "sample",
+        "--method",
+        "dsb",
         "--target",
         "gaussian",
         "--dim",
@@ -88,6 +90,8 @@ fn exploding_sample_training_stops_with_advice_naming_its_flags() {
     let out = dir.path().join("s.csv");
     let o = dsb(&[
         "sample",
+        "--method",
+        "dsb",
         "--target",
         "gaussian",
         "--lr",
@@ -122,6 +126,8 @@ fn a_sample_set_without_a_finite_weight_is_an_error_not_minus_infinity() {
     let out = dir.path().join("s.csv");
     let o = dsb(&[
         "sample",
+        "--method",
+        "dsb",
         "--target",
         "gaussian",
         "--sigma",
@@ -145,7 +151,9 @@ fn a_sample_set_without_a_finite_weight_is_an_error_not_minus_infinity() {
 
 #[test]
 fn iters_zero_is_refused() {
-    let o = dsb(&["sample", "--target", "gaussian", "--iters", "0"]);
+    let o = dsb(&[
+        "sample", "--method", "dsb", "--target", "gaussian", "--iters", "0",
+    ]);
     assert_exit2(&o, &["--iters must be at least 1"]);
 }
 
@@ -244,8 +252,8 @@ fn loading_with_the_wrong_dim_says_which_dim() {
 #[test]
 fn ess_below_the_floor_is_flagged_in_text_and_json() {
     let args = [
-        "sample", "--target", "gaussian", "--iters", "3", "--steps", "4", "--width", "8", "--n",
-        "50", "-q",
+        "sample", "--method", "dsb", "--target", "gaussian", "--iters", "3", "--steps", "4",
+        "--width", "8", "--n", "50", "-q",
     ];
     let o = dsb(&args);
     assert_ok(&o);
@@ -269,8 +277,8 @@ fn ess_below_the_floor_is_flagged_in_text_and_json() {
 #[test]
 fn summaries_print_kebab_case_names() {
     let o = dsb(&[
-        "sample", "--target", "gaussian", "--iters", "3", "--steps", "4", "--width", "8", "--n",
-        "50", "-q",
+        "sample", "--method", "dsb", "--target", "gaussian", "--iters", "3", "--steps", "4",
+        "--width", "8", "--n", "50", "-q",
     ]);
     assert_ok(&o);
     let text = stdout(&o);
@@ -401,6 +409,8 @@ fn a_one_dimensional_plot_is_a_histogram_not_a_scatter_with_a_fake_axis() {
         let png = dir.path().join(format!("g{dim}.png"));
         let o = dsb(&[
             "sample",
+            "--method",
+            "dsb",
             "--target",
             "gaussian",
             "--dim",
@@ -426,8 +436,8 @@ fn a_one_dimensional_plot_is_a_histogram_not_a_scatter_with_a_fake_axis() {
 fn progress_prints_lines_with_the_elapsed_time_when_stderr_is_not_a_terminal() {
     // The test's pipes are not terminals.
     let o = dsb(&[
-        "sample", "--target", "gaussian", "--iters", "3", "--steps", "4", "--width", "8", "--n",
-        "50",
+        "sample", "--method", "dsb", "--target", "gaussian", "--iters", "3", "--steps", "4",
+        "--width", "8", "--n", "50",
     ]);
     assert_ok(&o);
     let err = stderr(&o);

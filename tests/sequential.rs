@@ -268,3 +268,50 @@ fn reported_standard_error_matches_the_spread_over_runs() {
     let ratio = se_mean / sd_log;
     assert!((0.6..1.6).contains(&ratio), "s.e. {se_mean} vs sd {sd_log}");
 }
+
+/// With the pilot's full-covariance whitening (a correlated 5-D Gaussian, correlations 0.8,
+/// scales 0.5 to 2), Ẑ stays unbiased over 40 runs (within 3.5 of its standard errors) and the
+/// samples come back in the target's coordinates: the mean over runs of the weighted sample
+/// means is within 0.1 posterior sd of the true mean (its Monte Carlo error is about 0.02 sd).
+/// Shown to fail when the whitened density drops log det L (Ẑ/Z 0.87 ± 0.008) and when the
+/// samples are not mapped back (mean error 2.2 sd); passes at seeds (5, 31), (6, 32), (7, 33).
+#[test]
+fn pilot_whitening_keeps_z_hat_unbiased_and_samples_in_target_coordinates() {
+    let target = CorrelatedGaussian::builtin(5).unwrap();
+    let cfg = SequentialConfig {
+        pilot_particles: 256,
+        ..small_config(256)
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut s = SequentialSampler::with_pilot(
+        &target,
+        &start(5, 3.0),
+        cfg,
+        0,
+        &mut rng,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(s.whitening().is_some(), "a correlated Gaussian is whitened");
+    let (mean, se, _, _, _) = repeat(&mut s, &target, 40, 31);
+    println!("whitened gaussian: mean Z-hat/Z {mean:.4} ± {se:.4}");
+    assert!(se > 0.0 && se < 0.2, "uninformative test, se {se}");
+    assert!((mean - 1.0).abs() < 3.5 * se, "mean Z-hat/Z {mean} ± {se}");
+    let mut sums = [0.0f64; 5];
+    let runs = 40;
+    for _ in 0..runs {
+        let r = s.sample(&target, &mut rng).unwrap();
+        let set = &r.samples;
+        let w = dsb::estimate::normalised_weights(&set.log_w);
+        for (row, wi) in set.samples.chunks(5).zip(&w) {
+            for j in 0..5 {
+                sums[j] += wi * row[j] as f64 / runs as f64;
+            }
+        }
+    }
+    for j in 0..5 {
+        let sd = target.covariance()[(j, j)].sqrt();
+        let err = (sums[j] - target.mean()[j]) / sd;
+        assert!(err.abs() < 0.1, "coordinate {j}: mean error {err:.3} sd");
+    }
+}

@@ -248,9 +248,10 @@ pub fn run_smc(
     cfg.validate()?;
     let dim = target.dim();
     anyhow::ensure!(
-        start.dim() == dim,
-        "the SMC start distribution is {}-D but the target is {dim}-D",
-        start.dim()
+        start.dim() == dim && start.scale.len() == dim,
+        "the SMC start distribution is {}-D (with {} scales) but the target is {dim}-D",
+        start.dim(),
+        start.scale.len()
     );
     anyhow::ensure!(
         start.scale.iter().all(|s| *s > 0.0 && s.is_finite()),

@@ -16,12 +16,14 @@ use serde::Serialize;
 /// Flags of the baselines (ignored by `--method dsb`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BaselineArgs {
-    /// Sampler: `dsb` (diffusion), `smc` (adaptive tempering), `nuts` (No-U-Turn, moments only)
-    /// or `sequential` (the learned diffusion inside a particle system: resampling and HMC
-    /// moves along the annealing path; log Z ± s.e.; takes --steps, --iters, --batch, --lr,
-    /// --width, --depth, --particles, --moves, --leapfrog).
-    #[arg(long, value_enum, default_value_t = Method::Dsb)]
-    pub method: Method,
+    /// Sampler: `sequential` (the default: the learned diffusion inside a particle system,
+    /// with resampling and HMC moves along the annealing path; log Z ± s.e.; takes --steps,
+    /// --iters, --batch, --lr, --width, --depth, --particles, --moves, --step-moves,
+    /// --leapfrog), `dsb` (the diffusion sampler alone, with --save/--load, --ipf-iters and
+    /// GPU training; the default when one of its own flags is given), `smc` (adaptive
+    /// tempering) or `nuts` (No-U-Turn, moments only).
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
     /// SMC and sequential: number of particles.
     #[arg(long, default_value_t = 2048, help_heading = "SMC")]
     pub particles: usize,
@@ -32,6 +34,10 @@ pub struct BaselineArgs {
     /// resampling (default 2).
     #[arg(long, help_heading = "SMC")]
     pub moves: Option<usize>,
+    /// Sequential: HMC moves after every step that does not resample (default 0): more
+    /// gradient evaluations for less weight degeneracy.
+    #[arg(long, help_heading = "SMC")]
+    pub step_moves: Option<usize>,
     /// SMC and sequential: leapfrog steps per HMC move.
     #[arg(long, default_value_t = 5, help_heading = "SMC")]
     pub leapfrog: usize,
@@ -64,6 +70,12 @@ pub struct BaselineArgs {
 }
 
 impl BaselineArgs {
+    /// The method: `--method`, or the sequential sampler when it is not given (`dsb sample`
+    /// resolves it first, see `sample::resolve_method`).
+    pub fn method(&self) -> Method {
+        self.method.unwrap_or(Method::Sequential)
+    }
+
     /// The SMC settings these flags give.
     pub fn smc(&self) -> SmcConfig {
         SmcConfig {
@@ -133,6 +145,8 @@ pub struct BaselineSummary {
     pub max_rhat: Option<f64>,
     /// Posterior moment errors against the target's reference, where it has one.
     pub moments: Option<MomentErrors>,
+    /// Mode coverage, for targets with known modes.
+    pub modes: Option<crate::metrics::ModeReport>,
     /// Samples returned.
     pub n_samples: usize,
     /// The seed.
@@ -158,7 +172,7 @@ pub fn run_baseline(
     let mut s = BaselineSummary {
         target: target.name().to_string(),
         dim: target.dim(),
-        method: args.method,
+        method: args.method(),
         smc: None,
         nuts: None,
         sequential: None,
@@ -177,12 +191,13 @@ pub fn run_baseline(
         divergences: None,
         max_rhat: None,
         moments: None,
+        modes: None,
         n_samples: 0,
         seed,
         gradient_evaluations: 0,
         wall_seconds: 0.0,
     };
-    let set = match args.method {
+    let set = match args.method() {
         Method::Dsb => anyhow::bail!("run_baseline is for --method smc or nuts"),
         Method::Smc => {
             let cfg = args.smc();
@@ -269,6 +284,9 @@ pub fn run_baseline(
         }
     };
     s.moments = sample_moment_errors(&set, target);
+    s.modes = target.modes().map(|(centres, _)| {
+        crate::metrics::mode_report(&set.samples, set.dim, &centres, &set.log_w)
+    });
     s.n_samples = set.len();
     s.wall_seconds = start.elapsed().as_secs_f64();
     Ok((set, s))
@@ -333,6 +351,12 @@ pub fn print_baseline_summary(s: &BaselineSummary) {
             s.max_rhat
                 .map(|r| format!(", max split-R-hat {r:.3}"))
                 .unwrap_or_default()
+        );
+    }
+    if let Some(m) = &s.modes {
+        println!(
+            "modes        {}/{} found; nearest-mode entropy / log K = {:.3} (weighted {:.3})",
+            m.modes_found, m.modes, m.entropy_ratio, m.weighted_entropy_ratio
         );
     }
     if let Some(m) = &s.moments {

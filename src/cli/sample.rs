@@ -26,7 +26,7 @@ use std::time::Instant;
 /// (`dsb sample --target NAME --help` shows the generic defaults; the summary prints those used).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Settings shown without a default take the target's recommended value (src/recommend.rs); the summary prints every value used.\n\nExamples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy\n  dsb sample --target gaussian --steps 8 --horizon 0.25 --ipf-iters 3 --iters 400\n  dsb sample --target german-credit --precondition laplace --iters 100 --steps 16\n  dsb sample --target sonar --method smc\n  dsb sample --target german-credit --method nuts --out draws.csv"
+    after_help = "The default method is the sequential sampler (--method sequential); a flag that only the diffusion sampler reads (--save, --load, --log, --ipf-iters, --horizon, --loss, --replay, --device, ...) selects --method dsb instead. Settings shown without a default take the target's recommended value (src/recommend.rs); the summary prints every value used.\n\nExamples:\n  dsb sample --target gmm --plot gmm.png\n  dsb sample --target gmm --method dsb --plot gmm.png\n  dsb sample --target funnel --out funnel.csv --json\n  dsb sample --target gaussian --dim 8 --save g8.safetensors\n  dsb sample --target gaussian --dim 8 --load g8.safetensors --n 100000 --out g8.npy\n  dsb sample --target gaussian --steps 8 --horizon 0.25 --ipf-iters 3 --iters 400\n  dsb sample --target german-credit --precondition laplace --iters 100 --steps 16\n  dsb sample --target sonar --method smc\n  dsb sample --target german-credit --method nuts --out draws.csv"
 )]
 pub struct SampleArgs {
     /// Built-in target (see `dsb targets`): gaussian, gmm, mixture, funnel, many-well,
@@ -190,14 +190,60 @@ fn sequential_config(a: &SampleArgs) -> SequentialConfig {
         depth: a.depth.unwrap_or(d.depth),
         particles: a.baseline.particles,
         moves: a.baseline.moves.unwrap_or(d.moves),
+        step_moves: a.baseline.step_moves.unwrap_or(d.step_moves),
         leapfrog_steps: a.baseline.leapfrog,
         ..d
     }
 }
 
+/// The flags that only the diffusion sampler (`--method dsb`) reads, given on this command line.
+fn diffusion_flags(a: &SampleArgs) -> Vec<&'static str> {
+    let given = [
+        (a.load.is_some(), "--load"),
+        (a.save.is_some(), "--save"),
+        (a.log.is_some(), "--log"),
+        (a.ipf.ipf_iters > 0, "--ipf-iters"),
+        (a.horizon.is_some(), "--horizon"),
+        (a.length_scale.is_some(), "--length-scale"),
+        (a.schedule.is_some(), "--schedule"),
+        (a.loss.is_some(), "--loss"),
+        (a.explore.is_some(), "--explore"),
+        (a.replay.is_some(), "--replay"),
+        (a.replay_moves.is_some(), "--replay-moves"),
+        (a.replay_weight.is_some(), "--replay-weight"),
+        (a.device != "cpu", "--device"),
+    ];
+    given
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect()
+}
+
+/// Fixes the method when `--method` is not given: the sequential sampler, or the diffusion
+/// sampler alone when a flag only it reads is given (said on stderr unless quiet).
+fn resolve_method(a: &mut SampleArgs) {
+    if a.baseline.method.is_some() {
+        return;
+    }
+    let flags = diffusion_flags(a);
+    if flags.is_empty() {
+        a.baseline.method = Some(Method::Sequential);
+    } else {
+        if !a.quiet {
+            eprintln!(
+                "method: dsb (the diffusion sampler alone), because {} only it reads; the \
+                 default is --method sequential",
+                flags.join(", ")
+            );
+        }
+        a.baseline.method = Some(Method::Dsb);
+    }
+}
+
 /// Runs `dsb sample`.
-pub fn run(a: SampleArgs) -> anyhow::Result<()> {
+pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
     let start = Instant::now();
+    resolve_method(&mut a);
     check_before_work(&a)?;
     let opts = TargetOptions {
         dim: a.dim,
@@ -304,14 +350,15 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
     let device = super::device(&a.device)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
-    if a.baseline.method != Method::Dsb {
+    if a.baseline.method() != Method::Dsb {
         if a.load.is_some() || a.save.is_some() || a.ipf.ipf_iters > 0 || a.log.is_some() {
             bail!(
                 "--load, --save, --log and --ipf-iters belong to the diffusion sampler; drop them \
                  with --method {}",
-                super::kebab(&a.baseline.method)
+                super::kebab(&a.baseline.method())
             );
         }
+        scfg.checked_scales(target.dim())?;
         let seq = sequential_config(&a);
         let (mut set, mut summary) = run_baseline(
             target.as_ref(),
@@ -326,7 +373,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             set.samples = p.to_original(&set.samples);
             summary.moments = crate::metrics::sample_moment_errors(&set, original.as_ref());
         }
-        match a.baseline.method {
+        match a.baseline.method() {
             Method::Smc => check_weights(&set, "SMC's particles")?,
             Method::Sequential => check_weights(&set, "the sequential sampler's particles")?,
             _ => {}
@@ -516,7 +563,7 @@ fn check_before_work(a: &SampleArgs) -> anyhow::Result<()> {
     if a.n == 0 {
         bail!("--n must be at least 1");
     }
-    if a.baseline.method == Method::Dsb
+    if a.baseline.method() == Method::Dsb
         && a.iters == Some(0)
         && (a.load.is_none() || a.ipf.ipf_iters > 0)
     {
@@ -577,7 +624,7 @@ fn run_memory(
     let (d, w, l) = (dim as f64, scfg.width as f64, scfg.depth as f64);
     let steps = scfg.steps as f64 + 1.0;
     let n = a.n as f64;
-    let (work, what) = if a.baseline.method == Method::Dsb {
+    let (work, what) = if a.baseline.method() == Method::Dsb {
         // Parameters with their gradients and Adam's two moments; per path and step, the state,
         // its score, the network's activations (kept for the backward pass) and candle's
         // temporaries. Calibrated on peak resident memory: lgcp (1600-D, 64 steps, batch 256,
@@ -591,6 +638,21 @@ fn run_memory(
             format!(
                 "dim {dim} × batch {} × steps {} × width {} x {}",
                 tcfg.batch, scfg.steps, scfg.width, scfg.depth
+            ),
+        )
+    } else if a.baseline.method() == Method::Sequential {
+        // Per training particle and step: the recorded states and scores (f32) and the
+        // network's activations; per particle of the final run, a few copies of its state.
+        let c = sequential_config(a);
+        let (w, l) = (c.width as f64, c.depth as f64);
+        let per_path = (c.steps as f64 + 1.0) * (16.0 * d + 8.0 + 16.0 * w * l);
+        let batch = c.batch as f64 * c.buffer as f64;
+        let run = 10.0 * 8.0 * d * c.particles.max(c.batch) as f64;
+        (
+            batch * per_path + run + 16.0 * c.steps as f64 * d,
+            format!(
+                "dim {dim} × batch {} × steps {} (replay buffer of {}) and {} particles",
+                c.batch, c.steps, c.buffer, c.particles
             ),
         )
     } else {
@@ -636,7 +698,7 @@ fn write_outputs(a: &SampleArgs, target: &dyn Target, set: &SampleSet) -> anyhow
                 set.len(),
                 if a.resample { " (resampled)" } else { "" }
             ),
-            layers: vec![("dsb".into(), pts(set), (31, 119, 180))],
+            layers: vec![(super::kebab(&a.baseline.method()), pts(set), (31, 119, 180))],
             markers: None,
             side_by_side: false,
         };
@@ -690,7 +752,7 @@ fn plot_1d(
             }
         ),
         layers: vec![(
-            "dsb".into(),
+            super::kebab(&a.baseline.method()),
             (0..set.len()).map(|i| set.row(i)[0] as f64).collect(),
             crate::estimate::normalised_weights(&set.log_w),
             (31, 119, 180),

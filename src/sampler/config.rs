@@ -77,6 +77,20 @@ impl SamplerConfig {
             .unwrap_or_else(|| vec![self.sigma; dim])
     }
 
+    /// The prior's scales for a `dim`-dimensional target, checked: the settings are valid and
+    /// `--sigma` gives one scale or `dim` of them.
+    pub fn checked_scales(&self, dim: usize) -> Result<Vec<f64>> {
+        self.validate()?;
+        let scales = self.scales(dim);
+        if scales.len() != dim {
+            return Err(DsbError::InvalidInput(format!(
+                "--sigma has {} per-coordinate scales but the target has dimension {dim}; give one value or {dim}",
+                scales.len()
+            )));
+        }
+        Ok(scales)
+    }
+
     /// t_1 of the geometric schedule: the time at which the forward noise σ√(1 − e^{−2t}) of the
     /// widest coordinate reaches a tenth of the length scale ℓ (the first step's noise is ≤ 0.1ℓ).
     pub fn first_time(&self, dim: usize) -> f64 {

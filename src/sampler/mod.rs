@@ -99,17 +99,10 @@ impl DiffusionSampler {
     /// A new, untrained sampler (its network output starts at zero, so it first samples the
     /// prior), with weights drawn from a generator seeded by `seed`.
     pub fn new(dim: usize, config: SamplerConfig, seed: u64, device: &Device) -> Result<Self> {
-        config.validate()?;
         if dim == 0 {
             return Err(DsbError::InvalidInput("the target has dimension 0".into()));
         }
-        let scales = config.scales(dim);
-        if scales.len() != dim {
-            return Err(DsbError::InvalidInput(format!(
-                "--sigma has {} per-coordinate scales but the target has dimension {dim}; give one value or {dim}",
-                scales.len()
-            )));
-        }
+        let scales = config.checked_scales(dim)?;
         let prior = GaussianPrior::new(
             dim,
             &scales,

@@ -29,6 +29,10 @@ pub struct SequentialConfig {
     pub resampling: Resampling,
     /// HMC moves, invariant for the current intermediate density, after every resampling.
     pub moves: usize,
+    /// HMC moves after every other step (no resampling) but the last: more gradient
+    /// evaluations for less weight degeneracy, as in SMC, which moves at every temperature.
+    #[serde(default)]
+    pub step_moves: usize,
     /// Leapfrog steps per HMC move.
     pub leapfrog_steps: usize,
     /// Initial Langevin step δ of every transition, in the start's whitened units (learned per
@@ -60,9 +64,18 @@ pub struct SequentialConfig {
     pub pilot_particles: usize,
     /// The start's scale is the pilot's posterior standard deviation times this factor.
     pub pilot_inflate: f64,
+    /// Up to this dimension the sampler works in the coordinates whitened by the pilot's full
+    /// (shrunk) covariance, so that correlated posteriors look round to the Langevin
+    /// transitions; above it, by the pilot's standard deviations only.
+    #[serde(default = "default_full_covariance_max_dim")]
+    pub full_covariance_max_dim: usize,
     /// Conditional ESS kept between temperatures by the schedule pilot (as in SMC's adaptive
     /// tempering); the resulting temperatures are interpolated onto the K steps.
     pub schedule_cess: f64,
+}
+
+fn default_full_covariance_max_dim() -> usize {
+    128
 }
 
 impl Default for SequentialConfig {
@@ -73,6 +86,7 @@ impl Default for SequentialConfig {
             resample_threshold: 0.3,
             resampling: Resampling::Multinomial,
             moves: 2,
+            step_moves: 0,
             leapfrog_steps: 5,
             langevin_step: 0.05,
             drift_clip: 10.0,
@@ -86,6 +100,7 @@ impl Default for SequentialConfig {
             depth: 2,
             pilot_particles: 256,
             pilot_inflate: 1.5,
+            full_covariance_max_dim: default_full_covariance_max_dim(),
             schedule_cess: 0.9,
         }
     }
@@ -110,7 +125,7 @@ impl SequentialConfig {
                 self.resample_threshold
             ));
         }
-        if self.moves > 0 && self.leapfrog_steps == 0 {
+        if (self.moves > 0 || self.step_moves > 0) && self.leapfrog_steps == 0 {
             return bad("--leapfrog 0: an HMC move needs at least one leapfrog step".into());
         }
         let positive = |v: f64| v > 0.0 && v.is_finite();

@@ -35,15 +35,16 @@
 
 mod config;
 mod loss;
+mod pilot;
 mod system;
 
 pub use config::{Resampling, SequentialConfig};
 pub use system::SequentialRun;
 
-use crate::baseline::{DiagGaussian, MoveKernel, SmcConfig, run_smc};
+use crate::baseline::DiagGaussian;
 use crate::error::{DsbError, Result};
 use crate::nn::{DriftNet, ParamStore, TimeFeatures};
-use crate::target::Target;
+use crate::target::{AffineMap, Target};
 use crate::train::Optimiser;
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
@@ -62,6 +63,9 @@ pub struct SequentialSampler {
     net: DriftNet,
     log_delta: Tensor,
     device: Device,
+    /// The pilot's whitening x = m + Lz: the sampler then works on z (its start, states and
+    /// moves), and maps the samples back.
+    whitening: Option<AffineMap>,
     grad_evals: u64,
     trained: usize,
 }
@@ -143,105 +147,24 @@ impl SequentialSampler {
             net,
             log_delta,
             device: device.clone(),
+            whitening: None,
             grad_evals: 0,
             trained: 0,
         })
-    }
-
-    /// A sampler for `target` whose start and temperatures come from two pilot SMC runs of
-    /// `config.pilot_particles` particles: the first from `guess` gives the posterior mean and
-    /// standard deviations (the start is N(mean, (inflate · sd)²)); the second, from that start,
-    /// gives the temperatures by adaptive tempering at `schedule_cess`, interpolated onto
-    /// `config.steps` steps. Without a pilot (`pilot_particles` 0) the start is `guess` and the
-    /// temperatures are geometric from 10⁻⁴. The pilots' gradient evaluations are counted.
-    pub fn with_pilot(
-        target: &dyn Target,
-        guess: &DiagGaussian,
-        config: SequentialConfig,
-        seed: u64,
-        rng: &mut StdRng,
-        device: &Device,
-    ) -> Result<Self> {
-        config.validate()?;
-        if target.dim() != guess.dim() {
-            return Err(DsbError::InvalidInput(format!(
-                "the start is {}-D but the target '{}' is {}-D",
-                guess.dim(),
-                target.name(),
-                target.dim()
-            )));
-        }
-        let k = config.steps;
-        if config.pilot_particles == 0 {
-            let betas = geometric_betas(k);
-            return Self::new(guess.clone(), betas, config, seed, device);
-        }
-        let pilot_cfg = SmcConfig {
-            particles: config.pilot_particles,
-            kernel: MoveKernel::Hmc,
-            moves: 2,
-            leapfrog_steps: 5,
-            cess_target: 0.5,
-            ..SmcConfig::default()
-        };
-        let first = run_smc(target, guess, &pilot_cfg, rng, |_| {})
-            .map_err(|e| DsbError::InvalidInput(format!("pilot SMC run: {e:#}")))?;
-        let s = &first.samples;
-        let (mean, sd) = crate::metrics::weighted_moments(&s.samples, s.dim, &s.log_w);
-        let scale: Vec<f64> = sd
-            .iter()
-            .zip(&guess.scale)
-            .map(|(s, g)| {
-                let v = s * config.pilot_inflate;
-                if v.is_finite() && v > 0.0 { v } else { *g }
-            })
-            .collect();
-        let mean: Vec<f64> = mean
-            .iter()
-            .zip(&guess.mean)
-            .map(|(m, g)| if m.is_finite() { *m } else { *g })
-            .collect();
-        let start = DiagGaussian { mean, scale };
-        let schedule_cfg = SmcConfig {
-            cess_target: config.schedule_cess,
-            moves: 1,
-            ..pilot_cfg
-        };
-        let second = run_smc(target, &start, &schedule_cfg, rng, |_| {})
-            .map_err(|e| DsbError::InvalidInput(format!("schedule pilot SMC run: {e:#}")))?;
-        let temps: Vec<f64> = std::iter::once(0.0)
-            .chain(second.steps.iter().map(|s| s.beta))
-            .collect();
-        let betas = interpolate_betas(&temps, k);
-        // The Langevin steps start at δ = ε²/2 of the pilot's adapted HMC step ε at the
-        // nearest temperature (MALA's drift for step ε), converted from the pilot's
-        // preconditioner (the particle sd, about s / inflate) to the start's whitened units and
-        // halved, since an unadjusted step has no rejection to save it.
-        let eps: Vec<f64> = second.steps.iter().map(|s| s.step_size).collect();
-        let deltas: Vec<f64> = (0..k)
-            .map(|i| {
-                let b = betas[i + 1];
-                let j = second
-                    .steps
-                    .iter()
-                    .position(|s| s.beta >= b)
-                    .unwrap_or(eps.len() - 1);
-                0.25 * eps[j] * eps[j] / (config.pilot_inflate * config.pilot_inflate)
-            })
-            .collect();
-        let mut s = Self::new(start, betas, config, seed, device)?;
-        s.set_langevin_steps(&deltas)?;
-        s.grad_evals = first.gradient_evaluations + second.gradient_evaluations;
-        Ok(s)
     }
 
     /// The settings.
     pub fn config(&self) -> &SequentialConfig {
         &self.config
     }
-    /// The start π₀.
+    /// The start π₀, in the sampler's coordinates (z of [`SequentialSampler::whitening`] where
+    /// there is one).
     pub fn start(&self) -> &DiagGaussian {
         &self.start
+    }
+    /// The pilot's full-covariance whitening x = m + Lz, where the sampler works on z.
+    pub fn whitening(&self) -> Option<&AffineMap> {
+        self.whitening.as_ref()
     }
     /// The temperatures β₀ = 0 < … < β_K = 1.
     pub fn betas(&self) -> &[f64] {

@@ -9,7 +9,7 @@ use crate::baseline::{Preconditioner, Want, evaluate};
 use crate::error::{DsbError, Result};
 use crate::estimate::{eve_log_z_stderr, log_sum_exp, multinomial_resample, systematic_resample};
 use crate::sampler::SampleSet;
-use crate::target::Target;
+use crate::target::{Target, Whitened};
 use candle_core::Tensor;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -118,8 +118,27 @@ impl SequentialSampler {
     }
 
     /// Runs the particle system with `n` particles from π₀ to the target, recording the
-    /// transitions when `record`.
+    /// transitions when `record`; with a whitening, on the whitened target, and the samples are
+    /// mapped back to the target's coordinates.
     pub(crate) fn run(
+        &mut self,
+        target: &dyn Target,
+        n: usize,
+        rng: &mut StdRng,
+        record: bool,
+    ) -> Result<SequentialRun> {
+        match self.whitening.clone() {
+            None => self.run_in(target, n, rng, record),
+            Some(map) => {
+                let mut run = self.run_in(&Whitened::new(target, &map)?, n, rng, record)?;
+                run.samples.samples = map.to_original(&run.samples.samples);
+                Ok(run)
+            }
+        }
+    }
+
+    /// [`SequentialSampler::run`] in the sampler's own coordinates.
+    fn run_in(
         &mut self,
         target: &dyn Target,
         n: usize,
@@ -231,7 +250,10 @@ impl SequentialSampler {
             }
             pop = Population { log_w, ..new_pop };
             let ess = crate::baseline::ess_fraction(&pop.log_w);
-            if k + 1 < k_steps && ess < self.config.resample_threshold {
+            if k + 1 == k_steps {
+                continue;
+            }
+            let n_moves = if ess < self.config.resample_threshold {
                 let idx = match self.config.resampling {
                     Resampling::Multinomial => multinomial_resample(&pop.log_w, n, rng),
                     Resampling::Systematic => systematic_resample(&pop.log_w, n, rng),
@@ -243,30 +265,35 @@ impl SequentialSampler {
                     r.segments.push((seg_start, k + 1));
                 }
                 seg_start = k + 1;
-                if self.config.moves > 0 {
-                    let w = vec![1.0 / n as f64; n];
-                    pre = Preconditioner::from_population(&pop.x, d, &w, false, &pre);
-                    let mut counts = (0u64, 0u64);
-                    for _ in 0..self.config.moves {
-                        let acc = hmc_move(
-                            target,
-                            &self.start,
-                            &mut pop,
-                            b1,
-                            &pre,
-                            step_size,
-                            self.config.leapfrog_steps,
-                            rng,
-                            &mut counts,
-                        )
-                        .map_err(|e| DsbError::InvalidInput(format!("HMC move: {e:#}")))?;
-                        step_size = (step_size * (acc - 0.65).exp()).clamp(1e-4, 10.0);
-                        acc_sum += acc;
-                        acc_n += 1;
-                    }
-                    grads += counts.1;
-                    moves += self.config.moves;
+                self.config.moves
+            } else {
+                self.config.step_moves
+            };
+            if n_moves > 0 {
+                // HMC leaves π_{k+1} invariant, so the weights are unchanged; a move splits
+                // no segment of the loss either, whose states are the transitions' own.
+                let w: Vec<f64> = pop.log_w.iter().map(|l| l.exp()).collect();
+                pre = Preconditioner::from_population(&pop.x, d, &w, false, &pre);
+                let mut counts = (0u64, 0u64);
+                for _ in 0..n_moves {
+                    let acc = hmc_move(
+                        target,
+                        &self.start,
+                        &mut pop,
+                        b1,
+                        &pre,
+                        step_size,
+                        self.config.leapfrog_steps,
+                        rng,
+                        &mut counts,
+                    )
+                    .map_err(|e| DsbError::InvalidInput(format!("HMC move: {e:#}")))?;
+                    step_size = (step_size * (acc - 0.65).exp()).clamp(1e-4, 10.0);
+                    acc_sum += acc;
+                    acc_n += 1;
                 }
+                grads += counts.1;
+                moves += n_moves;
             }
         }
         if let Some(r) = rec.as_mut() {

@@ -27,7 +27,7 @@ pub use lgcp::{LaplaceFit, Lgcp, bin_counts, gram_matrix, pines_points};
 pub use logistic::{Intercept, LogisticRegression, PosteriorReference};
 pub use many_well::ManyWell;
 pub use mixture::GaussianMixture;
-pub use preconditioned::Preconditioned;
+pub use preconditioned::{AffineMap, Preconditioned, Whitened};
 pub use registry::{TargetInfo, TargetOptions, builtin_target, builtin_targets};
 pub use seeds::{Seeds, seeds_data};
 

@@ -11,10 +11,10 @@ use candle_core::{DType, Device, Result, Tensor};
 use nalgebra::DMatrix;
 use std::sync::Arc;
 
-/// `inner` in the coordinates z = L⁻¹(x − m).
-pub struct Preconditioned {
-    inner: Arc<dyn Target>,
-    name: String,
+/// The change of variables x = m + Lz (L lower-triangular, positive diagonal), with the
+/// tensors that apply it to batches.
+#[derive(Debug, Clone)]
+pub struct AffineMap {
     mean: Vec<f64>,
     l: DMatrix<f64>,
     /// m as a `[1, d]` f32 tensor and Lᵀ as `[d, d]`, for batched x = m + z Lᵀ.
@@ -23,6 +23,103 @@ pub struct Preconditioned {
     /// L as `[d, d]`, for batched gradients g_z = g_x L.
     l_t: Tensor,
     log_det_l: f64,
+}
+
+impl AffineMap {
+    /// x = mean + L z, with L lower-triangular and positive on its diagonal.
+    pub fn new(mean: Vec<f64>, l: DMatrix<f64>) -> crate::error::Result<Self> {
+        let d = mean.len();
+        let bad = |m: String| Err(crate::error::DsbError::InvalidInput(m));
+        if l.nrows() != d || l.ncols() != d {
+            return bad(format!(
+                "a {d}-D change of variables needs a {d}×{d} factor, got {}×{}",
+                l.nrows(),
+                l.ncols()
+            ));
+        }
+        if !(0..d).all(|i| l[(i, i)] > 0.0 && l[(i, i)].is_finite())
+            || !mean.iter().all(|m| m.is_finite())
+        {
+            return bad(
+                "the change of variables needs a finite mean and a factor with a positive diagonal"
+                    .into(),
+            );
+        }
+        let log_det_l = (0..d).map(|i| l[(i, i)].ln()).sum();
+        let dev = Device::Cpu;
+        let to_t = |m: &DMatrix<f64>| -> Result<Tensor> {
+            let rows: Vec<f32> = (0..d)
+                .flat_map(|i| (0..d).map(move |j| (i, j)))
+                .map(|(i, j)| m[(i, j)] as f32)
+                .collect();
+            Tensor::from_vec(rows, (d, d), &dev)
+        };
+        Ok(Self {
+            mean_t: Tensor::from_vec(
+                mean.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                (1, d),
+                &dev,
+            )?,
+            lt_t: to_t(&l.transpose())?,
+            l_t: to_t(&l)?,
+            mean,
+            l,
+            log_det_l,
+        })
+    }
+
+    /// The mean m.
+    pub fn shift(&self) -> &[f64] {
+        &self.mean
+    }
+
+    /// The factor L.
+    pub fn factor(&self) -> &DMatrix<f64> {
+        &self.l
+    }
+
+    /// log det L.
+    pub fn log_det(&self) -> f64 {
+        self.log_det_l
+    }
+
+    /// The original coordinates x = m + Lz of rows `z` (`[n, d]` row-major).
+    pub fn to_original(&self, z: &[f32]) -> Vec<f32> {
+        let d = self.mean.len();
+        z.chunks(d)
+            .flat_map(|row| {
+                (0..d).map(move |i| {
+                    let s: f64 = (0..=i).map(|j| self.l[(i, j)] * row[j] as f64).sum();
+                    (self.mean[i] + s) as f32
+                })
+            })
+            .collect()
+    }
+
+    fn to_x(&self, z: &Tensor) -> Result<Tensor> {
+        let dev = z.device();
+        let z = z.to_dtype(DType::F32)?;
+        z.matmul(&self.lt_t.to_device(dev)?)?
+            .broadcast_add(&self.mean_t.to_device(dev)?)
+    }
+
+    /// log γ̃_z(z) = log γ̃(m + Lz) + log det L.
+    fn log_density(&self, inner: &dyn Target, z: &Tensor) -> Result<Tensor> {
+        inner.log_density(&self.to_x(z)?)? + self.log_det_l
+    }
+
+    /// ∇_z log γ̃_z(z) = ∇_x log γ̃(m + Lz) L.
+    fn grad_log_density(&self, inner: &dyn Target, z: &Tensor) -> Result<Tensor> {
+        let g = inner.grad_log_density(&self.to_x(&z.detach())?)?;
+        g.matmul(&self.l_t.to_device(z.device())?)
+    }
+}
+
+/// `inner` in the coordinates z = L⁻¹(x − m).
+pub struct Preconditioned {
+    inner: Arc<dyn Target>,
+    name: String,
+    map: AffineMap,
     /// Eigenvalues of the Hessian floored by the Laplace approximation (0 otherwise).
     floored_eigenvalues: usize,
 }
@@ -31,7 +128,7 @@ impl std::fmt::Debug for Preconditioned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Preconditioned")
             .field("name", &self.name)
-            .field("log_det_l", &self.log_det_l)
+            .field("log_det_l", &self.map.log_det_l)
             .finish()
     }
 }
@@ -49,28 +146,10 @@ impl Preconditioned {
             (0..d).all(|i| l[(i, i)] > 0.0 && l[(i, i)].is_finite()),
             "the preconditioning factor must have a positive diagonal"
         );
-        let log_det_l = (0..d).map(|i| l[(i, i)].ln()).sum();
-        let dev = Device::Cpu;
-        let to_t = |m: &DMatrix<f64>| -> Result<Tensor> {
-            let rows: Vec<f32> = (0..d)
-                .flat_map(|i| (0..d).map(move |j| (i, j)))
-                .map(|(i, j)| m[(i, j)] as f32)
-                .collect();
-            Tensor::from_vec(rows, (d, d), &dev)
-        };
         Ok(Self {
             name: format!("{}+laplace", inner.name()),
-            mean_t: Tensor::from_vec(
-                mean.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-                (1, d),
-                &dev,
-            )?,
-            lt_t: to_t(&l.transpose())?,
-            l_t: to_t(&l)?,
+            map: AffineMap::new(mean, l)?,
             inner,
-            mean,
-            l,
-            log_det_l,
             floored_eigenvalues: 0,
         })
     }
@@ -102,37 +181,22 @@ impl Preconditioned {
 
     /// The original coordinates x = m + Lz of rows `z` (`[n, d]` row-major).
     pub fn to_original(&self, z: &[f32]) -> Vec<f32> {
-        let d = self.mean.len();
-        z.chunks(d)
-            .flat_map(|row| {
-                (0..d).map(move |i| {
-                    let s: f64 = (0..=i).map(|j| self.l[(i, j)] * row[j] as f64).sum();
-                    (self.mean[i] + s) as f32
-                })
-            })
-            .collect()
+        self.map.to_original(z)
     }
 
     /// The mean m of the change of variables.
     pub fn shift(&self) -> &[f64] {
-        &self.mean
+        self.map.shift()
     }
 
     /// The factor L of the change of variables.
     pub fn factor(&self) -> &DMatrix<f64> {
-        &self.l
+        self.map.factor()
     }
 
     /// The target in the original coordinates.
     pub fn inner(&self) -> &Arc<dyn Target> {
         &self.inner
-    }
-
-    fn to_x(&self, z: &Tensor) -> Result<Tensor> {
-        let dev = z.device();
-        let z = z.to_dtype(DType::F32)?;
-        z.matmul(&self.lt_t.to_device(dev)?)?
-            .broadcast_add(&self.mean_t.to_device(dev)?)
     }
 }
 
@@ -141,14 +205,13 @@ impl Target for Preconditioned {
         &self.name
     }
     fn dim(&self) -> usize {
-        self.mean.len()
+        self.map.mean.len()
     }
     fn log_density(&self, z: &Tensor) -> Result<Tensor> {
-        self.inner.log_density(&self.to_x(z)?)? + self.log_det_l
+        self.map.log_density(self.inner.as_ref(), z)
     }
     fn grad_log_density(&self, z: &Tensor) -> Result<Tensor> {
-        let g = self.inner.grad_log_density(&self.to_x(&z.detach())?)?;
-        g.matmul(&self.l_t.to_device(z.device())?)
+        self.map.grad_log_density(self.inner.as_ref(), z)
     }
     fn log_z(&self) -> Option<f64> {
         self.inner.log_z()
@@ -160,6 +223,39 @@ impl Target for Preconditioned {
     }
     fn suggested_sigma(&self) -> Option<f64> {
         Some(1.0)
+    }
+}
+
+/// A borrowed target seen through an [`AffineMap`]: the same Z, for samplers that whiten a
+/// target they do not own (the sequential sampler's pilot whitening).
+pub struct Whitened<'a> {
+    inner: &'a dyn Target,
+    map: &'a AffineMap,
+}
+
+impl<'a> Whitened<'a> {
+    /// `inner` in the coordinates z = L⁻¹(x − m) of `map` (of the same dimension).
+    pub fn new(inner: &'a dyn Target, map: &'a AffineMap) -> crate::error::Result<Self> {
+        super::check_dimension(inner, map.mean.len())?;
+        Ok(Self { inner, map })
+    }
+}
+
+impl Target for Whitened<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn dim(&self) -> usize {
+        self.map.mean.len()
+    }
+    fn log_density(&self, z: &Tensor) -> Result<Tensor> {
+        self.map.log_density(self.inner, z)
+    }
+    fn grad_log_density(&self, z: &Tensor) -> Result<Tensor> {
+        self.map.grad_log_density(self.inner, z)
+    }
+    fn log_z(&self) -> Option<f64> {
+        self.inner.log_z()
     }
 }
 
