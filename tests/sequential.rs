@@ -304,14 +304,14 @@ fn pilot_whitening_keeps_z_hat_unbiased_and_samples_in_target_coordinates() {
         let set = &r.samples;
         let w = dsb::estimate::normalised_weights(&set.log_w);
         for (row, wi) in set.samples.chunks(5).zip(&w) {
-            for j in 0..5 {
-                sums[j] += wi * row[j] as f64 / runs as f64;
+            for (sum, x) in sums.iter_mut().zip(row) {
+                *sum += wi * *x as f64 / runs as f64;
             }
         }
     }
-    for j in 0..5 {
+    for (j, sum) in sums.iter().enumerate() {
         let sd = target.covariance()[(j, j)].sqrt();
-        let err = (sums[j] - target.mean()[j]) / sd;
+        let err = (sum - target.mean()[j]) / sd;
         assert!(err.abs() < 0.1, "coordinate {j}: mean error {err:.3} sd");
     }
 }

@@ -25,10 +25,10 @@ pub struct BaselineArgs {
     #[arg(long, value_enum)]
     pub method: Option<Method>,
     /// SMC and sequential: number of particles.
-    #[arg(long, default_value_t = 2048, help_heading = "SMC")]
+    #[arg(long, default_value_t = SmcConfig::default().particles, help_heading = "SMC")]
     pub particles: usize,
     /// SMC: MCMC kernel moving the particles.
-    #[arg(long, value_enum, default_value_t = MoveKernel::Hmc, help_heading = "SMC")]
+    #[arg(long, value_enum, default_value_t = SmcConfig::default().kernel, help_heading = "SMC")]
     pub kernel: MoveKernel,
     /// SMC: MCMC moves per temperature (default 10); sequential: HMC moves after each
     /// resampling (default 2).
@@ -39,33 +39,33 @@ pub struct BaselineArgs {
     #[arg(long, help_heading = "SMC")]
     pub step_moves: Option<usize>,
     /// SMC and sequential: leapfrog steps per HMC move.
-    #[arg(long, default_value_t = 5, help_heading = "SMC")]
+    #[arg(long, default_value_t = SmcConfig::default().leapfrog_steps, help_heading = "SMC")]
     pub leapfrog: usize,
     /// SMC: conditional ESS kept from one temperature to the next (closer to 1: more, smaller
     /// temperature steps).
     #[arg(
         long,
         allow_negative_numbers = true,
-        default_value_t = 0.95,
+        default_value_t = SmcConfig::default().cess_target,
         help_heading = "SMC"
     )]
     pub cess: f64,
     /// SMC: precondition the moves with the full particle covariance up to this dimension and
     /// with its diagonal above it (default 0: always diagonal, which measured better on the
     /// logistic regressions; brownian did better with the full covariance).
-    #[arg(long, default_value_t = 0, help_heading = "SMC")]
+    #[arg(long, default_value_t = SmcConfig::default().full_covariance_max_dim, help_heading = "SMC")]
     pub full_cov_max_dim: usize,
     /// NUTS: chains, run one after another.
-    #[arg(long, default_value_t = 4, help_heading = "NUTS")]
+    #[arg(long, default_value_t = NutsConfig::default().chains, help_heading = "NUTS")]
     pub chains: usize,
     /// NUTS: warm-up draws per chain (discarded).
-    #[arg(long, default_value_t = 1000, help_heading = "NUTS")]
+    #[arg(long, default_value_t = NutsConfig::default().tune, help_heading = "NUTS")]
     pub tune: u64,
     /// NUTS: draws kept per chain.
-    #[arg(long, default_value_t = 1000, help_heading = "NUTS")]
+    #[arg(long, default_value_t = NutsConfig::default().draws, help_heading = "NUTS")]
     pub draws: u64,
     /// NUTS: maximum tree depth.
-    #[arg(long, default_value_t = 10, help_heading = "NUTS")]
+    #[arg(long, default_value_t = NutsConfig::default().max_depth, help_heading = "NUTS")]
     pub max_depth: u64,
 }
 
@@ -81,7 +81,7 @@ impl BaselineArgs {
         SmcConfig {
             particles: self.particles,
             kernel: self.kernel,
-            moves: self.moves.unwrap_or(10),
+            moves: self.moves.unwrap_or(SmcConfig::default().moves),
             leapfrog_steps: self.leapfrog,
             cess_target: self.cess,
             full_covariance_max_dim: self.full_cov_max_dim,
