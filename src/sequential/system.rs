@@ -287,7 +287,7 @@ impl SequentialSampler {
                         rng,
                         &mut counts,
                     )
-                    .map_err(|e| DsbError::InvalidInput(format!("HMC move: {e:#}")))?;
+                    .map_err(|e| DsbError::InvalidInput(format!("HMC move: {e}")))?;
                     step_size = (step_size * (acc - 0.65).exp()).clamp(1e-4, 10.0);
                     acc_sum += acc;
                     acc_n += 1;
