@@ -6,11 +6,11 @@
 //! the next `draws`. nuts-rs draws its randomness from rand 0.10, seeded here from the run's
 //! seed and the chain number, so a seed gives the same chains on the same machine.
 
-use super::particles::{DiagGaussian, Want, evaluate};
+use super::particles::DiagGaussian;
 use crate::error::{DsbError, ensure_valid, invalid};
 use crate::estimate::Estimates;
 use crate::sampler::SampleSet;
-use crate::target::Target;
+use crate::target::{Target, Want, evaluate};
 use nuts_rs::rand::SeedableRng as _;
 use nuts_rs::{Chain, CpuLogpFunc, CpuMath, CpuMathError, DiagNutsSettings, LogpError, Settings};
 use rand::Rng;

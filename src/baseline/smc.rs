@@ -19,12 +19,12 @@
 //! adaptation chosen from the current population (the usual adaptive-SMC argument; a small
 //! bias of order 1/N can come from choosing β′ with the same particles).
 
-use super::particles::{DiagGaussian, Want, evaluate};
+use super::particles::DiagGaussian;
 use super::precondition::Preconditioner;
 use crate::error::{Result, ensure_valid, invalid};
 use crate::estimate::{Estimates, log_sum_exp, systematic_resample};
 use crate::sampler::SampleSet;
-use crate::target::Target;
+use crate::target::{Target, Want, evaluate};
 use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};

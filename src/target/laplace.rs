@@ -7,8 +7,7 @@
 //! normalising constant or the exactness of the importance weights; a poor approximation only
 //! costs efficiency.
 
-use super::Target;
-use crate::baseline::{Want, evaluate};
+use super::{Target, Want, evaluate};
 use crate::error::{DsbError, ensure_valid, invalid};
 use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
