@@ -1,5 +1,5 @@
 //! The starting distribution of the baselines, a diagonal Gaussian evaluated on f64 rows on the
-//! host (the batched evaluation of a target there is [`crate::target::evaluate`]).
+//! host (the batched evaluation of a target there is [`crate::target::evaluate()`]).
 
 /// A diagonal Gaussian N(mean, diag(scale²)): the starting distribution of SMC.
 #[derive(Debug, Clone, PartialEq)]
