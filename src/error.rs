@@ -3,7 +3,11 @@
 use thiserror::Error;
 
 /// Errors raised by dsb. Tensor-level failures from candle are wrapped in [`DsbError::Tensor`].
+///
+/// The library returns only this type (through [`Result`]); the command line wraps it in
+/// `anyhow` and exits with status 2. New variants may be added, so matches need a `_` arm.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum DsbError {
     /// A tensor operation failed (shape mismatch, device problem, ...).
     #[error("tensor operation failed: {0}")]
@@ -96,6 +100,18 @@ impl DsbError {
         }
     }
 
+    /// An error from another library (an optimiser, nuts-rs), as [`DsbError::InvalidInput`]
+    /// with its whole chain of causes in the message (`outer: inner: …`).
+    pub(crate) fn foreign(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        DsbError::InvalidInput(message)
+    }
+
     /// A malformed file.
     pub fn bad_file(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
         DsbError::BadFile {
@@ -104,3 +120,23 @@ impl DsbError {
         }
     }
 }
+
+/// `DsbError::InvalidInput(format!(…))`: the library's error for a setting, an input or a run
+/// that cannot be used, with the message written as for `format!`.
+macro_rules! invalid {
+    ($($message:tt)+) => {
+        $crate::error::DsbError::InvalidInput(format!($($message)+))
+    };
+}
+
+/// Returns [`invalid!`]`(…)` from the enclosing function unless the condition holds (the
+/// library's counterpart of `anyhow::ensure!`, with the same message).
+macro_rules! ensure_valid {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err($crate::error::invalid!($($message)+));
+        }
+    };
+}
+
+pub(crate) use {ensure_valid, invalid};

@@ -43,6 +43,7 @@ pub mod error;
 pub mod estimate;
 pub mod eval;
 pub mod fit;
+pub mod fsutil;
 pub mod io;
 pub mod ipf;
 pub mod metrics;

@@ -7,8 +7,10 @@ mod particles;
 mod precondition;
 mod smc;
 
+/// Kept here for existing callers; the evaluation lives in [`crate::target`].
+pub use crate::target::{Want, evaluate};
 pub use nuts::{NutsConfig, NutsResult, run_nuts};
-pub use particles::{DiagGaussian, Want, evaluate};
+pub use particles::DiagGaussian;
 pub use precondition::Preconditioner;
 pub use smc::{MoveKernel, SmcConfig, SmcResult, SmcStep, run_smc};
 pub(crate) use smc::{Population, ess_fraction, final_set, hmc_move, tempered};

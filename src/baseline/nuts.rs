@@ -6,10 +6,11 @@
 //! the next `draws`. nuts-rs draws its randomness from rand 0.10, seeded here from the run's
 //! seed and the chain number, so a seed gives the same chains on the same machine.
 
-use super::particles::{DiagGaussian, Want, evaluate};
+use super::particles::DiagGaussian;
+use crate::error::{DsbError, ensure_valid, invalid};
 use crate::estimate::Estimates;
 use crate::sampler::SampleSet;
-use crate::target::Target;
+use crate::target::{Target, Want, evaluate};
 use nuts_rs::rand::SeedableRng as _;
 use nuts_rs::{Chain, CpuLogpFunc, CpuMath, CpuMathError, DiagNutsSettings, LogpError, Settings};
 use rand::Rng;
@@ -43,10 +44,10 @@ impl Default for NutsConfig {
 
 impl NutsConfig {
     /// Checks the settings, naming the flag at fault.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.chains >= 1, "--chains must be at least 1");
-        anyhow::ensure!(self.draws >= 1, "--draws must be at least 1");
-        anyhow::ensure!(
+    pub fn validate(&self) -> crate::error::Result<()> {
+        ensure_valid!(self.chains >= 1, "--chains must be at least 1");
+        ensure_valid!(self.draws >= 1, "--draws must be at least 1");
+        ensure_valid!(
             (1..=20).contains(&self.max_depth),
             "--max-depth {}: use a value in 1..=20",
             self.max_depth
@@ -152,10 +153,10 @@ pub fn run_nuts(
     cfg: &NutsConfig,
     rng: &mut impl Rng,
     mut progress: impl FnMut(usize, u64),
-) -> anyhow::Result<NutsResult> {
+) -> crate::error::Result<NutsResult> {
     cfg.validate()?;
     let d = target.dim();
-    anyhow::ensure!(
+    ensure_valid!(
         start.dim() == d,
         "the NUTS start distribution is {}-D but the target is {d}-D",
         start.dim()
@@ -171,11 +172,15 @@ pub fn run_nuts(
     for chain in 0..cfg.chains {
         let mut chain_rng = nuts_rs::rand::rngs::ChaCha8Rng::seed_from_u64(rng.random());
         let math = CpuMath::new(TargetLogp { target });
-        let mut sampler = settings.new_chain(chain as u64, math, &mut chain_rng)?;
+        let mut sampler = settings
+            .new_chain(chain as u64, math, &mut chain_rng)
+            .map_err(|e| DsbError::foreign(&*e))?;
         let init = start_point(target, start, rng)?;
-        sampler.set_position(&init)?;
+        sampler
+            .set_position(&init)
+            .map_err(|e| DsbError::foreign(&*e))?;
         for i in 0..cfg.tune + cfg.draws {
-            let (draw, info) = sampler.draw()?;
+            let (draw, info) = sampler.draw().map_err(|e| DsbError::foreign(&*e))?;
             gradients += info.num_gradients;
             if !info.tuning {
                 samples.extend(draw.iter().map(|&v| v as f32));
@@ -215,7 +220,7 @@ fn start_point(
     target: &dyn Target,
     start: &DiagGaussian,
     rng: &mut impl Rng,
-) -> anyhow::Result<Vec<f64>> {
+) -> crate::error::Result<Vec<f64>> {
     for _ in 0..100 {
         let x: Vec<f64> = start
             .mean
@@ -227,11 +232,11 @@ fn start_point(
             return Ok(x);
         }
     }
-    anyhow::bail!(
+    Err(invalid!(
         "NUTS: 100 start points drawn from N(0, σ²) all had a non-finite log density under '{}'; \
          check the target or pass a --sigma that lands where it is finite",
         target.name()
-    )
+    ))
 }
 
 /// The largest split-R̂ (Gelman et al., BDA3 §11.4) over coordinates: each chain is cut in two

@@ -19,11 +19,12 @@
 //! adaptation chosen from the current population (the usual adaptive-SMC argument; a small
 //! bias of order 1/N can come from choosing β′ with the same particles).
 
-use super::particles::{DiagGaussian, Want, evaluate};
+use super::particles::DiagGaussian;
 use super::precondition::Preconditioner;
+use crate::error::{Result, ensure_valid, invalid};
 use crate::estimate::{Estimates, log_sum_exp, systematic_resample};
 use crate::sampler::SampleSet;
-use crate::target::Target;
+use crate::target::{Target, Want, evaluate};
 use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
@@ -94,27 +95,29 @@ impl Default for SmcConfig {
 
 impl SmcConfig {
     /// Checks the settings, naming the flag at fault.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.particles < 2 {
-            anyhow::bail!(
+            return Err(invalid!(
                 "--particles {}: SMC needs at least 2 particles",
                 self.particles
-            );
+            ));
         }
         if self.kernel == MoveKernel::Hmc && self.leapfrog_steps == 0 {
-            anyhow::bail!("--leapfrog 0: an HMC move needs at least one leapfrog step");
+            return Err(invalid!(
+                "--leapfrog 0: an HMC move needs at least one leapfrog step"
+            ));
         }
         if !(self.cess_target > 0.0 && self.cess_target < 1.0) {
-            anyhow::bail!(
+            return Err(invalid!(
                 "--cess {}: must lie strictly between 0 and 1",
                 self.cess_target
-            );
+            ));
         }
         if !(0.0..=1.0).contains(&self.resample_threshold) {
-            anyhow::bail!(
+            return Err(invalid!(
                 "resample threshold {} must lie in [0, 1]",
                 self.resample_threshold
-            );
+            ));
         }
         Ok(())
     }
@@ -244,16 +247,16 @@ pub fn run_smc(
     cfg: &SmcConfig,
     rng: &mut impl Rng,
     mut progress: impl FnMut(&SmcStep),
-) -> anyhow::Result<SmcResult> {
+) -> Result<SmcResult> {
     cfg.validate()?;
     let dim = target.dim();
-    anyhow::ensure!(
+    ensure_valid!(
         start.dim() == dim && start.scale.len() == dim,
         "the SMC start distribution is {}-D (with {} scales) but the target is {dim}-D",
         start.dim(),
         start.scale.len()
     );
-    anyhow::ensure!(
+    ensure_valid!(
         start.scale.iter().all(|s| *s > 0.0 && s.is_finite()),
         "the SMC start distribution needs positive, finite scales"
     );
@@ -267,7 +270,7 @@ pub fn run_smc(
     }
     let l0 = x.chunks(dim).map(|r| start.log_density(r)).collect();
     let (l, g) = evaluate(target, &x, dim, Want::Both)?;
-    anyhow::ensure!(
+    ensure_valid!(
         l.iter().any(|v| v.is_finite()),
         "the target '{}' has a non-finite log density at all {n} starting particles; check the \
          target, or widen the start (--sigma)",
@@ -291,11 +294,11 @@ pub fn run_smc(
     let mut steps = Vec::new();
     while beta < 1.0 {
         if steps.len() >= cfg.max_temperatures {
-            anyhow::bail!(
+            return Err(invalid!(
                 "SMC stalled: {} temperatures reached only β = {beta:.3e}; the target may be \
                  improper or far from the start (try a wider --sigma, or a lower --cess)",
                 steps.len()
-            );
+            ));
         }
         let delta: Vec<f64> = pop
             .l
@@ -317,7 +320,7 @@ pub fn run_smc(
             .map(|(w, d)| w + incremental(next - beta, *d))
             .collect();
         let lse = log_sum_exp(&inc);
-        anyhow::ensure!(
+        ensure_valid!(
             lse.is_finite(),
             "SMC: every particle has zero weight at β = {next:.3e}"
         );
@@ -464,7 +467,7 @@ pub(crate) fn mala_move(
     h: f64,
     rng: &mut impl Rng,
     counts: &mut (u64, u64),
-) -> anyhow::Result<f64> {
+) -> Result<f64> {
     let d = pop.dim;
     let n = pop.l.len();
     let mut gt = vec![0.0; n * d];
@@ -525,7 +528,7 @@ pub(crate) fn hmc_move(
     leapfrog: usize,
     rng: &mut impl Rng,
     counts: &mut (u64, u64),
-) -> anyhow::Result<f64> {
+) -> Result<f64> {
     let d = pop.dim;
     let n = pop.l.len();
     let mut p: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();

@@ -1,6 +1,7 @@
 //! One benchmark run: a method on a target with a seed, under a budget.
 
 use crate::baseline::{DiagGaussian, Method, NutsConfig, SmcConfig, SmcResult, run_nuts, run_smc};
+use crate::error::Result;
 use crate::metrics::sample_moment_errors;
 use crate::recommend::recommended_settings;
 use crate::sampler::{DiffusionSampler, SampleSet};
@@ -72,7 +73,7 @@ pub fn run_one(
     budget: Budget,
     seed: u64,
     laplace: bool,
-) -> anyhow::Result<RunRecord> {
+) -> Result<RunRecord> {
     let start = Instant::now();
     let pre = if laplace {
         Some(Preconditioned::laplace(

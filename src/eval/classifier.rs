@@ -9,7 +9,7 @@
 
 use crate::data::ImageDataset;
 use crate::error::{DsbError, Result};
-use crate::io::atomic_write;
+use crate::fsutil::atomic_write;
 use crate::nn::{Init, ParamStore};
 use crate::train::Adam;
 use candle_core::{D, Device, Module, Tensor};

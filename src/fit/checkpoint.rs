@@ -86,7 +86,7 @@ fn check_marker(map: &HashMap<String, Tensor>, step: usize, path: &Path) -> Resu
 }
 
 fn save_tensors(path: &Path, map: &HashMap<String, Tensor>) -> Result<()> {
-    crate::io::atomic_write_with(path, |tmp| {
+    crate::fsutil::atomic_write_with(path, |tmp| {
         candle_core::safetensors::save(map, tmp).map_err(DsbError::from)
     })
 }
@@ -137,7 +137,7 @@ impl Fit {
         let json = serde_json::to_string_pretty(&saved).expect("settings serialise");
         save_tensors(&dir.join(TRAIN_STATE), &state)?;
         save_tensors(&dir.join(MODEL_WEIGHTS), &weights)?;
-        crate::io::atomic_write(&dir.join(MODEL_SETTINGS), json.as_bytes())
+        crate::fsutil::atomic_write(&dir.join(MODEL_SETTINGS), json.as_bytes())
     }
 
     /// Continues the fit checkpointed in `dir`, with its saved data unless `data` names other

@@ -203,7 +203,7 @@ impl ParamStore {
     /// Writes all variables to a safetensors file, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let snap = self.snapshot()?;
-        crate::io::atomic_write_with(path, |tmp| {
+        crate::fsutil::atomic_write_with(path, |tmp| {
             candle_core::safetensors::save(&snap, tmp).map_err(DsbError::from)
         })
     }

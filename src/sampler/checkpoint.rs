@@ -51,10 +51,10 @@ impl DiffusionSampler {
             SETTINGS_TENSOR.into(),
             candle_core::Tensor::from_vec(bytes, n, &Device::Cpu)?,
         );
-        crate::io::atomic_write_with(path, |tmp| {
+        crate::fsutil::atomic_write_with(path, |tmp| {
             candle_core::safetensors::save(&snap, tmp).map_err(DsbError::from)
         })?;
-        crate::io::atomic_write(&settings_path(path), json.as_bytes())
+        crate::fsutil::atomic_write(&settings_path(path), json.as_bytes())
     }
 
     /// Loads a sampler saved by [`DiffusionSampler::save`]. Returns it with the settings file's

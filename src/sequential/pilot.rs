@@ -135,7 +135,7 @@ impl SequentialSampler {
             ..SmcConfig::default()
         };
         let first = run_smc(target, guess, &pilot_cfg, rng, |_| {})
-            .map_err(|e| DsbError::InvalidInput(format!("pilot SMC run: {e:#}")))?;
+            .map_err(|e| DsbError::InvalidInput(format!("pilot SMC run: {e}")))?;
         let s = &first.samples;
         let lse = crate::estimate::log_sum_exp(&s.log_w);
         let w: Vec<f64> = s.log_w.iter().map(|l| (l - lse).exp()).collect();
@@ -153,7 +153,7 @@ impl SequentialSampler {
             ..pilot_cfg
         };
         let pilot_err =
-            |e: anyhow::Error| DsbError::InvalidInput(format!("schedule pilot SMC run: {e:#}"));
+            |e: DsbError| DsbError::InvalidInput(format!("schedule pilot SMC run: {e}"));
         let (start, whitening) = match whitening {
             Some(map) => (
                 DiagGaussian {

@@ -4,12 +4,11 @@
 
 use super::Resampling;
 use super::SequentialSampler;
-use crate::baseline::{Population, final_set, hmc_move, tempered};
-use crate::baseline::{Preconditioner, Want, evaluate};
+use crate::baseline::{Population, Preconditioner, final_set, hmc_move, tempered};
 use crate::error::{DsbError, Result};
 use crate::estimate::{eve_log_z_stderr, log_sum_exp, multinomial_resample, systematic_resample};
 use crate::sampler::SampleSet;
-use crate::target::{Target, Whitened};
+use crate::target::{Target, Want, Whitened, evaluate};
 use candle_core::Tensor;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -287,7 +286,7 @@ impl SequentialSampler {
                         rng,
                         &mut counts,
                     )
-                    .map_err(|e| DsbError::InvalidInput(format!("HMC move: {e:#}")))?;
+                    .map_err(|e| DsbError::InvalidInput(format!("HMC move: {e}")))?;
                     step_size = (step_size * (acc - 0.65).exp()).clamp(1e-4, 10.0);
                     acc_sum += acc;
                     acc_n += 1;

@@ -7,9 +7,8 @@
 //! normalising constant or the exactness of the importance weights; a poor approximation only
 //! costs efficiency.
 
-use super::Target;
-use crate::baseline::{Want, evaluate};
-use crate::error::DsbError;
+use super::{Target, Want, evaluate};
+use crate::error::{DsbError, ensure_valid, invalid};
 use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
@@ -69,7 +68,7 @@ pub const MODE_SEARCH_MAX_ITERS: u64 = 1000;
 pub fn laplace_approximation(
     target: &dyn Target,
     start: &[f64],
-) -> anyhow::Result<LaplaceApproximation> {
+) -> crate::error::Result<LaplaceApproximation> {
     laplace_approximation_capped(target, start, MODE_SEARCH_MAX_ITERS)
 }
 
@@ -85,25 +84,26 @@ fn laplace_approximation_capped(
     target: &dyn Target,
     start: &[f64],
     max_iters: u64,
-) -> anyhow::Result<LaplaceApproximation> {
+) -> crate::error::Result<LaplaceApproximation> {
     let d = target.dim();
-    anyhow::ensure!(start.len() == d, "the mode search start must be {d}-D");
+    ensure_valid!(start.len() == d, "the mode search start must be {d}-D");
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
-        .with_tolerance_grad(1e-6)?
-        .with_tolerance_cost(1e-12)?;
+        .with_tolerance_grad(1e-6)
+        .and_then(|s| s.with_tolerance_cost(1e-12))
+        .map_err(|e| DsbError::foreign(&*e))?;
     let res = Executor::new(NegLogDensity { target }, solver)
         .configure(|s| s.param(start.to_vec()).max_iters(max_iters))
         .run()
-        .map_err(|e| anyhow::anyhow!("the mode search on '{}' failed: {e}", target.name()))?;
+        .map_err(|e| invalid!("the mode search on '{}' failed: {e}", target.name()))?;
     let state = res.state();
     let mode = state
         .get_best_param()
         .cloned()
-        .ok_or_else(|| anyhow::anyhow!("the mode search on '{}' found no point", target.name()))?;
+        .ok_or_else(|| invalid!("the mode search on '{}' found no point", target.name()))?;
     let iterations = state.get_iter();
     let status = state.get_termination_status().to_string().to_lowercase();
     let (lp, grad) = evaluate(target, &mode, d, Want::Gradient)?;
-    anyhow::ensure!(
+    ensure_valid!(
         lp[0].is_finite(),
         "the mode search on '{}' ended where the log density is not finite",
         target.name()
@@ -128,8 +128,7 @@ fn laplace_approximation_capped(
             } else {
                 String::new()
             }
-        ))
-        .into());
+        )));
     }
     Ok(LaplaceApproximation {
         mode,
@@ -144,7 +143,7 @@ fn laplace_approximation_capped(
 /// step hⱼ = 10⁻²·max(0.1, |xⱼ|) so that f32 gradients keep several digits; symmetrised, and
 /// eigenvalues of H below 10⁻⁶·(largest) floored there. Returns the covariance and the number of
 /// floored eigenvalues.
-fn hessian_at(target: &dyn Target, x: &[f64]) -> anyhow::Result<(DMatrix<f64>, usize)> {
+fn hessian_at(target: &dyn Target, x: &[f64]) -> crate::error::Result<(DMatrix<f64>, usize)> {
     let d = x.len();
     let h: Vec<f64> = x.iter().map(|v| 1e-2 * v.abs().max(0.1)).collect();
     let mut pts = Vec::with_capacity(2 * d * d);
@@ -156,7 +155,7 @@ fn hessian_at(target: &dyn Target, x: &[f64]) -> anyhow::Result<(DMatrix<f64>, u
         }
     }
     let (lp, g) = evaluate(target, &pts, d, Want::Gradient)?;
-    anyhow::ensure!(
+    ensure_valid!(
         lp.iter().all(|v| v.is_finite()),
         "the gradient of '{}' is not finite next to where the mode search stopped: the density \
          may have no finite mode (e.g. it grows without bound as a scale parameter goes to 0), \
@@ -176,7 +175,7 @@ fn hessian_at(target: &dyn Target, x: &[f64]) -> anyhow::Result<(DMatrix<f64>, u
     let sym = (&hess + hess.transpose()) * 0.5;
     let eig = SymmetricEigen::new(sym);
     let top = eig.eigenvalues.iter().cloned().fold(0.0f64, f64::max);
-    anyhow::ensure!(
+    ensure_valid!(
         top > 0.0 && top.is_finite(),
         "the Hessian of −log γ̃ of '{}' at its mode has no positive curvature",
         target.name()
@@ -219,7 +218,7 @@ mod tests {
         let far = [30.0, -40.0, 25.0, 50.0];
         let err = laplace_approximation_capped(&t, &far, 1).unwrap_err();
         let msg = format!("{err}");
-        assert!(err.downcast_ref::<DsbError>().is_some(), "{msg}");
+        assert!(matches!(err, DsbError::InvalidInput(_)), "{msg}");
         for key in [
             "--precondition laplace",
             "did not converge",

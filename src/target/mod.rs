@@ -6,6 +6,7 @@
 //! the reports and the tests.
 
 mod brownian;
+mod evaluate;
 mod funnel;
 mod gaussian;
 mod labelled_csv;
@@ -19,6 +20,7 @@ mod registry;
 mod seeds;
 
 pub use brownian::{BrownianMotion, brownian_observations};
+pub use evaluate::{Want, evaluate};
 pub use funnel::Funnel;
 pub use gaussian::CorrelatedGaussian;
 pub use labelled_csv::LabelledData;

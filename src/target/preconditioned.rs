@@ -135,14 +135,18 @@ impl std::fmt::Debug for Preconditioned {
 
 impl Preconditioned {
     /// `inner` through x = mean + L z, with L lower-triangular and positive on its diagonal.
-    pub fn new(inner: Arc<dyn Target>, mean: Vec<f64>, l: DMatrix<f64>) -> anyhow::Result<Self> {
+    pub fn new(
+        inner: Arc<dyn Target>,
+        mean: Vec<f64>,
+        l: DMatrix<f64>,
+    ) -> crate::error::Result<Self> {
         let d = inner.dim();
-        anyhow::ensure!(
+        crate::error::ensure_valid!(
             mean.len() == d && l.nrows() == d && l.ncols() == d,
             "preconditioning '{}' ({d}-D) needs a {d}-D mean and a {d}×{d} factor",
             inner.name()
         );
-        anyhow::ensure!(
+        crate::error::ensure_valid!(
             (0..d).all(|i| l[(i, i)] > 0.0 && l[(i, i)].is_finite()),
             "the preconditioning factor must have a positive diagonal"
         );
@@ -156,8 +160,12 @@ impl Preconditioned {
 
     /// `inner` preconditioned by its Laplace approximation N(x̂, H⁻¹), with the covariance
     /// inflated by `inflate²` (> 1 widens the start to cover heavier-than-Gaussian tails).
-    pub fn laplace(inner: Arc<dyn Target>, start: &[f64], inflate: f64) -> anyhow::Result<Self> {
-        anyhow::ensure!(
+    pub fn laplace(
+        inner: Arc<dyn Target>,
+        start: &[f64],
+        inflate: f64,
+    ) -> crate::error::Result<Self> {
+        crate::error::ensure_valid!(
             inflate > 0.0 && inflate.is_finite(),
             "the Laplace inflation factor must be positive"
         );
@@ -165,7 +173,9 @@ impl Preconditioned {
         let cov = la.covariance * (inflate * inflate);
         let l = cov
             .cholesky()
-            .ok_or_else(|| anyhow::anyhow!("the Laplace covariance is not positive definite"))?
+            .ok_or_else(|| {
+                crate::error::invalid!("the Laplace covariance is not positive definite")
+            })?
             .l();
         let mut p = Self::new(inner, la.mode, l)?;
         p.floored_eigenvalues = la.floored_eigenvalues;
