@@ -57,7 +57,7 @@ pub struct EvalArgs {
     pub out: Option<PathBuf>,
     /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: super::DeviceArg,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -100,7 +100,7 @@ pub struct TrainClassifierArgs {
     pub out: PathBuf,
     /// Where the network runs: `cpu`, or `cuda`.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: super::DeviceArg,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -147,7 +147,7 @@ pub fn run_train_classifier(a: TrainClassifierArgs) -> anyhow::Result<()> {
             a.data
         );
     }
-    let device = super::device(&a.device)?;
+    let device = super::device(a.device)?;
     let spec = DataSpec {
         name: a.data.clone(),
         n: 0,
@@ -186,7 +186,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.out {
         super::checks::output_file("--out", p, &["json"], ".json")?;
     }
-    let device = super::device(&a.device)?;
+    let device = super::device(a.device)?;
     let (model, saved) = load_model(&a.model, &device)
         .with_context(|| format!("cannot load the model from {}", a.model.display()))?;
     if let (Some(dir), false) = (&a.classifier, saved.model.is_image()) {

@@ -163,7 +163,7 @@ pub struct FitArgs {
     pub stop_after: Option<usize>,
     /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: super::DeviceArg,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -386,7 +386,7 @@ fn default_out(name: &str) -> PathBuf {
 /// Runs `dsb fit`.
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let device = super::device(&a.device)?;
+    let device = super::device(a.device)?;
     let out = match (&a.resume, &a.out, &a.data) {
         (Some(dir), _, _) => dir.clone(),
         (None, Some(dir), _) => dir.clone(),

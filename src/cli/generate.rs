@@ -41,7 +41,7 @@ pub struct GenerateArgs {
     pub seed: u64,
     /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: super::DeviceArg,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -58,7 +58,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
-    let device = super::device(&a.device)?;
+    let device = super::device(a.device)?;
     let (model, saved) = load_model(&a.model, &device)
         .with_context(|| format!("cannot load the model from {}", a.model.display()))?;
     // The points in f32 three times over (chunks, their concatenation, the data coordinates).

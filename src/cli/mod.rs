@@ -44,16 +44,47 @@ pub enum Command {
     TrainClassifier(eval::TrainClassifierArgs),
 }
 
-/// The device named by `--device`: `cpu`, or `cuda` (GPU 0) in a build with the `cuda` feature.
-pub fn device(name: &str) -> anyhow::Result<candle_core::Device> {
-    match name {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        "cuda" if candle_core::utils::cuda_is_available() => Ok(candle_core::Device::new_cuda(0)?),
-        "cuda" => anyhow::bail!(
+/// `--device`: where the networks run. Parsed when the command line is read, so a bad name
+/// fails before any work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceArg {
+    /// The CPU.
+    Cpu,
+    /// GPU 0, in a build with the `cuda` feature.
+    Cuda,
+}
+
+impl std::str::FromStr for DeviceArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            _ => Err("unknown device; use cpu or cuda".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
+/// The candle device for `--device`: the CPU, or GPU 0 where this build has the `cuda` feature.
+pub fn device(d: DeviceArg) -> anyhow::Result<candle_core::Device> {
+    match d {
+        DeviceArg::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceArg::Cuda if candle_core::utils::cuda_is_available() => {
+            Ok(candle_core::Device::new_cuda(0)?)
+        }
+        DeviceArg::Cuda => anyhow::bail!(
             "--device cuda: this dsb was built without GPU support; rebuild with \
              `cargo build --release --features cuda` (needs the CUDA toolkit's nvcc)"
         ),
-        other => anyhow::bail!("--device {other}: unknown device; use cpu or cuda"),
     }
 }
 

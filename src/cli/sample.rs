@@ -138,7 +138,7 @@ pub struct SampleArgs {
     pub log: Option<PathBuf>,
     /// Where the networks run: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: super::DeviceArg,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -211,7 +211,7 @@ fn diffusion_flags(a: &SampleArgs) -> Vec<&'static str> {
         (a.replay.is_some(), "--replay"),
         (a.replay_moves.is_some(), "--replay-moves"),
         (a.replay_weight.is_some(), "--replay-weight"),
-        (a.device != "cpu", "--device"),
+        (a.device != super::DeviceArg::Cpu, "--device"),
     ];
     given
         .into_iter()
@@ -348,7 +348,7 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
             "--n",
         )?;
     }
-    let device = super::device(&a.device)?;
+    let device = super::device(a.device)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
     if a.baseline.method() != Method::Dsb {
         if a.load.is_some() || a.save.is_some() || a.ipf.ipf_iters > 0 || a.log.is_some() {

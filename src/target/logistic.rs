@@ -203,6 +203,16 @@ impl LogisticRegression {
 }
 
 impl Target for LogisticRegression {
+    /// Posterior sds ≈ 0.1–0.5 under a unit prior: a narrower start and a length scale near the
+    /// posterior width. On german credit this cut the error from 3.6 (σ = 1, ℓ = 1) to 0.51
+    /// (README, results).
+    fn sampler_hints(&self) -> super::SamplerHints {
+        super::SamplerHints {
+            sigma: Some(0.5),
+            length_scale: Some(0.2),
+            ..Default::default()
+        }
+    }
     fn posterior_moments(&self) -> Option<PosteriorReference> {
         self.posterior.clone()
     }

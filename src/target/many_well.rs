@@ -58,6 +58,16 @@ impl ManyWell {
 }
 
 impl Target for ManyWell {
+    /// A wider network trained 1000 × 256 (README, results).
+    fn sampler_hints(&self) -> super::SamplerHints {
+        super::SamplerHints {
+            steps: Some(64),
+            width: Some(128),
+            iterations: Some(1000),
+            batch: Some(256),
+            ..Default::default()
+        }
+    }
     fn name(&self) -> &str {
         "many-well"
     }

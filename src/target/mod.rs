@@ -103,6 +103,13 @@ pub trait Target: Send + Sync {
         None
     }
 
+    /// The settings this target asks of the diffusion sampler where the user gives none (see
+    /// [`SamplerHints`]); the default asks for nothing, so a user's target gets the generic
+    /// settings whatever it is called.
+    fn sampler_hints(&self) -> SamplerHints {
+        SamplerHints::default()
+    }
+
     /// Reference posterior means and standard deviations per coordinate, where known (closed
     /// form, or long reference runs shipped with the data). Used to report moment errors in
     /// units of the reference standard deviation.
@@ -124,6 +131,32 @@ pub fn autograd_gradient<T: Target + ?Sized>(target: &T, x: &Tensor) -> Result<T
 }
 
 /// An error unless `target` has the dimension `dim` a sampler was built for.
+/// Settings a target asks of the diffusion sampler (`--method dsb`) when the user gives none:
+/// what its measured runs needed (README, results). `None` leaves the generic default
+/// ([`crate::recommend::recommended_settings`] applies them). They belong to the target's type
+/// and constructor, not to its name, so a user's target called "funnel" inherits nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplerHints {
+    /// Prior scale σ (overrides [`Target::suggested_sigma`] for the diffusion sampler).
+    pub sigma: Option<f64>,
+    /// Length scale ℓ of the time grid.
+    pub length_scale: Option<f64>,
+    /// Time steps.
+    pub steps: Option<usize>,
+    /// Horizon T.
+    pub horizon: Option<f64>,
+    /// Width of the drift network's hidden layers.
+    pub width: Option<usize>,
+    /// Training iterations.
+    pub iterations: Option<usize>,
+    /// Paths per training iteration.
+    pub batch: Option<usize>,
+    /// Peak learning rate.
+    pub lr: Option<f64>,
+    /// HMC replay paths: (fraction of the batch, HMC moves per refresh, weight of the term).
+    pub replay: Option<(f64, usize, f64)>,
+}
+
 pub(crate) fn check_dimension(target: &dyn Target, dim: usize) -> crate::error::Result<()> {
     if target.dim() != dim {
         return Err(crate::error::DsbError::InvalidInput(format!(
