@@ -34,6 +34,8 @@
 //! println!("log Z ≈ {:.3} (true {:.3})", set.estimates.log_z, target.log_z().unwrap());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod baseline;
 pub mod bench;
 pub mod bridge;

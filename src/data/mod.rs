@@ -16,7 +16,6 @@
 //! assert_eq!(x.dims(), &[900, 2]);
 //! ```
 
-#![warn(missing_docs)]
 
 mod error;
 mod idx;
