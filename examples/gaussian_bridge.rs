@@ -5,7 +5,7 @@
 
 use candle_core::Device;
 use dsb::bridge::{GaussianBridge, bridge_moments};
-use dsb::ipf::{ForwardFitConfig, IpfConfig, evaluate, refine};
+use dsb::ipf::{ForwardFitConfig, IpfConfig, fresh_estimates, refine};
 use dsb::prelude::*;
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
             refine(&mut sampler, &target, &tcfg, &ipf, it, 1, &mut rng, |_| {})?;
         }
         let m = bridge_moments(&sampler, &target, 20_000, &mut rng)?;
-        let e = evaluate(&sampler, &target, 4096, &mut rng)?;
+        let e = fresh_estimates(&sampler, &target, 4096, &mut rng)?;
         println!(
             "iter {it}: C {:.3?} dS½ {:.3?} |C err| {:.4}  |Σ0 err| {:.4}  |Σ½ err| {:.4}  |m0 err| {:.4}  logZ err {:+.4} ESS {:.3}  ({:.0}s)",
             m.cross.as_slice(),

@@ -145,9 +145,6 @@ pub struct Reference {
     pub drift: Vec<f64>,
 }
 
-/// The OU reference (kept as a name for the common case).
-pub type OuReference = Reference;
-
 impl Reference {
     /// The exact discretisation of the OU process on `grid`.
     pub fn new(grid: &TimeGrid) -> Self {
@@ -268,7 +265,7 @@ mod tests {
         // Composing the per-step kernels must give the one-shot marginal: ∏ a_k = e^{−T} and the
         // accumulated variance equals σ²(1 − e^{−2T}).
         let g = TimeGrid::new(10, 2.0, Schedule::Cosine, 0.0);
-        let r = OuReference::new(&g);
+        let r = Reference::new(&g);
         let sigma = 1.5;
         let (mut a, mut v) = (1.0, 0.0);
         for k in 0..10 {
@@ -276,6 +273,6 @@ mod tests {
             v = r.decay[k] * r.decay[k] * v + (sigma * r.noise[k]).powi(2);
         }
         assert!((a - (-2.0f64).exp()).abs() < 1e-12);
-        assert!((v - OuReference::marginal_noise_var(2.0, sigma)).abs() < 1e-12);
+        assert!((v - Reference::marginal_noise_var(2.0, sigma)).abs() < 1e-12);
     }
 }

@@ -1,7 +1,7 @@
 //! The IPF part of `dsb sample`: flags, progress bars and per-iteration rows.
 
 use super::progress::bar;
-use crate::ipf::{ForwardFitConfig, IpfConfig, IpfProgress, IpfRow, evaluate, refine};
+use crate::ipf::{ForwardFitConfig, IpfConfig, IpfProgress, IpfRow, fresh_estimates, refine};
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
 use crate::train::TrainConfig;
@@ -102,7 +102,7 @@ pub fn run_refinement(
 ) -> crate::error::Result<Vec<IpfRow>> {
     let row0 = IpfRow {
         iteration: first - 1,
-        estimates: evaluate(sampler, target, cfg.eval_samples, rng)?,
+        estimates: fresh_estimates(sampler, target, cfg.eval_samples, rng)?,
         forward_loss: None,
         backward_loss: None,
         seconds: start_seconds,

@@ -16,7 +16,6 @@
 //! assert_eq!(x.dims(), &[900, 2]);
 //! ```
 
-
 mod error;
 mod idx;
 mod images;

@@ -110,8 +110,9 @@ pub enum IpfProgress<'a> {
     Row(&'a IpfRow),
 }
 
-/// The estimates of `n` fresh paths of the sampler.
-pub fn evaluate(
+/// The estimates (log Ẑ, ELBO, ESS) of `n` fresh paths of the sampler: what each IPF row
+/// reports.
+pub fn fresh_estimates(
     sampler: &DiffusionSampler,
     target: &dyn Target,
     n: usize,
@@ -149,7 +150,7 @@ pub fn refine(
             on_progress(IpfProgress::Backward { ipf, stats })
         })?;
         let seconds = start.elapsed().as_secs_f64();
-        let estimates = evaluate(sampler, target, cfg.eval_samples, rng)?;
+        let estimates = fresh_estimates(sampler, target, cfg.eval_samples, rng)?;
         let row = IpfRow {
             iteration: ipf,
             estimates,
@@ -205,7 +206,7 @@ pub fn run(
     let seconds = start.elapsed().as_secs_f64();
     let row0 = IpfRow {
         iteration: 0,
-        estimates: evaluate(sampler, target, cfg.eval_samples, rng)?,
+        estimates: fresh_estimates(sampler, target, cfg.eval_samples, rng)?,
         forward_loss: None,
         backward_loss: report.last.map(|s| s.loss),
         seconds,
