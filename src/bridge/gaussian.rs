@@ -18,7 +18,6 @@ use crate::sampler::{DiffusionSampler, SamplerConfig};
 use crate::target::{CorrelatedGaussian, Target};
 use candle_core::DType;
 use nalgebra::{DMatrix, DVector};
-use rand::rngs::StdRng;
 
 /// Two Gaussian end points and a Brownian reference of variance σ² on [0, 1].
 #[derive(Debug, Clone)]
@@ -174,7 +173,7 @@ pub fn bridge_moments(
     sampler: &DiffusionSampler,
     target: &dyn Target,
     n: usize,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
 ) -> Result<BridgeMoments> {
     let steps = sampler.grid().steps();
     let times = sampler.grid().times().to_vec();

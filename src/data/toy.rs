@@ -14,8 +14,8 @@
 
 use super::error::{DataError, Result};
 use super::points::Points;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use std::f64::consts::PI;
 use std::fmt;
@@ -99,8 +99,10 @@ impl ToyDataset {
         Points::new(data, n, 2).expect("2 values per point")
     }
 
-    fn point(self, rng: &mut StdRng) -> [f64; 2] {
-        let normal = |rng: &mut StdRng| -> f64 { rng.sample(StandardNormal) };
+    fn point(self, rng: &mut impl rand::Rng) -> [f64; 2] {
+        fn normal(rng: &mut impl rand::Rng) -> f64 {
+            rng.sample(StandardNormal)
+        }
         match self {
             ToyDataset::SwissRoll => {
                 let (e1, e2) = (normal(rng), normal(rng));

@@ -31,8 +31,7 @@
 use super::model::{FitModel, chunk_rows};
 use crate::error::{DsbError, Result};
 use candle_core::{DType, Device, Tensor};
-use rand::Rng;
-use rand::rngs::StdRng;
+
 use serde::{Deserialize, Serialize};
 
 /// Settings of the bound.
@@ -69,7 +68,7 @@ fn half_sq(r: &Tensor) -> Result<Vec<f64>> {
 
 /// The bound for each example of `data` (rows of length d, data coordinates), in nats in data
 /// coordinates, before dequantisation's d log Δ.
-fn per_example(model: &FitModel, data: &[f32], rng: &mut StdRng) -> Result<Vec<f64>> {
+fn per_example(model: &FitModel, data: &[f32], rng: &mut impl rand::Rng) -> Result<Vec<f64>> {
     let d = model.dim();
     let kern = model.kernels();
     let norm = &model.settings().normalisation;
@@ -105,7 +104,12 @@ fn per_example(model: &FitModel, data: &[f32], rng: &mut StdRng) -> Result<Vec<f
 /// ≥ ELBO(x + u) + d log Δ (Jensen), the bound on the discrete data's negative log-likelihood
 /// is reported as bits/dim = −(ELBO_nats/d + log Δ)/log 2 (as DDPM reports it; the same number
 /// as with pixels in [0, 256) and bins of width 1).
-pub fn elbo(model: &FitModel, data: &[f32], opts: &ElboOptions, rng: &mut StdRng) -> Result<Elbo> {
+pub fn elbo(
+    model: &FitModel,
+    data: &[f32],
+    opts: &ElboOptions,
+    rng: &mut impl rand::Rng,
+) -> Result<Elbo> {
     let d = model.dim();
     if data.len() < 2 * d || !data.len().is_multiple_of(d) {
         return Err(DsbError::InvalidInput(format!(

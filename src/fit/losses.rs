@@ -23,8 +23,6 @@ use super::model::FitModel;
 use crate::error::Result;
 use crate::ipf::PathCache;
 use candle_core::{DType, Tensor};
-use rand::Rng;
-use rand::rngs::StdRng;
 
 /// A loss to differentiate and the value to report.
 pub(crate) struct Loss {
@@ -42,7 +40,7 @@ fn column(model: &FitModel, values: Vec<f64>) -> Result<Tensor> {
 }
 
 /// Uniform random steps k ∈ 0..N, one per example.
-fn random_steps(kernels: &Kernels, rows: usize, rng: &mut StdRng) -> Vec<usize> {
+fn random_steps(kernels: &Kernels, rows: usize, rng: &mut impl rand::Rng) -> Vec<usize> {
     (0..rows)
         .map(|_| rng.random_range(0..kernels.steps()))
         .collect()
@@ -79,7 +77,7 @@ fn backward_means(model: &FitModel, x: &Tensor, ks: &[usize]) -> Result<(Tensor,
 pub(crate) fn backward_loss_reference(
     model: &FitModel,
     x0: &Tensor,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
 ) -> Result<Loss> {
     let kern = model.kernels();
     let rows = x0.dim(0)?;
@@ -114,7 +112,7 @@ pub(crate) fn backward_loss_cached(
     model: &FitModel,
     cache: &PathCache,
     rows: usize,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
 ) -> Result<Loss> {
     let paths: Vec<usize> = (0..rows)
         .map(|_| rng.random_range(0..cache.len()))
@@ -132,7 +130,7 @@ pub(crate) fn forward_loss_cached(
     model: &FitModel,
     cache: &PathCache,
     rows: usize,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
 ) -> Result<Loss> {
     let kern = model.kernels();
     let paths: Vec<usize> = (0..rows)

@@ -9,7 +9,6 @@ use crate::error::{DsbError, Result};
 use crate::process::{ReferenceKind, Schedule, TimeGrid};
 use crate::sampler::normal_tensor;
 use candle_core::{DType, Device, Tensor};
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -213,12 +212,12 @@ impl FitModel {
     }
 
     /// `rows` standard normal rows (seeded).
-    pub(crate) fn noise(&self, rows: usize, rng: &mut StdRng) -> Result<Tensor> {
+    pub(crate) fn noise(&self, rows: usize, rng: &mut impl rand::Rng) -> Result<Tensor> {
         normal_tensor(rng, rows, self.dim(), &self.device)
     }
 
     /// Paths of the backward process from the prior, x_0..x_N (each `[rows, d]`, detached).
-    pub fn simulate_backward(&self, rows: usize, rng: &mut StdRng) -> Result<Vec<Tensor>> {
+    pub fn simulate_backward(&self, rows: usize, rng: &mut impl rand::Rng) -> Result<Vec<Tensor>> {
         let n = self.kernels.steps();
         let mut x = self.noise(rows, rng)?;
         let mut states = vec![x.clone()];
@@ -233,7 +232,7 @@ impl FitModel {
     }
 
     /// Paths of the forward process from `x0` (`[rows, d]`, standardised), x_0..x_N (detached).
-    pub fn simulate_forward(&self, x0: &Tensor, rng: &mut StdRng) -> Result<Vec<Tensor>> {
+    pub fn simulate_forward(&self, x0: &Tensor, rng: &mut impl rand::Rng) -> Result<Vec<Tensor>> {
         let mut x = x0.detach();
         let mut states = vec![x.clone()];
         for k in 0..self.kernels.steps() {
@@ -249,7 +248,7 @@ impl FitModel {
         &self,
         n: usize,
         opts: &GenerateOptions,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
     ) -> Result<Tensor> {
         let own = self.kernels.steps();
         let steps = opts.steps.unwrap_or(own);
@@ -287,7 +286,12 @@ impl FitModel {
     }
 
     /// `n` samples in data coordinates.
-    pub fn generate(&self, n: usize, opts: &GenerateOptions, rng: &mut StdRng) -> Result<Points> {
+    pub fn generate(
+        &self,
+        n: usize,
+        opts: &GenerateOptions,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Points> {
         let x = self.generate_standardised(n, opts, rng)?;
         let v = x.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
         Ok(Points::new(

@@ -23,7 +23,6 @@ use crate::ipf::PathCache;
 use crate::train::Optimiser;
 use candle_core::Tensor;
 use rand::Rng;
-use rand::rngs::StdRng;
 use std::path::Path;
 use std::time::Instant;
 
@@ -243,7 +242,12 @@ impl Fit {
     }
 
     /// The loss of one gradient step.
-    fn loss(&self, phase: Phase, cache: Option<&PathCache>, rng: &mut StdRng) -> Result<Loss> {
+    fn loss(
+        &self,
+        phase: Phase,
+        cache: Option<&PathCache>,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Loss> {
         let rows = self.config.batch;
         match (phase.half, cache) {
             (Half::Backward, None) => {

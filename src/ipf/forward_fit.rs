@@ -25,8 +25,7 @@ use crate::sampler::DiffusionSampler;
 use crate::target::Target;
 use crate::train::Optimiser;
 use candle_core::{DType, Tensor};
-use rand::Rng;
-use rand::rngs::StdRng;
+
 use serde::{Deserialize, Serialize};
 
 /// Settings of the forward (mean-matching) half-step.
@@ -87,7 +86,7 @@ fn fill_cache(
     target: &dyn Target,
     count: usize,
     chunk: usize,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
 ) -> Result<PathCache> {
     let mut chunks = Vec::new();
     let mut done = 0;
@@ -108,7 +107,7 @@ pub fn fit_forward(
     target: &dyn Target,
     cfg: &ForwardFitConfig,
     seed: u64,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
     mut on_iter: impl FnMut(usize, f64),
 ) -> Result<f64> {
     cfg.validate()?;
@@ -188,7 +187,7 @@ mod tests {
     use crate::target::CorrelatedGaussian;
     use candle_core::Device;
     use nalgebra::DMatrix;
-    use rand::SeedableRng;
+    use rand::{SeedableRng, rngs::StdRng};
 
     /// Target = prior and an untrained backward network (h = 0): Q is already the exact reversal
     /// of the OU reference, so the fitted forward process must stay the reference. On the default

@@ -27,7 +27,6 @@ use crate::estimate::Estimates;
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
 use crate::train::{IterStats, TrainConfig, train};
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -116,7 +115,7 @@ pub fn fresh_estimates(
     sampler: &DiffusionSampler,
     target: &dyn Target,
     n: usize,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
 ) -> Result<Estimates> {
     Ok(sampler.sample(target, n, 1024, rng)?.estimates)
 }
@@ -132,7 +131,7 @@ pub fn refine(
     cfg: &IpfConfig,
     first: usize,
     seed: u64,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
     mut on_progress: impl FnMut(IpfProgress<'_>),
 ) -> Result<Vec<IpfRow>> {
     cfg.validate()?;
@@ -195,7 +194,7 @@ pub fn run(
     train_cfg: &TrainConfig,
     cfg: &IpfConfig,
     seed: u64,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
     mut on_progress: impl FnMut(IpfProgress<'_>),
 ) -> Result<Vec<IpfRow>> {
     cfg.validate()?;

@@ -100,11 +100,11 @@ pub fn mmd2_with_bandwidths(x: &[f64], y: &[f64], dim: usize, bandwidths: &[f64]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
     use rand_distr::StandardNormal;
 
-    fn draw(rng: &mut StdRng, n: usize, shift: f64) -> Vec<f64> {
+    fn draw(rng: &mut impl rand::Rng, n: usize, shift: f64) -> Vec<f64> {
         (0..2 * n)
             .map(|_| rng.sample::<f64, _>(StandardNormal) + shift)
             .collect()

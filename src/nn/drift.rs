@@ -18,7 +18,6 @@ use super::params::{Init, ParamStore};
 use crate::error::Result;
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
-use rand::rngs::StdRng;
 
 /// Number of sinusoidal frequencies in the time embedding (the embedding has twice as many
 /// features).
@@ -117,7 +116,7 @@ impl DriftNet {
         sigma: &[f64],
         length_scale: f64,
         params: &mut ParamStore,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         device: &Device,
     ) -> Result<Self> {
         let p = |s: &str| format!("{prefix}.{s}");

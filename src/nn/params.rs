@@ -6,7 +6,7 @@
 use crate::error::{DsbError, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear};
-use rand::{Rng, rngs::StdRng};
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -20,7 +20,7 @@ pub enum Init {
 }
 
 /// `n` initial values: uniform on ±`bound` from `rng`, or zeros.
-fn draw(init: Init, bound: f32, n: usize, rng: &mut StdRng) -> Vec<f32> {
+fn draw(init: Init, bound: f32, n: usize, rng: &mut impl rand::Rng) -> Vec<f32> {
     match init {
         Init::Default => (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
         Init::Zero => vec![0.0; n],
@@ -47,7 +47,7 @@ impl ParamStore {
         in_dim: usize,
         out_dim: usize,
         init: Init,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         device: &Device,
     ) -> Result<Linear> {
         let bound = 1.0 / (in_dim as f32).sqrt();
@@ -71,7 +71,7 @@ impl ParamStore {
         kernel: usize,
         config: Conv2dConfig,
         init: Init,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         device: &Device,
     ) -> Result<Conv2d> {
         let fan_in = in_channels * kernel * kernel;

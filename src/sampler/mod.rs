@@ -40,8 +40,8 @@ use crate::nn::{DriftNet, ParamStore, TimeFeatures};
 use crate::process::{Reference, TimeGrid};
 use crate::target::Target;
 use candle_core::{Device, Tensor};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -77,7 +77,7 @@ pub struct DiffusionSampler {
 
 /// Draws `rows × cols` standard normals as a tensor (seeded; candle's CPU generator is not).
 pub(crate) fn normal_tensor(
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
     rows: usize,
     cols: usize,
     device: &Device,
@@ -361,7 +361,7 @@ mod tests {
     fn assert_log_z_unbiased(
         sampler: &DiffusionSampler,
         target: &CorrelatedGaussian,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         explores: &[f64],
     ) {
         for &explore in explores {

@@ -3,7 +3,6 @@
 use crate::error::{DsbError, Result};
 use candle_core::{DType, Device, Tensor};
 use nalgebra::DMatrix;
-use rand::rngs::StdRng;
 
 /// A Gaussian prior with a Cholesky factor, drawn from a seeded generator.
 #[derive(Debug, Clone)]
@@ -92,7 +91,7 @@ impl GaussianPrior {
     }
 
     /// `batch` draws from the prior widened by `explore` ≥ 1: m + λ L z.
-    pub fn draw(&self, rng: &mut StdRng, batch: usize, explore: f64) -> Result<Tensor> {
+    pub fn draw(&self, rng: &mut impl rand::Rng, batch: usize, explore: f64) -> Result<Tensor> {
         let z = super::normal_tensor(rng, batch, self.dim, self.mean_t.device())?;
         let lz = match &self.chol_t {
             Some(lt) => z.matmul(lt)?,
@@ -134,7 +133,7 @@ impl GaussianPrior {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{SeedableRng, rngs::StdRng};
 
     #[test]
     fn full_prior_matches_its_density_and_moments() {

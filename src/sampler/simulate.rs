@@ -6,7 +6,6 @@ use crate::estimate::Estimates;
 use crate::nn::TimeFeatures;
 use crate::target::Target;
 use candle_core::{DType, Tensor};
-use rand::rngs::StdRng;
 
 /// ½|r|² per row, in f64.
 fn half_sq_norm(r: &Tensor) -> Result<Tensor> {
@@ -66,7 +65,7 @@ impl DiffusionSampler {
         &self,
         target: &dyn Target,
         batch: usize,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         keep_path: bool,
     ) -> Result<Paths> {
         self.simulate_exploring(target, batch, rng, keep_path, 1.0)
@@ -81,7 +80,7 @@ impl DiffusionSampler {
         &self,
         target: &dyn Target,
         batch: usize,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         keep_path: bool,
         explore: f64,
     ) -> Result<Paths> {
@@ -181,7 +180,7 @@ impl DiffusionSampler {
         &self,
         target: &dyn Target,
         x0: &Tensor,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
     ) -> Result<Paths> {
         self.check_target(target)?;
         let n = self.grid.steps();
@@ -230,7 +229,7 @@ impl DiffusionSampler {
         &self,
         target: &dyn Target,
         batch: usize,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
     ) -> Result<(Tensor, Tensor)> {
         self.check_target(target)?;
         let n = self.grid.steps();
@@ -279,7 +278,7 @@ impl DiffusionSampler {
         target: &dyn Target,
         n: usize,
         chunk: usize,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
     ) -> Result<SampleSet> {
         self.sample_with_progress(target, n, chunk, rng, |_| {})
     }
@@ -291,7 +290,7 @@ impl DiffusionSampler {
         target: &dyn Target,
         n: usize,
         chunk: usize,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         mut progress: impl FnMut(usize),
     ) -> Result<SampleSet> {
         let chunk = chunk.max(1);

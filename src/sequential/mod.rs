@@ -244,7 +244,7 @@ impl SequentialSampler {
     pub fn train(
         &mut self,
         target: &dyn Target,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         mut on_iter: impl FnMut(&SequentialIter),
     ) -> Result<()> {
         let cfg = self.config.clone();
@@ -302,7 +302,11 @@ impl SequentialSampler {
 
     /// Runs the particle system with `config.particles` particles: the weighted samples, log Ẑ
     /// with its standard error, and the counts of resamplings and moves.
-    pub fn sample(&mut self, target: &dyn Target, rng: &mut StdRng) -> Result<SequentialRun> {
+    pub fn sample(
+        &mut self,
+        target: &dyn Target,
+        rng: &mut impl rand::Rng,
+    ) -> Result<SequentialRun> {
         let n = self.config.particles;
         self.run(target, n, rng, false)
     }

@@ -8,7 +8,6 @@ use crate::error::{DsbError, Result};
 use crate::target::{AffineMap, Target, Whitened};
 use candle_core::Device;
 use nalgebra::DMatrix;
-use rand::rngs::StdRng;
 
 /// The diagonal start N(m, diag(s²)) and, up to `max_full` dimensions, the whitening
 /// x = m + Lz with LLᵀ = inflate² Σ̂ (whose start is N(0, I) in z), where (m, Σ̂) are the weighted mean and covariance of the pilot's particles
@@ -109,7 +108,7 @@ impl SequentialSampler {
         guess: &DiagGaussian,
         config: SequentialConfig,
         seed: u64,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
@@ -211,7 +210,7 @@ mod tests {
     /// Equally weighted draws: x₁ = a, x₂ = 0.5 a + 0.5 b (a, b standard normal), or x₁ = ±2 + a
     /// when `bimodal`.
     fn draws(n: usize, bimodal: bool) -> Vec<f32> {
-        use rand::{Rng, SeedableRng};
+        use rand::{Rng, SeedableRng, rngs::StdRng};
         let mut rng = StdRng::seed_from_u64(7);
         (0..n)
             .flat_map(|i| {

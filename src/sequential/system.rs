@@ -10,8 +10,7 @@ use crate::estimate::{eve_log_z_stderr, log_sum_exp, multinomial_resample, syste
 use crate::sampler::SampleSet;
 use crate::target::{Target, Want, Whitened, evaluate};
 use candle_core::Tensor;
-use rand::Rng;
-use rand::rngs::StdRng;
+
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
@@ -123,7 +122,7 @@ impl SequentialSampler {
         &mut self,
         target: &dyn Target,
         n: usize,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         record: bool,
     ) -> Result<SequentialRun> {
         match self.whitening.clone() {
@@ -141,7 +140,7 @@ impl SequentialSampler {
         &mut self,
         target: &dyn Target,
         n: usize,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         record: bool,
     ) -> Result<SequentialRun> {
         crate::target::check_dimension(target, self.dim)?;

@@ -4,7 +4,6 @@ use crate::error::Result;
 use crate::sampler::{DiffusionSampler, Paths};
 use crate::target::Target;
 use candle_core::{DType, Device, Tensor};
-use rand::rngs::StdRng;
 
 /// Log-variance loss on detached `paths` (simulated with the current network, states kept).
 ///
@@ -89,7 +88,7 @@ pub fn reverse_kl_loss(
     sampler: &DiffusionSampler,
     target: &dyn Target,
     batch: usize,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
 ) -> Result<(Option<Tensor>, Vec<f64>)> {
     let (log_w, mask) = sampler.simulate_differentiable(target, batch, rng)?;
     let lw: Vec<f64> = log_w.to_vec1::<f64>()?;

@@ -24,7 +24,6 @@ use crate::error::{DsbError, Result};
 use crate::estimate::Estimates;
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
-use rand::rngs::StdRng;
 use serde::Serialize;
 
 /// The training objective.
@@ -208,7 +207,7 @@ pub fn train(
     sampler: &mut DiffusionSampler,
     target: &dyn Target,
     cfg: &TrainConfig,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
     mut on_iter: impl FnMut(&IterStats),
 ) -> Result<TrainReport> {
     if cfg.iterations == 0 {
@@ -371,7 +370,7 @@ mod tests {
     use crate::target::CorrelatedGaussian;
     use candle_core::Device;
     use nalgebra::DMatrix;
-    use rand::SeedableRng;
+    use rand::{SeedableRng, rngs::StdRng};
 
     /// On a target that is the sampler's own prior N(0, I) the untrained sampler is exact and the
     /// log-variance loss is zero (f32 rounding: ≈ 10⁻¹²) from the first iteration. Adam would

@@ -22,8 +22,6 @@
 use crate::error::Result;
 use crate::target::Target;
 use candle_core::{DType, Tensor};
-use rand::Rng;
-use rand::rngs::StdRng;
 
 /// Leapfrog steps per HMC transition.
 const LEAPFROG: usize = 5;
@@ -65,7 +63,7 @@ impl ReplayChains {
         &mut self,
         target: &dyn Target,
         moves: usize,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
     ) -> Result<u64> {
         let (m, d) = self.x.dims2()?;
         let dev = self.x.device().clone();

@@ -6,7 +6,6 @@ use crate::error::Result;
 use crate::nn::params::{Init, ParamStore};
 use candle_core::{D, Device, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, Module};
-use rand::rngs::StdRng;
 
 /// Padding 1, stride 1: a 3×3 convolution that keeps the spatial size.
 pub(super) const SAME: Conv2dConfig = Conv2dConfig {
@@ -27,14 +26,14 @@ const POINTWISE: Conv2dConfig = Conv2dConfig {
 };
 
 /// Everything a block constructor needs besides its own sizes.
-pub(super) struct Builder<'a> {
+pub(super) struct Builder<'a, R: rand::Rng> {
     pub cfg: &'a UNetConfig,
     pub params: &'a mut ParamStore,
-    pub rng: &'a mut StdRng,
+    pub rng: &'a mut R,
     pub device: &'a Device,
 }
 
-impl Builder<'_> {
+impl<R: rand::Rng> Builder<'_, R> {
     /// A 3×3 convolution that keeps the spatial size.
     pub fn conv3(&mut self, name: &str, cin: usize, cout: usize, init: Init) -> Result<Conv2d> {
         self.params
@@ -77,7 +76,12 @@ pub(super) struct ResBlock {
 
 impl ResBlock {
     /// A block with parameters under `name`.
-    pub fn new(b: &mut Builder, name: &str, cin: usize, cout: usize) -> Result<Self> {
+    pub fn new<R: rand::Rng>(
+        b: &mut Builder<R>,
+        name: &str,
+        cin: usize,
+        cout: usize,
+    ) -> Result<Self> {
         let norm1 = b.norm(&format!("{name}.norm1"), cin)?;
         let conv1 = b.conv3(&format!("{name}.conv1"), cin, cout, Init::Default)?;
         let time = b.params.linear(
@@ -131,7 +135,7 @@ pub(super) struct Attention {
 
 impl Attention {
     /// A block over `channels` channels with parameters under `name`.
-    pub fn new(b: &mut Builder, name: &str, channels: usize) -> Result<Self> {
+    pub fn new<R: rand::Rng>(b: &mut Builder<R>, name: &str, channels: usize) -> Result<Self> {
         Ok(Self {
             norm: b.norm(&format!("{name}.norm"), channels)?,
             qkv: b.conv1(&format!("{name}.qkv"), channels, 3 * channels)?,
@@ -168,7 +172,7 @@ pub(super) struct Downsample {
 
 impl Downsample {
     /// A downsampler over `channels` channels with parameters under `name`.
-    pub fn new(b: &mut Builder, name: &str, channels: usize) -> Result<Self> {
+    pub fn new<R: rand::Rng>(b: &mut Builder<R>, name: &str, channels: usize) -> Result<Self> {
         let config = Conv2dConfig { stride: 2, ..SAME };
         let conv = b.params.conv2d(
             name,
@@ -197,7 +201,7 @@ pub(super) struct Upsample {
 
 impl Upsample {
     /// An upsampler over `channels` channels with parameters under `name`.
-    pub fn new(b: &mut Builder, name: &str, channels: usize) -> Result<Self> {
+    pub fn new<R: rand::Rng>(b: &mut Builder<R>, name: &str, channels: usize) -> Result<Self> {
         Ok(Self {
             conv: b.conv3(name, channels, channels, Init::Default)?,
         })

@@ -32,7 +32,6 @@ use crate::error::{DsbError, Result};
 use blocks::{Attention, Builder, Downsample, ResBlock, Upsample};
 use candle_core::{Device, Tensor};
 use candle_nn::{Conv2d, GroupNorm, Linear, Module};
-use rand::rngs::StdRng;
 
 /// One resolution level of the way down.
 #[derive(Debug)]
@@ -76,7 +75,7 @@ impl UNet {
         cfg: &UNetConfig,
         prefix: &str,
         params: &mut ParamStore,
-        rng: &mut StdRng,
+        rng: &mut impl rand::Rng,
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;

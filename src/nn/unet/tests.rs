@@ -1,7 +1,7 @@
 use super::*;
 use candle_core::{DType, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use rand::{Rng, SeedableRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::StandardNormal;
 
 const P: &str = "unet";
