@@ -10,8 +10,9 @@ use candle_core::Device;
 use nalgebra::DMatrix;
 
 /// The diagonal start N(m, diag(s²)) and, up to `max_full` dimensions, the whitening
-/// x = m + Lz with LLᵀ = inflate² Σ̂ (whose start is N(0, I) in z), where (m, Σ̂) are the weighted mean and covariance of the pilot's particles
-/// `x` (`[n, d]`) with weights `w` (summing to 1). Σ̂ is shrunk towards its diagonal by
+/// x = m + Lz with LLᵀ = inflate² Σ̂ (whose start is N(0, I) in z), where (m, Σ̂) are the
+/// weighted mean and covariance of the pilot's particles `x` (`[n, d]`) with weights `w`
+/// (summing to 1) and s = inflate · sd. Σ̂ is shrunk towards its diagonal by
 /// d / (d + ESS) (a pilot of a few hundred particles estimates a d × d covariance poorly); a
 /// coordinate with a non-finite or zero spread keeps `guess`. A pilot with a coordinate of
 /// kurtosis below 2 (multimodal) keeps the diagonal start.
