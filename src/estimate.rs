@@ -147,6 +147,24 @@ pub fn normalised_weights(lw: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Weighted mean and variance per coordinate of `samples` (`[n, dim]` row-major) under the
+/// normalised weights `w` (summing to 1, as from [`normalised_weights`]).
+pub fn weighted_mean_var(samples: &[f32], dim: usize, w: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut mean = vec![0.0; dim];
+    for (row, wi) in samples.chunks(dim).zip(w) {
+        for j in 0..dim {
+            mean[j] += wi * row[j] as f64;
+        }
+    }
+    let mut var = vec![0.0; dim];
+    for (row, wi) in samples.chunks(dim).zip(w) {
+        for j in 0..dim {
+            var[j] += wi * (row[j] as f64 - mean[j]).powi(2);
+        }
+    }
+    (mean, var)
+}
+
 /// Systematic resampling: `m` indices drawn in proportion to the weights e^{wᵢ}.
 pub fn systematic_resample(lw: &[f64], m: usize, rng: &mut impl Rng) -> Vec<usize> {
     let u0: f64 = rng.random::<f64>() / m as f64;

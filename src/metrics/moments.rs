@@ -1,7 +1,7 @@
 //! Posterior-moment errors of a weighted sample against reference moments, in units of the
 //! reference standard deviation (the scale on which statisticians read a posterior summary).
 
-use crate::estimate::normalised_weights;
+use crate::estimate::{normalised_weights, weighted_mean_var};
 use crate::target::PosteriorReference;
 use serde::Serialize;
 
@@ -21,19 +21,7 @@ pub struct MomentErrors {
 /// Weighted mean and standard deviation per coordinate of `samples` (`[n, dim]` row-major),
 /// with importance weights from `log_w` (non-finite entries weigh zero).
 pub fn weighted_moments(samples: &[f32], dim: usize, log_w: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let w = normalised_weights(log_w);
-    let mut mean = vec![0.0; dim];
-    for (row, wi) in samples.chunks(dim).zip(&w) {
-        for j in 0..dim {
-            mean[j] += wi * row[j] as f64;
-        }
-    }
-    let mut var = vec![0.0; dim];
-    for (row, wi) in samples.chunks(dim).zip(&w) {
-        for j in 0..dim {
-            var[j] += wi * (row[j] as f64 - mean[j]).powi(2);
-        }
-    }
+    let (mean, var) = weighted_mean_var(samples, dim, &normalised_weights(log_w));
     (mean, var.into_iter().map(f64::sqrt).collect())
 }
 

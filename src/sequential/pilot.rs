@@ -9,10 +9,10 @@ use crate::target::{AffineMap, Target, Whitened};
 use candle_core::Device;
 use nalgebra::DMatrix;
 
-/// The diagonal start N(m, diag(s²)) and, up to `max_full` dimensions, the whitening
-/// x = m + Lz with LLᵀ = inflate² Σ̂ (whose start is N(0, I) in z), where (m, Σ̂) are the
-/// weighted mean and covariance of the pilot's particles `x` (`[n, d]`) with weights `w`
-/// (summing to 1) and s = inflate · sd. Σ̂ is shrunk towards its diagonal by
+/// The start and, up to `max_full` dimensions, the whitening x = m + Lz with
+/// LLᵀ = inflate² Σ̂ (the start is then N(0, I) in z; without a whitening it is N(m, diag(s²))),
+/// where (m, Σ̂) are the weighted mean and covariance of the pilot's particles `x` (`[n, d]`)
+/// with weights `w` (summing to 1) and s = inflate · sd. Σ̂ is shrunk towards its diagonal by
 /// d / (d + ESS) (a pilot of a few hundred particles estimates a d × d covariance poorly); a
 /// coordinate with a non-finite or zero spread keeps `guess`. A pilot with a coordinate of
 /// kurtosis below 2 (multimodal) keeps the diagonal start.
@@ -24,18 +24,7 @@ fn pilot_start(
     max_full: usize,
     guess: &DiagGaussian,
 ) -> (DiagGaussian, Option<AffineMap>) {
-    let mut mean = vec![0.0; d];
-    for (row, wi) in x.chunks(d).zip(w) {
-        for j in 0..d {
-            mean[j] += wi * row[j] as f64;
-        }
-    }
-    let mut var = vec![0.0; d];
-    for (row, wi) in x.chunks(d).zip(w) {
-        for j in 0..d {
-            var[j] += wi * (row[j] as f64 - mean[j]).powi(2);
-        }
-    }
+    let (mean, var) = crate::estimate::weighted_mean_var(x, d, w);
     let ok = |v: f64| v.is_finite() && v > 0.0;
     let mean: Vec<f64> = mean
         .iter()
@@ -91,8 +80,16 @@ fn pilot_start(
     let Some(chol) = cov.cholesky() else {
         return (diagonal, None);
     };
-    let map = AffineMap::new(mean, chol.l()).ok();
-    (diagonal, map)
+    match AffineMap::new(mean, chol.l()) {
+        Ok(map) => (
+            DiagGaussian {
+                mean: vec![0.0; d],
+                scale: vec![1.0; d],
+            },
+            Some(map),
+        ),
+        Err(_) => (diagonal, None),
+    }
 }
 
 impl SequentialSampler {
@@ -137,12 +134,10 @@ impl SequentialSampler {
         let first = run_smc(target, guess, &pilot_cfg, rng, |_| {})
             .map_err(|e| DsbError::InvalidInput(format!("pilot SMC run: {e}")))?;
         let s = &first.samples;
-        let lse = crate::estimate::log_sum_exp(&s.log_w);
-        let w: Vec<f64> = s.log_w.iter().map(|l| (l - lse).exp()).collect();
-        let (diagonal, whitening) = pilot_start(
+        let (start, whitening) = pilot_start(
             &s.samples,
             s.dim,
-            &w,
+            &crate::estimate::normalised_weights(&s.log_w),
             config.pilot_inflate,
             config.full_covariance_max_dim,
             guess,
@@ -152,29 +147,16 @@ impl SequentialSampler {
             moves: 1,
             ..pilot_cfg
         };
-        let pilot_err =
-            |e: DsbError| DsbError::InvalidInput(format!("schedule pilot SMC run: {e}"));
-        let (start, whitening) = match whitening {
-            Some(map) => (
-                DiagGaussian {
-                    mean: vec![0.0; s.dim],
-                    scale: vec![1.0; s.dim],
-                },
-                Some(map),
-            ),
-            None => (diagonal, None),
+        let whitened = whitening
+            .as_ref()
+            .map(|map| Whitened::new(target, map))
+            .transpose()?;
+        let pilot_target: &dyn Target = match &whitened {
+            Some(w) => w,
+            None => target,
         };
-        let second = match &whitening {
-            Some(map) => run_smc(
-                &Whitened::new(target, map)?,
-                &start,
-                &schedule_cfg,
-                rng,
-                |_| {},
-            ),
-            None => run_smc(target, &start, &schedule_cfg, rng, |_| {}),
-        }
-        .map_err(pilot_err)?;
+        let second = run_smc(pilot_target, &start, &schedule_cfg, rng, |_| {})
+            .map_err(|e| DsbError::InvalidInput(format!("schedule pilot SMC run: {e}")))?;
         let grads = first.gradient_evaluations + second.gradient_evaluations;
         let temps: Vec<f64> = std::iter::once(0.0)
             .chain(second.steps.iter().map(|s| s.beta))
@@ -248,8 +230,9 @@ mod tests {
         let c00 = cov(&|r| (r[0] as f64 - m0).powi(2));
         let c11 = cov(&|r| (r[1] as f64 - m1).powi(2));
         let c01 = cov(&|r| (r[0] as f64 - m0) * (r[1] as f64 - m1));
-        let (_, map) = pilot_start(&x, 2, &w, 2.0, 10, &guess);
+        let (start, map) = pilot_start(&x, 2, &w, 2.0, 10, &guess);
         let map = map.expect("full whitening");
+        assert_eq!((start.mean, start.scale), (vec![0.0; 2], vec![1.0; 2]));
         assert!((map.shift()[0] - m0).abs() < 1e-9 && (map.shift()[1] - m1).abs() < 1e-9);
         let l = map.factor();
         let got = l * l.transpose();
