@@ -19,6 +19,42 @@ fn ensure_font() {
     });
 }
 
+/// A drawing that can fail inside plotters.
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// Draws a PNG to `path` atomically: `draw` writes it to the temporary path it is given.
+fn write_png(path: &Path, draw: impl FnOnce(&Path) -> DrawResult) -> Result<()> {
+    atomic_write_with(path, |tmp| {
+        draw(tmp).map_err(|e| {
+            DsbError::InvalidInput(format!("{}: cannot draw the plot: {e}", path.display()))
+        })
+    })
+}
+
+/// Draws `markers` (label and points) as red crosses, then the legend box of every labelled
+/// series: the end of the single chart and of the histogram.
+fn markers_and_legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    markers: Option<(&str, Vec<(f64, f64)>)>,
+) -> DrawResult {
+    if let Some((label, pts)) = markers {
+        chart
+            .draw_series(
+                pts.into_iter()
+                    .map(|p| Cross::new(p, 5, RED.stroke_width(2))),
+            )?
+            .label(label)
+            .legend(|(x, y)| Cross::new((x, y), 5, RED.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    Ok(())
+}
+
 /// One layer of a scatter plot: label, points (x, y) and RGB colour.
 pub type Layer = (String, Vec<(f64, f64)>, (u8, u8, u8));
 
@@ -49,36 +85,21 @@ pub fn scatter_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
         .flat_map(|l| l.1.iter())
         .chain(plot.markers.iter().flat_map(|m| m.1.iter()));
     let ((x0, x1), (y0, y1)) = padded(all)?;
-    atomic_write_with(path, |tmp| {
-        let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-            let root = BitMapBackend::new(tmp, (800, 800)).into_drawing_area();
-            root.fill(&WHITE)?;
-            let mut chart = axes(&root, &plot.title, 22, (x0, x1), (y0, y1))?;
-            for (label, pts, (r, g, b)) in &plot.layers {
-                let c = RGBColor(*r, *g, *b).mix(0.35);
-                chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?
-                    .label(label.as_str())
-                    .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
-            }
-            if let Some((label, pts)) = &plot.markers {
-                chart
-                    .draw_series(pts.iter().map(|&p| Cross::new(p, 5, RED.stroke_width(2))))?
-                    .label(label.as_str())
-                    .legend(|(x, y)| Cross::new((x, y), 5, RED.stroke_width(2)));
-            }
+    write_png(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (800, 800)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = axes(&root, &plot.title, 22, (x0, x1), (y0, y1))?;
+        for (label, pts, (r, g, b)) in &plot.layers {
+            let c = RGBColor(*r, *g, *b).mix(0.35);
             chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 14))
-                .draw()?;
-            root.present()?;
-            Ok(())
-        };
-        draw().map_err(|e| {
-            DsbError::InvalidInput(format!("{}: cannot draw the plot: {e}", path.display()))
-        })
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?
+                .label(label.as_str())
+                .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
+        }
+        let markers = plot.markers.as_ref().map(|(l, p)| (l.as_str(), p.clone()));
+        markers_and_legend(&mut chart, markers)?;
+        root.present()?;
+        Ok(())
     })
 }
 
@@ -138,60 +159,45 @@ pub fn histogram_png(path: &Path, hist: &Histogram) -> Result<()> {
     let top = dens.iter().flatten().cloned().fold(0.0f64, f64::max);
     let y1 = if top > 0.0 { top * 1.05 } else { 1.0 };
     let width = (x1 - x0) / BINS as f64;
-    atomic_write_with(path, |tmp| {
-        let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-            let root = BitMapBackend::new(tmp, (800, 600)).into_drawing_area();
-            root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&hist.title, ("sans-serif", 22))
-                .margin(15)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(x0..x1, 0.0..y1)?;
+    write_png(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (800, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&hist.title, ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, 0.0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc("x1")
+            .y_desc("density")
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        for ((label, _, _, (r, g, b)), d) in hist.layers.iter().zip(&dens) {
+            let c = RGBColor(*r, *g, *b);
+            let fill = c.mix(0.35);
             chart
-                .configure_mesh()
-                .x_desc("x1")
-                .y_desc("density")
-                .label_style(("sans-serif", 14))
-                .draw()?;
-            for ((label, _, _, (r, g, b)), d) in hist.layers.iter().zip(&dens) {
-                let c = RGBColor(*r, *g, *b);
-                let fill = c.mix(0.35);
-                chart
-                    .draw_series(d.iter().enumerate().map(|(i, &h)| {
-                        let a = x0 + i as f64 * width;
-                        Rectangle::new([(a, 0.0), (a + width, h)], fill.filled())
-                    }))?
-                    .label(label.as_str())
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], fill.filled())
-                    });
-                chart.draw_series(d.iter().enumerate().map(|(i, &h)| {
+                .draw_series(d.iter().enumerate().map(|(i, &h)| {
                     let a = x0 + i as f64 * width;
-                    Rectangle::new([(a, 0.0), (a + width, h)], c.stroke_width(1))
-                }))?;
-            }
-            if let Some((label, pts)) = &hist.markers {
-                chart
-                    .draw_series(
-                        pts.iter()
-                            .map(|&p| Cross::new((p, 0.0), 5, RED.stroke_width(2))),
-                    )?
-                    .label(label.as_str())
-                    .legend(|(x, y)| Cross::new((x, y), 5, RED.stroke_width(2)));
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 14))
-                .draw()?;
-            root.present()?;
-            Ok(())
-        };
-        draw().map_err(|e| {
-            DsbError::InvalidInput(format!("{}: cannot draw the plot: {e}", path.display()))
-        })
+                    Rectangle::new([(a, 0.0), (a + width, h)], fill.filled())
+                }))?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], fill.filled())
+                });
+            chart.draw_series(d.iter().enumerate().map(|(i, &h)| {
+                let a = x0 + i as f64 * width;
+                Rectangle::new([(a, 0.0), (a + width, h)], c.stroke_width(1))
+            }))?;
+        }
+        let markers = hist
+            .markers
+            .as_ref()
+            .map(|(l, p)| (l.as_str(), p.iter().map(|&v| (v, 0.0)).collect()));
+        markers_and_legend(&mut chart, markers)?;
+        root.present()?;
+        Ok(())
     })
 }
 
@@ -248,23 +254,18 @@ fn axes<'a, 'b>(
 fn panels_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
     let ((x0, x1), (y0, y1)) = padded(plot.layers.iter().flat_map(|l| l.1.iter()))?;
     let panels = plot.layers.len().max(1) as u32;
-    atomic_write_with(path, |tmp| {
-        let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-            let root = BitMapBackend::new(tmp, (600 * panels, 640)).into_drawing_area();
-            root.fill(&WHITE)?;
-            let root = root.titled(&plot.title, ("sans-serif", 22))?;
-            let areas = root.split_evenly((1, panels as usize));
-            for ((label, pts, (r, g, b)), area) in plot.layers.iter().zip(&areas) {
-                let c = RGBColor(*r, *g, *b).mix(0.4);
-                let mut chart = axes(area, label, 18, (x0, x1), (y0, y1))?;
-                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
-            }
-            root.present()?;
-            Ok(())
-        };
-        draw().map_err(|e| {
-            DsbError::InvalidInput(format!("{}: cannot draw the plot: {e}", path.display()))
-        })
+    write_png(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (600 * panels, 640)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(&plot.title, ("sans-serif", 22))?;
+        let areas = root.split_evenly((1, panels as usize));
+        for ((label, pts, (r, g, b)), area) in plot.layers.iter().zip(&areas) {
+            let c = RGBColor(*r, *g, *b).mix(0.4);
+            let mut chart = axes(area, label, 18, (x0, x1), (y0, y1))?;
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
+        }
+        root.present()?;
+        Ok(())
     })
 }
 
