@@ -146,10 +146,7 @@ impl Preconditioned {
             "preconditioning '{}' ({d}-D) needs a {d}-D mean and a {d}×{d} factor",
             inner.name()
         );
-        crate::error::ensure_valid!(
-            (0..d).all(|i| l[(i, i)] > 0.0 && l[(i, i)].is_finite()),
-            "the preconditioning factor must have a positive diagonal"
-        );
+        // The factor's diagonal (and the mean's finiteness) are checked by `AffineMap::new`.
         Ok(Self {
             name: format!("{}+laplace", inner.name()),
             map: AffineMap::new(mean, l)?,
