@@ -1,6 +1,6 @@
 //! The particle system of the sequential sampler: controlled Langevin transitions with exact
-//! incremental weights, adaptive systematic resampling and HMC moves, in f64 on the host (the
-//! control network runs in f32 through candle).
+//! incremental weights, adaptive resampling (multinomial by default, or systematic) and HMC
+//! moves, in f64 on the host (the control network runs in f32 through candle).
 
 use super::Resampling;
 use super::SequentialSampler;
