@@ -5,24 +5,36 @@
 //! sample size ESS = (Σ e^{wᵢ})² / (n Σ e^{2wᵢ}) ∈ [0, 1].
 
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// The estimates of one batch of weighted paths.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Reads an f64 that JSON may hold as `null` (serde_json writes NaN and ±∞ so) as NaN: the
+/// checkpoints store estimates and losses that need not be finite.
+pub(crate) fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// The estimates of one batch of weighted paths. Read back from JSON, a value that was not
+/// finite (written as `null`) is NaN.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimates {
     /// Number of particles.
     pub n: usize,
     /// Particles whose log weight was not finite (they get weight zero).
     pub n_nonfinite: usize,
     /// log Ẑ, the log of the mean importance weight.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub log_z: f64,
     /// Delta-method standard error of log Ẑ: √((1/ESS − 1)/n).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub log_z_stderr: f64,
     /// Mean log weight of the finite particles, a lower bound on log Z in expectation.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub elbo: f64,
     /// Normalised effective sample size in [0, 1].
+    #[serde(deserialize_with = "f64_or_nan")]
     pub ess: f64,
     /// Median of the finite log weights: a summary a few outliers cannot move.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub log_w_median: f64,
     /// Whether the ELBO (a mean) is dominated by a few outlying log weights: it is then far
     /// from the median ([`elbo_dominated_by_outliers`]) and says little about the sampler.

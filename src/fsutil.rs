@@ -1,6 +1,7 @@
 //! Atomic file writes: the one file helper that every layer uses (checkpoints, parameters,
-//! settings, reports), kept at the bottom of the module order beside [`crate::error`].
-//! [`crate::io`] re-exports it.
+//! settings, reports), kept at the bottom of the module order beside [`crate::error`], and the
+//! comparison of saved settings with the settings of a run that loads them.
+//! [`crate::io`] re-exports the writes.
 
 use crate::error::{DsbError, Result};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,43 @@ fn temp_path(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".tmp-{}.{name}", std::process::id()))
+}
+
+/// The fields in which two settings objects differ, at any depth, as
+/// `a.b: A here, B in the file` (with `here` and `there` naming the two sides). Fields missing
+/// on one side count as `null`.
+pub fn json_differences(
+    given: &serde_json::Value,
+    saved: &serde_json::Value,
+    here: &str,
+    there: &str,
+) -> Vec<String> {
+    fn walk(
+        path: &str,
+        v: &serde_json::Value,
+        w: &serde_json::Value,
+        sides: (&str, &str),
+        out: &mut Vec<String>,
+    ) {
+        let null = serde_json::Value::Null;
+        match (v.as_object(), w.as_object()) {
+            (Some(a), Some(b)) => {
+                for (k, x) in a {
+                    let key = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&key, x, b.get(k).unwrap_or(&null), sides, out);
+                }
+            }
+            _ if v != w => out.push(format!("{path}: {v} {}, {w} {}", sides.0, sides.1)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", given, saved, (here, there), &mut out);
+    out
 }
 
 /// Writes a file through `write` into a temporary file beside `path`, then renames it over

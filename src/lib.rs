@@ -9,7 +9,8 @@
 //! [`sampler::DiffusionSampler`], train it with [`train::train`], then draw weighted samples with
 //! [`sampler::DiffusionSampler::sample`], whose [`estimate::Estimates`] hold log Ẑ, the ELBO
 //! and the effective sample size. [`ipf::run`] refines the trained sampler into a Schrödinger
-//! bridge by iterative proportional fitting (useful with short horizons or few steps), and
+//! bridge by iterative proportional fitting (useful with short horizons or few steps);
+//! [`ipf::SampleRun`] runs both with checkpoints that a later run resumes exactly; and
 //! [`bridge::GaussianBridge`] is the closed-form Gaussian case that checks it.
 //! [`data::load`] reads data sets for generative training (2-D toy generators, CSV points,
 //! MNIST-style IDX images), and [`fit::Fit`] trains generative models on them: a DDPM-style
@@ -37,15 +38,19 @@
 #![warn(missing_docs)]
 
 pub mod baseline;
+/// The `dsb bench` suite (used by the binary; not part of the library's API).
+#[doc(hidden)]
 pub mod bench;
 pub mod bridge;
+/// The command-line interface (used by the binary; not part of the library's API).
+#[doc(hidden)]
 pub mod cli;
 pub mod data;
 pub mod error;
 pub mod estimate;
 pub mod eval;
 pub mod fit;
-pub mod fsutil;
+mod fsutil;
 pub mod io;
 pub mod ipf;
 pub mod metrics;
@@ -61,9 +66,11 @@ pub mod train;
 pub mod prelude {
     pub use crate::error::{DsbError, Result};
     pub use crate::estimate::Estimates;
-    pub use crate::ipf::{ForwardFitConfig, IpfConfig, IpfRow};
+    pub use crate::ipf::{Checkpoints, ForwardFitConfig, IpfConfig, IpfRow, RunSpec, SampleRun};
     pub use crate::process::Schedule;
+    pub use crate::recommend::recommended_settings;
     pub use crate::sampler::{DiffusionSampler, SampleSet, SamplerConfig};
     pub use crate::target::{CorrelatedGaussian, Funnel, GaussianMixture, ManyWell, Target};
-    pub use crate::train::{Loss, TrainConfig, train};
+    pub use crate::train::checkpoint::RunRng;
+    pub use crate::train::{Loss, TrainConfig, Trainer, train};
 }

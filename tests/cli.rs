@@ -253,6 +253,96 @@ fn ipf_refinement_prints_rows_and_saves_a_reloadable_bridge() {
     }
 }
 
+/// `--checkpoint` writes the checkpoint format of `dsb fit`; `--resume` with the same command
+/// line continues it and gives the uninterrupted run's numbers (the library test
+/// `ipf::resumable` interrupts runs at every checkpoint); a changed setting, an occupied or an
+/// empty directory are clear errors.
+#[test]
+fn sample_checkpoints_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("run");
+    let ck = ck.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--target",
+            "gaussian",
+            "--dim",
+            "2",
+            "--method",
+            "dsb",
+            "--iters",
+            "8",
+            "--steps",
+            "6",
+            "--width",
+            "16",
+            "--ipf-iters",
+            "1",
+            "--forward-iters",
+            "3",
+            "--ipf-backward-iters",
+            "3",
+            "--cache",
+            "64",
+            "--ipf-eval",
+            "64",
+            "--n",
+            "300",
+            "--checkpoint-every",
+            "3",
+            "--seed",
+            "4",
+            "--json",
+            "-q",
+        ];
+        args.extend(extra);
+        dsb(&args)
+    };
+    let full = run(&["--checkpoint", ck]);
+    assert!(full.status.success(), "{}", stderr(&full));
+    for f in ["model.json", "model.safetensors", "train-state.safetensors"] {
+        assert!(Path::new(ck).join(f).exists(), "{f} written");
+    }
+    let settings = std::fs::read_to_string(Path::new(ck).join("model.json")).unwrap();
+    assert!(settings.contains("\"kind\": \"dsb sample\""), "{settings}");
+    let resumed = run(&["--resume", ck]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let value = |o: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (a, b) = (value(&full), value(&resumed));
+    assert_eq!(a["estimates"], b["estimates"]);
+    assert_eq!(a["ipf_rows"], b["ipf_rows"]);
+    assert_eq!(a["train_report"], b["train_report"]);
+
+    assert_clear_error(
+        &run(&["--resume", ck, "--lr", "0.01"]),
+        "train.lr: 0.01 here, 0.001 in the checkpoint",
+    );
+    assert_clear_error(
+        &run(&["--checkpoint", ck]),
+        "the directory holds a checkpoint already",
+    );
+    let empty = dir.path().join("empty");
+    assert_clear_error(
+        &run(&["--resume", empty.to_str().unwrap()]),
+        "no checkpoint there",
+    );
+    // A `dsb fit` directory is told apart.
+    let fit_like = dir.path().join("fit");
+    std::fs::create_dir_all(&fit_like).unwrap();
+    std::fs::write(
+        fit_like.join("model.json"),
+        "{\"format\": 1, \"model\": {}}",
+    )
+    .unwrap();
+    assert_clear_error(
+        &run(&["--resume", fit_like.to_str().unwrap()]),
+        "not a `dsb sample` checkpoint",
+    );
+}
+
 #[test]
 fn logistic_data_files_are_checked() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,6 @@ use crate::metrics::{MomentErrors, sample_moment_errors};
 use crate::sampler::{SampleSet, SamplerConfig};
 use crate::sequential::{SequentialConfig, SequentialSampler};
 use crate::target::Target;
-use rand::rngs::StdRng;
 use serde::Serialize;
 
 /// Flags of the baselines (ignored by `--method dsb`).
@@ -165,7 +164,7 @@ pub fn run_baseline(
     seq: &SequentialConfig,
     seed: u64,
     quiet: bool,
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
 ) -> anyhow::Result<(SampleSet, BaselineSummary)> {
     let start = std::time::Instant::now();
     let init = DiagGaussian::sampler_prior(scfg, target.dim());

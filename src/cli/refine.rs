@@ -1,12 +1,15 @@
 //! The IPF part of `dsb sample`: flags, progress bars and per-iteration rows.
 
 use super::progress::bar;
-use crate::ipf::{ForwardFitConfig, IpfConfig, IpfProgress, IpfRow, fresh_estimates, refine};
+use crate::ipf::{
+    Checkpoints, ForwardFitConfig, IpfConfig, IpfProgress, IpfRow, RunEvent, RunSpec, SampleRun,
+};
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
-use crate::train::TrainConfig;
+use crate::train::checkpoint::RunRng;
+use crate::train::{TrainConfig, TrainReport};
 use indicatif::ProgressBar;
-use rand::rngs::StdRng;
+use std::path::Path;
 
 /// IPF flags of `dsb sample`.
 #[derive(Debug, Clone, clap::Args)]
@@ -84,94 +87,150 @@ pub fn format_row(row: &IpfRow, true_log_z: Option<f64>) -> String {
 pub const ROW_HEADER: &str =
     "ipf   log Z-hat ± s.e.       |error|       ELBO     ESS   fwd loss  train s";
 
-/// Evaluates the trained (or loaded) sampler as IPF iteration `first − 1`, then runs the
-/// refinements with progress bars. Backward training steps are appended to `curve` (CSV with a
-/// trailing `ipf` column). Returns every row, the evaluation of the starting point first.
-#[allow(clippy::too_many_arguments)]
-pub fn run_refinement(
-    sampler: &mut DiffusionSampler,
+/// What [`run_diffusion`] hands back.
+pub struct DiffusionRun {
+    /// The trained (and refined) sampler.
+    pub sampler: DiffusionSampler,
+    /// The report of its training (none for a loaded sampler).
+    pub train_report: Option<TrainReport>,
+    /// The IPF rows: the evaluation that opens the refinements, then one per refinement.
+    pub rows: Vec<IpfRow>,
+    /// Every training iteration, as the CSV of `--log`.
+    pub curve: String,
+    /// Seconds of training and refinement (over all sessions of a resumed run).
+    pub seconds: f64,
+}
+
+/// Where checkpoints go and whether the run continues one.
+pub struct CheckpointArgs<'a> {
+    /// The directory (`--checkpoint`, or `--resume`'s).
+    pub dir: Option<&'a Path>,
+    /// Whether to continue the checkpoint in `dir`.
+    pub resume: bool,
+    /// Training iterations between checkpoints.
+    pub every: usize,
+}
+
+/// Runs the training and refinements of `spec` on `sampler` (or continues the run checkpointed
+/// in `ckpt.dir`), with progress bars, a line per IPF row, and checkpoints.
+pub fn run_diffusion(
+    sampler: DiffusionSampler,
+    spec: RunSpec,
     target: &dyn Target,
-    tcfg: &TrainConfig,
-    cfg: &IpfConfig,
-    first: usize,
-    seed: u64,
-    rng: &mut StdRng,
+    ckpt: &CheckpointArgs<'_>,
+    rng: &mut RunRng,
     quiet: bool,
-    start_seconds: f64,
-    curve: &mut String,
-) -> crate::error::Result<Vec<IpfRow>> {
-    let row0 = IpfRow {
-        iteration: first - 1,
-        estimates: fresh_estimates(sampler, target, cfg.eval_samples, rng)?,
-        forward_loss: None,
-        backward_loss: None,
-        seconds: start_seconds,
-        gradient_evaluations: sampler.gradient_evaluations(),
-    };
-    let log_z = target.log_z();
-    let hidden = bar(0, "", true);
-    let echo = |pb: &ProgressBar, line: String| {
-        if quiet {
-            return;
+) -> crate::error::Result<DiffusionRun> {
+    let (mut run, mut sampler) = match ckpt.dir.filter(|_| ckpt.resume) {
+        Some(dir) => {
+            let (run, s, r) = SampleRun::resume(dir, Some(&spec), sampler.device())?;
+            *rng = r;
+            (run, s)
         }
-        pb.suspend(|| eprintln!("{line}"));
+        None => (SampleRun::new(spec, &sampler)?, sampler),
     };
-    echo(&hidden, ROW_HEADER.to_string());
-    echo(&hidden, format_row(&row0, log_z));
-    let mut pb = hidden.clone();
-    let mut rows = vec![row0];
-    rows.extend(refine(
-        sampler,
+    let checkpoints = ckpt.dir.map(|d| Checkpoints {
+        dir: d.to_path_buf(),
+        every: ckpt.every,
+    });
+    let (train_iters, ipf) = (
+        run.spec().train.as_ref().map_or(0, |t| t.iterations),
+        run.spec().ipf.clone(),
+    );
+    let log_z = target.log_z();
+    let first_ipf = run.spec().first_ipf;
+    let echo = |pb: &ProgressBar, line: String| {
+        if !quiet {
+            pb.suspend(|| eprintln!("{line}"));
+        }
+    };
+    if !quiet && ckpt.resume {
+        let p = run.progress();
+        eprintln!(
+            "resuming: {} training iteration(s) and {} IPF row(s) done",
+            p.trainer
+                .as_ref()
+                .map(|t| t.iterations)
+                .or(p.train_report.as_ref().map(|r| r.iterations))
+                .unwrap_or(0),
+            p.rows.len()
+        );
+    }
+    for row in &run.progress().rows {
+        if row.iteration + 1 == first_ipf {
+            echo(&bar(0, "", true), ROW_HEADER.to_string());
+        }
+        echo(&bar(0, "", true), format_row(row, log_z));
+    }
+    let mut pb = bar(0, "", true);
+    run.run(
+        &mut sampler,
         target,
-        tcfg,
-        cfg,
-        first,
-        seed,
         rng,
-        |p| match p {
-            IpfProgress::Forward { ipf, step, loss } => {
-                if step == 0 {
-                    pb.finish_and_clear();
-                    pb = bar(
-                        cfg.forward.iterations as u64,
-                        &format!("ipf{ipf} fwd"),
-                        quiet,
-                    );
+        checkpoints.as_ref(),
+        |e| match e {
+            RunEvent::Train(st) => {
+                if pb.length() != Some(train_iters as u64) {
+                    pb = bar(train_iters as u64, "train", quiet);
                 }
-                pb.set_position(step as u64 + 1);
-                pb.set_message(format!("mean-matching loss {loss:.4}"));
-            }
-            IpfProgress::Backward { ipf, stats } => {
-                if stats.iteration == 0 {
-                    pb.finish_and_clear();
-                    pb = bar(
-                        cfg.backward_iterations as u64,
-                        &format!("ipf{ipf} bwd"),
-                        quiet,
-                    );
-                }
-                let e = &stats.estimates;
-                curve.push_str(&format!(
-                    "{},{},{},{},{},{},{},{ipf}\n",
-                    stats.iteration,
-                    stats.loss,
-                    e.elbo,
-                    e.log_z,
-                    e.ess,
-                    stats.grad_norm,
-                    e.n_nonfinite
-                ));
-                pb.set_position(stats.iteration as u64 + 1);
+                pb.set_position(st.iteration as u64 + 1);
                 pb.set_message(format!(
                     "loss {:.3e} elbo {:.3} logZ {:.3} ess {:.2}",
-                    stats.loss, e.elbo, e.log_z, e.ess
+                    st.loss, st.estimates.elbo, st.estimates.log_z, st.estimates.ess
                 ));
             }
-            IpfProgress::Row(row) => {
-                pb.finish_and_clear();
-                echo(&pb, format_row(row, log_z));
-            }
+            RunEvent::TrainDone => pb.finish_and_clear(),
+            RunEvent::Checkpoint => {}
+            RunEvent::Ipf(p) => match p {
+                IpfProgress::Forward { ipf: k, step, loss } => {
+                    if step == 0 {
+                        pb.finish_and_clear();
+                        pb = bar(ipf.forward.iterations as u64, &format!("ipf{k} fwd"), quiet);
+                    }
+                    pb.set_position(step as u64 + 1);
+                    pb.set_message(format!("mean-matching loss {loss:.4}"));
+                }
+                IpfProgress::Backward { ipf: k, stats } => {
+                    if stats.iteration == 0 {
+                        pb.finish_and_clear();
+                        pb = bar(
+                            ipf.backward_iterations as u64,
+                            &format!("ipf{k} bwd"),
+                            quiet,
+                        );
+                    }
+                    let e = &stats.estimates;
+                    pb.set_position(stats.iteration as u64 + 1);
+                    pb.set_message(format!(
+                        "loss {:.3e} elbo {:.3} logZ {:.3} ess {:.2}",
+                        stats.loss, e.elbo, e.log_z, e.ess
+                    ));
+                }
+                IpfProgress::Row(row) => {
+                    pb.finish_and_clear();
+                    if row.iteration + 1 == first_ipf {
+                        echo(&pb, ROW_HEADER.to_string());
+                    }
+                    echo(&pb, format_row(row, log_z));
+                }
+            },
         },
-    )?);
-    Ok(rows)
+    )?;
+    pb.finish_and_clear();
+    let p = run.progress();
+    let mut curve = String::from("iteration,loss,elbo,log_z,ess,grad_norm,nonfinite,ipf\n");
+    for c in &p.curve {
+        let (st, e) = (&c.stats, &c.stats.estimates);
+        curve.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            st.iteration, st.loss, e.elbo, e.log_z, e.ess, st.grad_norm, e.n_nonfinite, c.ipf
+        ));
+    }
+    Ok(DiffusionRun {
+        train_report: p.train_report.clone(),
+        rows: p.rows.clone(),
+        seconds: p.seconds,
+        curve,
+        sampler,
+    })
 }

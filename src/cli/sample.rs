@@ -3,10 +3,11 @@
 use super::baseline::{BaselineArgs, print_baseline_summary, run_baseline};
 use super::checks;
 use super::progress::bar;
-use super::refine::{IpfArgs, run_refinement};
+use super::refine::{CheckpointArgs, IpfArgs, run_diffusion};
 use super::summary::{Summary, print_summary};
 use crate::baseline::Method;
 use crate::io::{Histogram, ScatterPlot, histogram_png, scatter_png, write_samples};
+use crate::ipf::{RunSpec, SampleRun};
 use crate::metrics::mode_report;
 use crate::process::Schedule;
 use crate::recommend::recommended_settings;
@@ -14,10 +15,10 @@ use crate::sampler::DiffusionSampler;
 use crate::sampler::SampleSet;
 use crate::sequential::SequentialConfig;
 use crate::target::{Preconditioned, Target, TargetOptions, builtin_target};
-use crate::train::{Loss, train};
+use crate::train::Loss;
+use crate::train::checkpoint::RunRng;
 use anyhow::{Context, bail};
 use rand::SeedableRng;
-use rand::rngs::StdRng;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -136,6 +137,19 @@ pub struct SampleArgs {
     /// Write the training curve (iteration, loss, ELBO, log Z-hat, ESS, gradient norm) as CSV here.
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Write checkpoints of the training into this directory (created if missing): every
+    /// --checkpoint-every iterations, when training ends and after each IPF iteration. An
+    /// interrupted run continues with the same command line and --resume DIR instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub checkpoint: Option<PathBuf>,
+    /// Training iterations between two checkpoints.
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Continue the run checkpointed in DIR (by --checkpoint DIR), writing further checkpoints
+    /// there. Give the interrupted run's command line: settings that differ are an error. The
+    /// result is the one the uninterrupted run would have given.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
     /// Where the networks run: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: super::DeviceArg,
@@ -202,6 +216,8 @@ fn diffusion_flags(a: &SampleArgs) -> Vec<&'static str> {
         (a.load.is_some(), "--load"),
         (a.save.is_some(), "--save"),
         (a.log.is_some(), "--log"),
+        (a.checkpoint.is_some(), "--checkpoint"),
+        (a.resume.is_some(), "--resume"),
         (a.ipf.ipf_iters > 0, "--ipf-iters"),
         (a.horizon.is_some(), "--horizon"),
         (a.length_scale.is_some(), "--length-scale"),
@@ -349,7 +365,7 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
         )?;
     }
     let device = super::device(a.device)?;
-    let mut rng = StdRng::seed_from_u64(a.seed);
+    let mut rng = RunRng::seed_from_u64(a.seed);
     if a.baseline.method() != Method::Dsb {
         if a.load.is_some() || a.save.is_some() || a.ipf.ipf_iters > 0 || a.log.is_some() {
             bail!(
@@ -395,10 +411,8 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
     // Checked now, so that a bad IPF flag fails before the training it would follow.
     let ipf_cfg = a.ipf.config(&tcfg)?;
 
-    let train_start = Instant::now();
     let mut first_ipf = 1;
-    let mut curve = String::from("iteration,loss,elbo,log_z,ess,grad_norm,nonfinite,ipf\n");
-    let (mut sampler, trained) = match &a.load {
+    let sampler = match &a.load {
         Some(path) => {
             let (s, settings) = DiffusionSampler::load(path, &device)
                 .with_context(|| format!("cannot load the sampler from {}", path.display()))?;
@@ -424,54 +438,38 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
             }
             scfg = s.config().clone();
             first_ipf = s.refinements() + 1;
-            (s, None)
+            s
         }
-        None => {
-            let mut s = DiffusionSampler::new(target.dim(), scfg.clone(), a.seed, &device)?;
-            let pb = bar(tcfg.iterations as u64, "train", a.quiet);
-            let report = train(&mut s, target.as_ref(), &tcfg, &mut rng, |st| {
-                let e = &st.estimates;
-                curve.push_str(&format!(
-                    "{},{},{},{},{},{},{},0\n",
-                    st.iteration, st.loss, e.elbo, e.log_z, e.ess, st.grad_norm, e.n_nonfinite
-                ));
-                pb.set_position(st.iteration as u64 + 1);
-                pb.set_message(format!(
-                    "loss {:.3e} elbo {:.3} logZ {:.3} ess {:.2}",
-                    st.loss, st.estimates.elbo, st.estimates.log_z, st.estimates.ess
-                ));
-            });
-            pb.finish_and_clear();
-            (s, Some(report?))
-        }
+        None => DiffusionSampler::new(target.dim(), scfg.clone(), a.seed, &device)?,
     };
-    let mut ipf_rows = Vec::new();
-    if a.ipf.ipf_iters > 0 {
-        let refine_cfg = crate::train::TrainConfig {
-            ema: a.ipf.ema,
-            ..tcfg.clone()
-        };
-        ipf_rows = run_refinement(
-            &mut sampler,
-            target.as_ref(),
-            &refine_cfg,
-            &ipf_cfg,
+    let (sampler, trained, ipf_rows, train_secs) = if a.load.is_none() || a.ipf.ipf_iters > 0 {
+        let spec = RunSpec {
+            target: target.name().to_string(),
+            dim: target.dim(),
+            sampler: scfg.clone(),
+            train: a.load.is_none().then(|| tcfg.clone()),
+            refine: crate::train::TrainConfig {
+                ema: a.ipf.ema,
+                ..tcfg.clone()
+            },
+            ipf: ipf_cfg.clone(),
             first_ipf,
-            a.seed,
-            &mut rng,
-            a.quiet || a.json,
-            train_start.elapsed().as_secs_f64(),
-            &mut curve,
-        )?;
-    }
-    if let Some(p) = a
-        .log
-        .as_ref()
-        .filter(|_| trained.is_some() || a.ipf.ipf_iters > 0)
-    {
-        crate::io::atomic_write(p, curve.as_bytes())?;
-    }
-    let train_secs = train_start.elapsed().as_secs_f64();
+            seed: a.seed,
+        };
+        let ckpt = CheckpointArgs {
+            dir: a.checkpoint.as_deref().or(a.resume.as_deref()),
+            resume: a.resume.is_some(),
+            every: a.checkpoint_every,
+        };
+        let quiet = a.quiet || a.json;
+        let done = run_diffusion(sampler, spec, target.as_ref(), &ckpt, &mut rng, quiet)?;
+        if let Some(p) = &a.log {
+            crate::io::atomic_write(p, done.curve.as_bytes())?;
+        }
+        (done.sampler, done.train_report, done.rows, done.seconds)
+    } else {
+        (sampler, None, Vec::new(), 0.0)
+    };
     let ipf_done = sampler.refinements();
     if let Some(p) = &a.save {
         sampler.save(p, target.name())?;
@@ -595,6 +593,7 @@ fn check_before_work(a: &SampleArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.log {
         checks::output_file("--log", p, &[], "")?;
     }
+    check_checkpoint_flags(a)?;
     let (bytes, what, flags) = match a.target.as_str() {
         "gaussian" => {
             let d = a.dim.unwrap_or(5) as f64;
@@ -611,6 +610,40 @@ fn check_before_work(a: &SampleArgs) -> anyhow::Result<()> {
         _ => return Ok(()),
     };
     checks::memory(bytes, &what, flags)
+}
+
+/// `--checkpoint` must not overwrite a run's checkpoint, `--resume` needs one, and both need
+/// something to train.
+fn check_checkpoint_flags(a: &SampleArgs) -> anyhow::Result<()> {
+    if a.checkpoint_every == 0 {
+        bail!("--checkpoint-every must be at least 1");
+    }
+    if (a.checkpoint.is_some() || a.resume.is_some()) && a.load.is_some() && a.ipf.ipf_iters == 0 {
+        bail!(
+            "--checkpoint and --resume checkpoint training, and a --load'ed sampler without \
+             --ipf-iters trains nothing; drop them"
+        );
+    }
+    if let Some(dir) = &a.checkpoint
+        && SampleRun::exists(dir)
+    {
+        bail!(
+            "--checkpoint {}: the directory holds a checkpoint already; continue that run with \
+             --resume {0} (and its command line), or choose another directory",
+            dir.display()
+        );
+    }
+    if let Some(dir) = &a.resume
+        && !SampleRun::exists(dir)
+    {
+        bail!(
+            "--resume {}: no checkpoint there ({} is missing); start the run with --checkpoint \
+             DIR to write one",
+            dir.display(),
+            dir.join(crate::train::checkpoint::MODEL_SETTINGS).display()
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a run whose training and sampling would need more memory than the machine has,
@@ -711,7 +744,7 @@ fn write_outputs(a: &SampleArgs, target: &dyn Target, set: &SampleSet) -> anyhow
                     .collect(),
             ));
         } else if let Some(exact) =
-            target.exact_samples(set.len().min(5000), &mut StdRng::seed_from_u64(a.seed ^ 7))
+            target.exact_samples(set.len().min(5000), &mut RunRng::seed_from_u64(a.seed ^ 7))
         {
             plot.layers.insert(
                 0,
@@ -762,7 +795,7 @@ fn plot_1d(
     if let Some((centres, _)) = target.modes() {
         hist.markers = Some(("modes".into(), centres.iter().map(|c| c[0]).collect()));
     } else if let Some(exact) =
-        target.exact_samples(set.len().min(5000), &mut StdRng::seed_from_u64(a.seed ^ 7))
+        target.exact_samples(set.len().min(5000), &mut RunRng::seed_from_u64(a.seed ^ 7))
     {
         let n = exact.len();
         hist.layers.insert(

@@ -1,15 +1,9 @@
-//! Checkpoints of a fit: a directory holding
-//!
-//! - `model.safetensors`: the weights that sample (both networks, `backward.*` and `forward.*`;
-//!   the EMA of a network whose half-step is in progress);
-//! - `model.json`: [`SavedFit`], the settings (network kind and sizes, reference, steps,
-//!   horizon, schedule, σ, standardisation, data) and the progress (IPF iteration reached,
-//!   gradient steps, optimiser step, per-iteration rows);
-//! - `train-state.safetensors`: what continuing a half-step needs beyond that (the raw weights
-//!   of the network in training, Adam's moments, the EMA).
-//!
-//! Each file is written atomically, the settings last; both weight files carry the global step
-//! they belong to, so a crash between two writes is detected on load instead of mixing steps.
+//! Checkpoints of a fit, in the format of [`crate::train::checkpoint`]: `model.safetensors` holds
+//! both networks (`backward.*` and `forward.*`; the EMA of a network whose half-step is in
+//! progress), `model.json` is [`SavedFit`] (network kind and sizes, reference, steps, horizon,
+//! schedule, σ, standardisation, data, and the progress: IPF iteration reached, gradient steps,
+//! optimiser step, per-iteration rows), and `train-state.safetensors` holds what continuing a
+//! half-step needs. The global gradient step is the marker of both weight files.
 
 use super::config::{DataSpec, FitConfig};
 use super::model::{FitModel, ModelSettings};
@@ -17,20 +11,16 @@ use super::progress::{Half, Pending, Phase, Progress};
 use super::train::Fit;
 use crate::error::{DsbError, Result};
 use crate::nn::ParamStore;
-use crate::train::{AdamState, EmaState, Optimiser, OptimiserState};
-use candle_core::{DType, Device, Tensor};
+use crate::train::Optimiser;
+use crate::train::checkpoint::{
+    MODEL_SETTINGS, MODEL_WEIGHTS, OptimiserCounters, TRAIN_STATE, TensorMap, add_marker,
+    check_marker, pack_optimiser, read_tensors, save_tensors, unpack_optimiser,
+};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// File name of the sampling weights.
-pub const MODEL_WEIGHTS: &str = "model.safetensors";
-/// File name of the settings and progress.
-pub const MODEL_SETTINGS: &str = "model.json";
-/// File name of the optimiser state.
-pub const TRAIN_STATE: &str = "train-state.safetensors";
-/// Name of the tensor holding the global step in both weight files.
-const MARKER: &str = "progress.global_step";
 /// Version of the checkpoint format.
 const FORMAT: u32 = 1;
 
@@ -55,42 +45,6 @@ pub struct SavedFit {
     pub progress: Progress,
 }
 
-fn marker(step: usize) -> Result<Tensor> {
-    Ok(Tensor::new(&[step as f64], &Device::Cpu)?)
-}
-
-fn read_tensors(path: &Path, what: &str) -> Result<HashMap<String, Tensor>> {
-    if !path.exists() {
-        return Err(DsbError::bad_file(path, format!("missing ({what})")));
-    }
-    candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| DsbError::bad_file(path, format!("not a readable safetensors file ({e})")))
-}
-
-/// Checks that a weights file belongs to the global step of the settings.
-fn check_marker(map: &HashMap<String, Tensor>, step: usize, path: &Path) -> Result<()> {
-    let saved = map
-        .get(MARKER)
-        .map(|t| t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>())
-        .transpose()?;
-    match saved.as_deref() {
-        Some([s]) if *s == step as f64 => Ok(()),
-        _ => Err(DsbError::bad_file(
-            path,
-            format!(
-                "belongs to another step than {MODEL_SETTINGS} (step {step}); the run was \
-                 interrupted while writing its checkpoint: delete the directory and start again"
-            ),
-        )),
-    }
-}
-
-fn save_tensors(path: &Path, map: &HashMap<String, Tensor>) -> Result<()> {
-    crate::fsutil::atomic_write_with(path, |tmp| {
-        candle_core::safetensors::save(map, tmp).map_err(DsbError::from)
-    })
-}
-
 impl Fit {
     /// Writes the checkpoint into `dir`; `training` is the optimiser of the half-step in
     /// progress, if any.
@@ -101,7 +55,8 @@ impl Fit {
     ) -> Result<()> {
         let step = self.progress.global_step;
         let mut weights = self.model.weights()?;
-        let mut state = HashMap::from([(MARKER.to_string(), marker(step)?)]);
+        let mut state = HashMap::new();
+        add_marker(&mut state, step)?;
         if let Some((opt, half)) = training {
             let params = match half {
                 Half::Backward => self.model.backward.params(),
@@ -112,18 +67,9 @@ impl Fit {
                     .expect("forward enabled")
                     .params(),
             };
-            let s = opt.state();
-            for (i, (name, var)) in params.named().iter().enumerate() {
-                state.insert(format!("raw.{name}"), var.as_tensor().copy()?);
-                state.insert(format!("adam.m.{name}"), s.adam.first[i].clone());
-                state.insert(format!("adam.v.{name}"), s.adam.second[i].clone());
-                if let Some(e) = &s.ema {
-                    state.insert(format!("ema.{name}"), e.shadow[i].clone());
-                    weights.insert(name.clone(), e.shadow[i].clone());
-                }
-            }
+            pack_optimiser(params, &opt.state(), &mut state, &mut weights)?;
         }
-        weights.insert(MARKER.to_string(), marker(step)?);
+        add_marker(&mut weights, step)?;
         let saved = SavedFit {
             format: FORMAT,
             model: self.model.settings().clone(),
@@ -194,41 +140,18 @@ impl Fit {
 
 /// The optimiser state of the network `params` from a train-state file.
 fn read_pending(
-    map: &HashMap<String, Tensor>,
+    map: &TensorMap,
     params: &ParamStore,
     progress: &Progress,
     ema: bool,
     path: &Path,
 ) -> Result<Pending> {
-    let get = |key: String| -> Result<Tensor> {
-        map.get(&key)
-            .cloned()
-            .ok_or_else(|| DsbError::bad_file(path, format!("missing tensor '{key}'")))
+    let counters = OptimiserCounters {
+        adam_step: progress.optimiser_step,
+        ema_updates: ema.then_some(progress.ema_updates),
     };
-    let mut weights = HashMap::new();
-    let (mut first, mut second, mut shadow) = (vec![], vec![], vec![]);
-    for (name, _) in params.named() {
-        weights.insert(name.clone(), get(format!("raw.{name}"))?);
-        first.push(get(format!("adam.m.{name}"))?);
-        second.push(get(format!("adam.v.{name}"))?);
-        if ema {
-            shadow.push(get(format!("ema.{name}"))?);
-        }
-    }
-    Ok(Pending {
-        weights,
-        optimiser: OptimiserState {
-            adam: AdamState {
-                step: progress.optimiser_step,
-                first,
-                second,
-            },
-            ema: ema.then_some(EmaState {
-                updates: progress.ema_updates,
-                shadow,
-            }),
-        },
-    })
+    let (weights, optimiser) = unpack_optimiser(map, params, counters, path)?;
+    Ok(Pending { weights, optimiser })
 }
 
 /// Loads the model saved in `dir` (by `dsb fit`) for sampling, with its settings.

@@ -57,7 +57,8 @@ mod progress;
 mod setup;
 mod train;
 
-pub use checkpoint::{MODEL_SETTINGS, MODEL_WEIGHTS, SavedFit, TRAIN_STATE, load_model};
+pub use crate::train::checkpoint::{MODEL_SETTINGS, MODEL_WEIGHTS, TRAIN_STATE};
+pub use checkpoint::{SavedFit, load_model};
 pub use config::{DataSpec, FitConfig, FitData, is_image_data};
 pub use elbo::{Elbo, ElboOptions, elbo};
 pub use evaluate::{FitRow, prior_baseline, sample_metrics};

@@ -18,9 +18,11 @@
 
 mod cache;
 mod forward_fit;
+mod resumable;
 
 pub use cache::PathCache;
 pub use forward_fit::{ForwardFitConfig, fit_forward};
+pub use resumable::{Checkpoints, CurvePoint, RunEvent, RunProgress, RunSpec, SampleRun, SavedRun};
 
 use crate::error::Result;
 use crate::estimate::Estimates;
@@ -69,7 +71,7 @@ impl Default for IpfConfig {
 }
 
 /// One IPF iteration's outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IpfRow {
     /// IPF iteration (0 = the diffusion sampler).
     pub iteration: usize,

@@ -2,8 +2,9 @@
 
 use super::{DiffusionSampler, SamplerConfig};
 use crate::error::{DsbError, Result};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// What is saved next to the weights: enough to rebuild the sampler and check it fits the target.
@@ -39,17 +40,14 @@ impl DiffusionSampler {
             ipf_iterations: self.refinements,
         };
         let json = serde_json::to_string_pretty(&settings).expect("settings serialise");
-        let mut snap = self.params.snapshot()?;
-        if let Some(f) = &self.forward {
-            snap.extend(f.params.snapshot()?);
-        }
+        let mut snap = self.weights()?;
         // The settings again, inside the weights file, so that an edited or mismatched JSON
         // (e.g. another `steps`, which no weight's shape shows) is caught on loading.
         let bytes = json.as_bytes().to_vec();
         let n = bytes.len();
         snap.insert(
             SETTINGS_TENSOR.into(),
-            candle_core::Tensor::from_vec(bytes, n, &Device::Cpu)?,
+            Tensor::from_vec(bytes, n, &Device::Cpu)?,
         );
         crate::fsutil::atomic_write_with(path, |tmp| {
             candle_core::safetensors::save(&snap, tmp).map_err(DsbError::from)
@@ -78,15 +76,37 @@ impl DiffusionSampler {
             check_settings_agree(&settings, t, &sp, path)?;
         }
         let mut sampler = Self::new(settings.dim, settings.config.clone(), 0, device)?;
-        sampler.params.assign(&values, path)?;
+        sampler.assign_weights(&values, settings.learned_forward, path)?;
         sampler.refinements = settings.ipf_iterations;
-        if settings.learned_forward {
-            sampler.enable_forward(0)?;
-            if let Some(f) = &sampler.forward {
-                f.params.assign(&values, path)?;
+        Ok((sampler, settings))
+    }
+
+    /// Copies of the weights of both networks (`backward.*`, and `forward.*` once IPF has added
+    /// a learned forward drift).
+    pub(crate) fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        let mut snap = self.params.snapshot()?;
+        if let Some(f) = &self.forward {
+            snap.extend(f.params.snapshot()?);
+        }
+        Ok(snap)
+    }
+
+    /// Sets the weights from `values` (read from `source`); with `forward`, adds the learned
+    /// forward drift first and sets its weights too.
+    pub(crate) fn assign_weights(
+        &mut self,
+        values: &HashMap<String, Tensor>,
+        forward: bool,
+        source: &Path,
+    ) -> Result<()> {
+        self.params.assign(values, source)?;
+        if forward {
+            self.enable_forward(0)?;
+            if let Some(f) = &self.forward {
+                f.params.assign(values, source)?;
             }
         }
-        Ok((sampler, settings))
+        Ok(())
     }
 }
 
@@ -98,7 +118,7 @@ const SETTINGS_TENSOR: &str = "dsb.settings";
 /// error naming the fields that differ.
 fn check_settings_agree(
     settings: &SavedSettings,
-    stored: &candle_core::Tensor,
+    stored: &Tensor,
     settings_file: &Path,
     weights: &Path,
 ) -> Result<()> {
@@ -107,22 +127,7 @@ fn check_settings_agree(
         DsbError::bad_file(weights, format!("its saved settings are unreadable ({e})"))
     })?;
     let given = serde_json::to_value(settings).expect("settings serialise");
-    let mut differ = Vec::new();
-    for (key, v) in given.as_object().into_iter().flatten() {
-        let w = &saved[key];
-        match (v.as_object(), w.as_object()) {
-            (Some(a), Some(b)) => {
-                for (k, x) in a {
-                    let y = b.get(k).unwrap_or(&serde_json::Value::Null);
-                    if x != y {
-                        differ.push(format!("{key}.{k}: {x} here, {y} in the weights"));
-                    }
-                }
-            }
-            _ if v != w => differ.push(format!("{key}: {v} here, {w} in the weights")),
-            _ => {}
-        }
-    }
+    let differ = crate::fsutil::json_differences(&given, &saved, "here", "in the weights");
     if differ.is_empty() {
         return Ok(());
     }

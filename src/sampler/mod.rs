@@ -223,6 +223,11 @@ impl DiffusionSampler {
         self.grad_evals.load(Ordering::Relaxed)
     }
 
+    /// Sets the count of [`Self::gradient_evaluations`] (a resumed run continues its count).
+    pub(crate) fn set_gradient_evaluations(&self, n: u64) {
+        self.grad_evals.store(n, Ordering::Relaxed);
+    }
+
     fn check_target(&self, target: &dyn Target) -> Result<()> {
         crate::target::check_dimension(target, self.dim)
     }

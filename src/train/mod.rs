@@ -10,17 +10,20 @@
 //!   sampler, and because the paths are off-policy it is less prone to dropping modes.
 
 mod adam;
+pub mod checkpoint;
 mod ema;
 mod loss;
 mod optim;
 mod replay;
+mod trainer;
 
 pub use adam::{Adam, AdamState};
 pub use ema::{Ema, EmaState};
 pub use loss::{log_variance_loss, log_variance_loss_with_replay, reverse_kl_loss};
 pub use optim::{Optimiser, OptimiserState, clip_grad_norm, cosine_lr};
+pub use trainer::{Trainer, TrainerCounters};
 
-use crate::error::{DsbError, Result};
+use crate::error::Result;
 use crate::estimate::Estimates;
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
@@ -106,20 +109,22 @@ impl Default for TrainConfig {
 }
 
 /// What one training iteration reports.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct IterStats {
     /// Iteration index, from 0.
     pub iteration: usize,
     /// The loss value.
+    #[serde(deserialize_with = "crate::estimate::f64_or_nan")]
     pub loss: f64,
     /// Gradient norm before clipping.
+    #[serde(deserialize_with = "crate::estimate::f64_or_nan")]
     pub grad_norm: f64,
     /// Estimates from this iteration's batch of paths.
     pub estimates: Estimates,
 }
 
 /// Summary of a training run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TrainReport {
     /// Iterations run.
     pub iterations: usize,
@@ -155,7 +160,7 @@ const EXPLOSION_PATIENCE: usize = 5;
 
 /// Tracks the first finite loss and gradient norm of a run and counts consecutive iterations
 /// in which either grew past [`EXPLOSION_FACTOR`] times it.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub(crate) struct ExplosionWatch {
     first_loss: Option<f64>,
     first_grad: Option<f64>,
@@ -202,7 +207,8 @@ impl ExplosionWatch {
 /// and logs). Non-finite target values only zero the affected particles; a non-finite loss skips
 /// the update; either persisting for [`PATIENCE`] iterations ends the run with an error. A loss
 /// or gradient norm that explodes (grows past [`EXPLOSION_FACTOR`] times its first value) for a
-/// few iterations in a row, or in the last one, ends it with [`DsbError::Diverged`] too.
+/// few iterations in a row, or in the last one, ends it with [`crate::error::DsbError::Diverged`] too.
+/// [`Trainer`] runs the same loop one iteration at a time, with checkpoints.
 pub fn train(
     sampler: &mut DiffusionSampler,
     target: &dyn Target,
@@ -210,157 +216,11 @@ pub fn train(
     rng: &mut impl rand::Rng,
     mut on_iter: impl FnMut(&IterStats),
 ) -> Result<TrainReport> {
-    if cfg.iterations == 0 {
-        return Err(DsbError::InvalidInput(
-            "--iters must be at least 1: an untrained sampler's estimates mean nothing (to \
-             sample a trained one without training, --load it)"
-                .into(),
-        ));
+    let mut trainer = Trainer::new(sampler, cfg)?;
+    while !trainer.is_done() {
+        trainer.step(sampler, target, rng, &mut on_iter)?;
     }
-    if cfg.batch < 2 {
-        return Err(DsbError::InvalidInput("--batch must be at least 2".into()));
-    }
-    let positive = |v: f64| v > 0.0 && v.is_finite();
-    if !positive(cfg.lr) || !positive(cfg.grad_clip) {
-        return Err(DsbError::InvalidInput(
-            "--lr and --grad-clip must be positive".into(),
-        ));
-    }
-    if !(cfg.replay >= 0.0 && cfg.replay.is_finite()) {
-        return Err(DsbError::InvalidInput(format!(
-            "--replay must be a non-negative fraction, got {}",
-            cfg.replay
-        )));
-    }
-    if cfg.replay > 0.0 && cfg.loss != Loss::LogVariance {
-        return Err(DsbError::InvalidInput(
-            "--replay works with the log-variance loss (--loss log-var)".into(),
-        ));
-    }
-    if !(cfg.replay_weight >= 0.0 && cfg.replay_weight.is_finite()) {
-        return Err(DsbError::InvalidInput(format!(
-            "--replay-weight must be non-negative, got {}",
-            cfg.replay_weight
-        )));
-    }
-    if !(0.0..1.0).contains(&cfg.ema) {
-        return Err(DsbError::InvalidInput(format!(
-            "--ema must be in [0, 1), got {}",
-            cfg.ema
-        )));
-    }
-    let mut opt = Optimiser::new(
-        &sampler.params,
-        cfg.lr,
-        cfg.grad_clip,
-        cfg.iterations,
-        cfg.ema,
-    )?;
-    let (mut skipped, mut bad_loss, mut bad_target) = (0, 0, 0);
-    let mut watch = ExplosionWatch::default();
-    let mut last = None;
-    let mut chains: Option<replay::ReplayChains> = None;
-    let (mut zero_run, mut ran, mut stopped_early) = (0, 0, None);
-    for it in 0..cfg.iterations {
-        let (loss, log_w) = match cfg.loss {
-            Loss::LogVariance => {
-                let mut paths =
-                    sampler.simulate_exploring(target, cfg.batch, rng, true, cfg.explore)?;
-                let m = (cfg.replay * cfg.batch as f64).round() as usize;
-                if m > 0 {
-                    if chains.is_none() {
-                        let starts = paths.x0().narrow(0, 0, m.min(cfg.batch))?;
-                        chains = Some(replay::ReplayChains::new(&starts)?);
-                    }
-                    let c = chains.as_mut().expect("chains exist");
-                    let evals = c.advance(target, cfg.replay_moves, rng)?;
-                    sampler.count_gradient_evaluations(evals);
-                    let extra = sampler.simulate_noising(target, c.states(), rng)?;
-                    paths = paths.with_extra(extra)?;
-                }
-                log_variance_loss_with_replay(sampler, &paths, cfg.batch, cfg.replay_weight)?
-            }
-            Loss::ReverseKl => reverse_kl_loss(sampler, target, cfg.batch, rng)?,
-        };
-        let estimates = Estimates::from_log_weights(&log_w);
-        let frac_bad = estimates.n_nonfinite as f64 / estimates.n as f64;
-        bad_target = if frac_bad > 0.5 { bad_target + 1 } else { 0 };
-        if bad_target >= PATIENCE {
-            return Err(DsbError::PersistentNonFinite {
-                target: target.name().into(),
-                fraction: 100.0 * frac_bad,
-                iterations: bad_target,
-            });
-        }
-        let loss_value = match &loss {
-            Some(l) => l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
-            None => f64::NAN,
-        };
-        let mut grad_norm = f64::NAN;
-        if loss_value.is_finite() {
-            let l = loss.as_ref().expect("finite loss exists");
-            grad_norm = opt.step(it, l, &sampler.params)?;
-            if grad_norm.is_finite() {
-                bad_loss = 0;
-            } else {
-                skipped += 1;
-                bad_loss += 1;
-            }
-        } else {
-            skipped += 1;
-            bad_loss += 1;
-        }
-        if bad_loss >= PATIENCE {
-            return Err(DsbError::Diverged {
-                iteration: it,
-                loss: loss_value,
-                why: format!(
-                    "loss {loss_value} or its gradient not finite {bad_loss} times in a row"
-                ),
-                advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
-            });
-        }
-        if let Some(why) = watch.see(loss_value, grad_norm)
-            && (watch.stop() || it + 1 == cfg.iterations)
-        {
-            return Err(DsbError::Diverged {
-                iteration: it,
-                loss: loss_value,
-                why,
-                advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
-            });
-        }
-        let stats = IterStats {
-            iteration: it,
-            loss: loss_value,
-            grad_norm,
-            estimates,
-        };
-        on_iter(&stats);
-        last = Some(stats);
-        ran = it + 1;
-        // Only the log-variance loss is zero at the optimum (the KL one is −log Z there).
-        let zero = cfg.loss == Loss::LogVariance
-            && loss_value.abs() < ZERO_LOSS
-            && estimates.n_nonfinite == 0;
-        zero_run = if zero { zero_run + 1 } else { 0 };
-        if zero_run >= ZERO_LOSS_PATIENCE && ran < cfg.iterations {
-            stopped_early = Some(format!(
-                "stopped after {ran} of {} iterations: the loss was below {ZERO_LOSS:.0e} for \
-                 {zero_run} iterations in a row (all log weights equal: the sampler is already \
-                 exact on this target, nothing left to train)",
-                cfg.iterations
-            ));
-            break;
-        }
-    }
-    opt.finish(&sampler.params)?;
-    Ok(TrainReport {
-        iterations: ran,
-        skipped,
-        last,
-        stopped_early,
-    })
+    trainer.finish(sampler)
 }
 
 #[cfg(test)]
