@@ -40,6 +40,7 @@ pub mod baseline;
 pub mod bench;
 pub mod bridge;
 pub mod cli;
+pub mod csv_table;
 pub mod data;
 pub mod error;
 pub mod estimate;
