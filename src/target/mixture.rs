@@ -234,9 +234,6 @@ mod tests {
         let mass = lp.to_scalar::<f32>().unwrap() * 0.0005;
         assert!((mass - 1.0).abs() < 1e-3, "mass {mass}");
         let probe = Tensor::new(&[[0.7f32], [2.2], [-1.0]], &Device::Cpu).unwrap();
-        let a = super::super::autograd_gradient(&g, &probe).unwrap();
-        let c = g.grad_log_density(&probe).unwrap();
-        let diff = (a - c).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+        assert!(super::super::autograd_gap(&g, &probe) < 1e-4);
     }
 }
