@@ -42,6 +42,7 @@ pub mod bridge;
 pub mod cli;
 pub mod csv_table;
 pub mod data;
+pub mod distance;
 pub mod error;
 pub mod estimate;
 pub mod eval;
