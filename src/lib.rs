@@ -45,7 +45,9 @@ pub mod bridge;
 /// The command-line interface (used by the binary; not part of the library's API).
 #[doc(hidden)]
 pub mod cli;
+pub mod csv_table;
 pub mod data;
+pub mod distance;
 pub mod error;
 pub mod estimate;
 pub mod eval;

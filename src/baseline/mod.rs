@@ -13,7 +13,7 @@ pub use nuts::{NutsConfig, NutsResult, run_nuts};
 pub use particles::DiagGaussian;
 pub use precondition::Preconditioner;
 pub use smc::{MoveKernel, SmcConfig, SmcResult, SmcStep, run_smc};
-pub(crate) use smc::{Population, ess_fraction, final_set, hmc_move, tempered};
+pub(crate) use smc::{Population, TemperedMove, ess_fraction, final_set, tempered};
 
 use serde::{Deserialize, Serialize};
 

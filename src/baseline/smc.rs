@@ -342,28 +342,17 @@ pub fn run_smc(
         );
         let mut acc_sum = 0.0;
         for _ in 0..cfg.moves {
+            let mover = TemperedMove {
+                target,
+                start,
+                beta,
+                pre: &pre,
+            };
             let acc = match cfg.kernel {
-                MoveKernel::Mala => mala_move(
-                    target,
-                    start,
-                    &mut pop,
-                    beta,
-                    &pre,
-                    step_size,
-                    rng,
-                    &mut counts,
-                )?,
-                MoveKernel::Hmc => hmc_move(
-                    target,
-                    start,
-                    &mut pop,
-                    beta,
-                    &pre,
-                    step_size,
-                    cfg.leapfrog_steps,
-                    rng,
-                    &mut counts,
-                )?,
+                MoveKernel::Mala => mover.mala(&mut pop, step_size, rng, &mut counts)?,
+                MoveKernel::Hmc => {
+                    mover.hmc(&mut pop, step_size, cfg.leapfrog_steps, rng, &mut counts)?
+                }
             };
             step_size =
                 (step_size * (acc - cfg.kernel.target_acceptance()).exp()).clamp(1e-4, 10.0);
@@ -455,136 +444,163 @@ fn tempered_grad(start: &DiagGaussian, x: &[f64], g: &[f64], beta: f64, out: &mu
     }
 }
 
-/// One preconditioned MALA move of every particle; returns the mean acceptance probability.
-/// In u = L⁻¹x: y = x + L(½h² Lᵀ∇log π_β(x) + h ξ).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn mala_move(
-    target: &dyn Target,
-    start: &DiagGaussian,
-    pop: &mut Population,
-    beta: f64,
-    pre: &Preconditioner,
-    h: f64,
-    rng: &mut impl Rng,
-    counts: &mut (u64, u64),
-) -> Result<f64> {
-    let d = pop.dim;
-    let n = pop.l.len();
-    let mut gt = vec![0.0; n * d];
-    tempered_grad(start, &pop.x, &pop.g, beta, &mut gt);
-    let gu = pre.apply_transpose(&gt);
-    let xi: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
-    let step: Vec<f64> = gu
-        .iter()
-        .zip(&xi)
-        .map(|(g, e)| 0.5 * h * h * g + h * e)
-        .collect();
-    let y: Vec<f64> = pop
-        .x
-        .iter()
-        .zip(pre.apply(&step))
-        .map(|(a, b)| a + b)
-        .collect();
-    let (ly, gy) = evaluate(target, &y, d, Want::Both)?;
-    counts.0 += n as u64;
-    counts.1 += n as u64;
-    let mut gty = vec![0.0; n * d];
-    tempered_grad(start, &y, &gy, beta, &mut gty);
-    let guy = pre.apply_transpose(&gty);
-    let diff: Vec<f64> = pop.x.iter().zip(&y).map(|(a, b)| a - b).collect();
-    let diff_u = pre.solve(&diff);
-    let mut acc = 0.0;
-    for i in 0..n {
-        let yr = &y[i * d..(i + 1) * d];
-        let l0y = start.log_density(yr);
-        let new = tempered(l0y, ly[i], beta);
-        let old = tempered(pop.l0[i], pop.l[i], beta);
-        // The reverse proposal's standardised residual, and the forward one (ξ).
-        let mut back = 0.0;
-        let mut fwd = 0.0;
-        for k in i * d..(i + 1) * d {
-            let r = (diff_u[k] - 0.5 * h * h * guy[k]) / h;
-            back += r * r;
-            fwd += xi[k] * xi[k];
-        }
-        let log_alpha = new - old - 0.5 * back + 0.5 * fwd;
-        let proposal = (yr, &gy[i * d..(i + 1) * d], l0y, ly[i]);
-        acc += pop.metropolis(i, log_alpha, new.is_finite(), proposal, rng);
-    }
-    Ok(acc / n as f64)
+/// What a move of the particles towards π_β ∝ π₀^(1−β) π^β needs besides the particles and
+/// the step: the target π, the start π₀, β and the preconditioner L. Its moves count the target
+/// evaluations in `counts` (log densities, gradients) and return the mean acceptance
+/// probability.
+pub(crate) struct TemperedMove<'a> {
+    /// The target π.
+    pub target: &'a dyn Target,
+    /// The start π₀.
+    pub start: &'a DiagGaussian,
+    /// The temperature β.
+    pub beta: f64,
+    /// The preconditioner L.
+    pub pre: &'a Preconditioner,
 }
 
-/// One preconditioned HMC move of every particle (identity mass in u = L⁻¹x: momentum
-/// p ~ N(0, I), position steps εLp, momentum kicks εLᵀ∇log π_β); returns the mean acceptance
-/// probability.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn hmc_move(
-    target: &dyn Target,
-    start: &DiagGaussian,
-    pop: &mut Population,
-    beta: f64,
-    pre: &Preconditioner,
-    eps: f64,
-    leapfrog: usize,
-    rng: &mut impl Rng,
-    counts: &mut (u64, u64),
-) -> Result<f64> {
-    let d = pop.dim;
-    let n = pop.l.len();
-    let mut p: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
-    let kinetic0: Vec<f64> = p
-        .chunks(d)
-        .map(|r| 0.5 * r.iter().map(|v| v * v).sum::<f64>())
-        .collect();
-    let mut gt = vec![0.0; n * d];
-    tempered_grad(start, &pop.x, &pop.g, beta, &mut gt);
-    let mut y = pop.x.clone();
-    let mut ly = pop.l.clone();
-    let mut gy = pop.g.clone();
-    let mut diverged = vec![false; n];
-    for (pk, g) in p.iter_mut().zip(pre.apply_transpose(&gt)) {
-        *pk += 0.5 * eps * g;
-    }
-    for step in 0..leapfrog {
-        for (yk, v) in y.iter_mut().zip(pre.apply(&p)) {
-            *yk += eps * v;
-        }
-        let last = step + 1 == leapfrog;
-        let (l, g) = evaluate(
-            target,
-            &y,
-            d,
-            if last { Want::Both } else { Want::Gradient },
-        )?;
+impl TemperedMove<'_> {
+    /// One preconditioned MALA move of every particle with step `h`.
+    /// In u = L⁻¹x: y = x + L(½h² Lᵀ∇log π_β(x) + h ξ).
+    pub(crate) fn mala(
+        &self,
+        pop: &mut Population,
+        h: f64,
+        rng: &mut impl Rng,
+        counts: &mut (u64, u64),
+    ) -> Result<f64> {
+        let d = pop.dim;
+        let n = pop.l.len();
+        let mut gt = vec![0.0; n * d];
+        tempered_grad(self.start, &pop.x, &pop.g, self.beta, &mut gt);
+        let gu = self.pre.apply_transpose(&gt);
+        let xi: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
+        let step: Vec<f64> = gu
+            .iter()
+            .zip(&xi)
+            .map(|(g, e)| 0.5 * h * h * g + h * e)
+            .collect();
+        let y: Vec<f64> = pop
+            .x
+            .iter()
+            .zip(self.pre.apply(&step))
+            .map(|(a, b)| a + b)
+            .collect();
+        let (ly, gy) = evaluate(self.target, &y, d, Want::Both)?;
+        counts.0 += n as u64;
         counts.1 += n as u64;
-        if last {
-            counts.0 += n as u64;
+        let mut gty = vec![0.0; n * d];
+        tempered_grad(self.start, &y, &gy, self.beta, &mut gty);
+        let guy = self.pre.apply_transpose(&gty);
+        let diff: Vec<f64> = pop.x.iter().zip(&y).map(|(a, b)| a - b).collect();
+        let diff_u = self.pre.solve(&diff);
+        let log_alpha = |i: usize, new: f64, old: f64| {
+            // The reverse proposal's standardised residual, and the forward one (ξ).
+            let mut back = 0.0;
+            let mut fwd = 0.0;
+            for k in i * d..(i + 1) * d {
+                let r = (diff_u[k] - 0.5 * h * h * guy[k]) / h;
+                back += r * r;
+                fwd += xi[k] * xi[k];
+            }
+            new - old - 0.5 * back + 0.5 * fwd
+        };
+        Ok(self.accept(pop, (&y, &ly, &gy), log_alpha, |_| true, rng))
+    }
+
+    /// One preconditioned HMC move of every particle with step `eps` and `leapfrog` steps
+    /// (identity mass in u = L⁻¹x: momentum p ~ N(0, I), position steps εLp, momentum kicks
+    /// εLᵀ∇log π_β).
+    pub(crate) fn hmc(
+        &self,
+        pop: &mut Population,
+        eps: f64,
+        leapfrog: usize,
+        rng: &mut impl Rng,
+        counts: &mut (u64, u64),
+    ) -> Result<f64> {
+        let d = pop.dim;
+        let n = pop.l.len();
+        let mut p: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
+        let kinetic0: Vec<f64> = p
+            .chunks(d)
+            .map(|r| 0.5 * r.iter().map(|v| v * v).sum::<f64>())
+            .collect();
+        let mut gt = vec![0.0; n * d];
+        tempered_grad(self.start, &pop.x, &pop.g, self.beta, &mut gt);
+        let mut y = pop.x.clone();
+        let mut ly = pop.l.clone();
+        let mut gy = pop.g.clone();
+        let mut diverged = vec![false; n];
+        for (pk, g) in p.iter_mut().zip(self.pre.apply_transpose(&gt)) {
+            *pk += 0.5 * eps * g;
         }
-        for i in 0..n {
-            if l[i] == f64::NEG_INFINITY {
-                diverged[i] = true;
+        for step in 0..leapfrog {
+            for (yk, v) in y.iter_mut().zip(self.pre.apply(&p)) {
+                *yk += eps * v;
+            }
+            let last = step + 1 == leapfrog;
+            let (l, g) = evaluate(
+                self.target,
+                &y,
+                d,
+                if last { Want::Both } else { Want::Gradient },
+            )?;
+            counts.1 += n as u64;
+            if last {
+                counts.0 += n as u64;
+            }
+            for i in 0..n {
+                if l[i] == f64::NEG_INFINITY {
+                    diverged[i] = true;
+                }
+            }
+            ly = l;
+            gy = g;
+            tempered_grad(self.start, &y, &gy, self.beta, &mut gt);
+            let f = if last { 0.5 } else { 1.0 };
+            for (pk, g) in p.iter_mut().zip(self.pre.apply_transpose(&gt)) {
+                *pk += f * eps * g;
             }
         }
-        ly = l;
-        gy = g;
-        tempered_grad(start, &y, &gy, beta, &mut gt);
-        let f = if last { 0.5 } else { 1.0 };
-        for (pk, g) in p.iter_mut().zip(pre.apply_transpose(&gt)) {
-            *pk += f * eps * g;
+        let log_alpha = |i: usize, new: f64, old: f64| {
+            let kinetic1 = 0.5 * p[i * d..(i + 1) * d].iter().map(|v| v * v).sum::<f64>();
+            new - kinetic1 - old + kinetic0[i]
+        };
+        Ok(self.accept(pop, (&y, &ly, &gy), log_alpha, |i| !diverged[i], rng))
+    }
+
+    /// The Metropolis step of a move: each particle i takes its proposal (row i of `y`, with
+    /// target log density `ly[i]` and gradient row i of `gy`) with probability
+    /// min(1, exp(`log_alpha(i, new, old)`)), `new` and `old` the tempered log densities of the
+    /// proposal and the particle; a proposal is rejected outright unless `valid(i)` and `new` is
+    /// finite. Returns the mean acceptance probability.
+    fn accept(
+        &self,
+        pop: &mut Population,
+        (y, ly, gy): (&[f64], &[f64], &[f64]),
+        log_alpha: impl Fn(usize, f64, f64) -> f64,
+        valid: impl Fn(usize) -> bool,
+        rng: &mut impl Rng,
+    ) -> f64 {
+        let (d, n) = (pop.dim, ly.len());
+        let mut acc = 0.0;
+        for i in 0..n {
+            let yr = &y[i * d..(i + 1) * d];
+            let l0y = self.start.log_density(yr);
+            let new = tempered(l0y, ly[i], self.beta);
+            let old = tempered(pop.l0[i], pop.l[i], self.beta);
+            let proposal = (yr, &gy[i * d..(i + 1) * d], l0y, ly[i]);
+            acc += pop.metropolis(
+                i,
+                log_alpha(i, new, old),
+                valid(i) && new.is_finite(),
+                proposal,
+                rng,
+            );
         }
+        acc / n as f64
     }
-    let mut acc = 0.0;
-    for i in 0..n {
-        let yr = &y[i * d..(i + 1) * d];
-        let l0y = start.log_density(yr);
-        let new = tempered(l0y, ly[i], beta);
-        let old = tempered(pop.l0[i], pop.l[i], beta);
-        let kinetic1 = 0.5 * p[i * d..(i + 1) * d].iter().map(|v| v * v).sum::<f64>();
-        let log_alpha = new - kinetic1 - old + kinetic0[i];
-        let proposal = (yr, &gy[i * d..(i + 1) * d], l0y, ly[i]);
-        acc += pop.metropolis(i, log_alpha, !diverged[i] && new.is_finite(), proposal, rng);
-    }
-    Ok(acc / n as f64)
 }
 
 /// The final particles as a weighted sample set whose weights average to Ẑ (no standard error:

@@ -2,6 +2,7 @@
 
 use super::error::{DataError, Result};
 use super::points::Points;
+use crate::csv_table;
 use std::path::Path;
 
 /// Reads points from a CSV file; see [`parse_points_csv`] for the format.
@@ -12,86 +13,41 @@ pub fn read_points_csv(path: &Path) -> Result<Points> {
 
 /// Parses CSV text into points. `source` names the text in errors.
 ///
-/// The format: comma-separated numbers, one point per line, every line with the same number of
-/// cells (at least one). The first line may instead be a header of names, none of which is a
-/// number. Blank lines and lines starting with `#` are skipped; cells are trimmed, and a header
-/// name loses surrounding double quotes. Every value must be a finite number. Errors give the
-/// line number (counting every line of the file, from 1) and the column.
+/// The format is [`crate::csv_table`]'s: comma-separated numbers, one point per line, every
+/// line with the same number of cells (at least one). The first line may instead be a header of
+/// names, none of which is a number. Blank lines and lines starting with `#` are skipped; cells
+/// are trimmed, and lose surrounding double quotes. Every value must be a finite number (and
+/// finite as a 32-bit float). Errors give the line number (counting every line of the file,
+/// from 1) and the column.
 pub fn parse_points_csv(text: &str, source: &Path) -> Result<Points> {
     let bad = |m: String| DataError::bad_file(source, m);
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-        .peekable();
-    let cells = |l: &str| -> Vec<String> { l.split(',').map(|c| c.trim().to_string()).collect() };
-    let Some(&(first_no, first)) = lines.peek() else {
+    let table = csv_table::parse(text).map_err(|e| bad(e.to_string()))?;
+    if table.is_empty() {
         return Err(bad(
             "the file has no data; expected comma-separated numbers, one point per line".into(),
         ));
-    };
-    let first = cells(first);
-    let width = first.len();
-    let numeric = first.iter().filter(|c| c.parse::<f64>().is_ok()).count();
-    let names = if numeric == 0 {
-        lines.next();
-        let names: Vec<String> = first.iter().map(|c| c.trim_matches('"').into()).collect();
-        if let Some(j) = names.iter().position(|c| c.is_empty()) {
-            return Err(bad(format!(
-                "line {first_no}, column {}: empty name in the header; name every column",
-                j + 1
-            )));
-        }
-        names
-    } else if numeric < width {
-        let j = first.iter().position(|c| c.parse::<f64>().is_err());
-        let j = j.expect("some cell is not a number");
+    }
+    if table.rows.is_empty() {
         return Err(bad(format!(
-            "line {first_no}, column {}: '{}' is not a number, but other cells of this first \
-             line are; a header must be all names and a data row all numbers",
-            j + 1,
-            first[j]
+            "line {} is a header but no data rows follow; expected one point per line",
+            table.first_line
         )));
-    } else {
-        (1..=width).map(|i| format!("x{i}")).collect()
-    };
-    let mut data = Vec::new();
-    let mut n = 0;
-    for (no, line) in lines {
-        let row = cells(line);
-        if row.len() != width {
-            return Err(bad(format!(
-                "line {no}: {} cells, but line {first_no} has {width}; every row needs the same \
-                 number of columns",
-                row.len()
-            )));
-        }
-        for (j, c) in row.iter().enumerate() {
-            let v: f64 = c.parse().map_err(|_| {
-                bad(format!(
-                    "line {no}, column {}: '{c}' is not a number",
-                    j + 1
-                ))
-            })?;
+    }
+    let mut data = Vec::with_capacity(table.rows.len() * table.width);
+    for row in &table.rows {
+        for (j, &v) in row.values.iter().enumerate() {
             let v32 = v as f32;
             if !v32.is_finite() {
                 return Err(bad(format!(
-                    "line {no}, column {}: {c} is not a finite 32-bit float; remove or fix the row",
+                    "line {}, column {}: {v:e} is not a finite 32-bit float; remove or fix the row",
+                    row.line,
                     j + 1
                 )));
             }
             data.push(v32);
         }
-        n += 1;
     }
-    if n == 0 {
-        return Err(bad(format!(
-            "line {first_no} is a header but no data rows follow; expected one point per line"
-        )));
-    }
-    Points::with_names(data, n, width, names)
+    Points::with_names(data, table.rows.len(), table.width, table.names())
 }
 
 #[cfg(test)]
@@ -138,7 +94,7 @@ mod tests {
     fn ragged_rows_name_the_line() {
         let e = err("x,y\n1,2\n3\n");
         assert!(
-            e.contains("p.csv") && e.contains("line 3: 1 cells, but line 1 has 2"),
+            e.contains("p.csv") && e.contains("line 3: 1 cells, but the header has 2 (line 1)"),
             "{e}"
         );
     }
@@ -146,7 +102,10 @@ mod tests {
     #[test]
     fn non_numeric_cells_name_line_and_column() {
         let e = err("1,2\n3,abc\n");
-        assert!(e.contains("line 2, column 2: 'abc' is not a number"), "{e}");
+        assert!(
+            e.contains("line 2, column 2: 'abc' is not a finite number"),
+            "{e}"
+        );
         let e = err("1,x\n");
         assert!(
             e.contains("line 1, column 2: 'x'") && e.contains("header"),

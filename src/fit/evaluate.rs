@@ -5,8 +5,8 @@ use super::elbo::Elbo;
 use super::model::FitModel;
 use super::tagged_rng;
 use crate::data::Points;
+use crate::distance::{energy_distance, mmd2};
 use crate::error::Result;
-use crate::metrics::{energy_distance, mmd2};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ const TAG_BASELINE: u64 = 4;
 pub struct FitRow {
     /// IPF iteration (0: the DDPM-style model).
     pub iteration: usize,
-    /// Unbiased MMD² ([`crate::metrics::mmd2`]) of generated points against held-out points.
+    /// Unbiased MMD² ([`crate::distance::mmd2`]) of generated points against held-out points.
     pub mmd2: f64,
     /// Energy distance of the same two samples.
     pub energy: f64,

@@ -161,19 +161,13 @@ impl MlpNet {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut params = ParamStore::new();
-        let net = DriftNet::new(
+        let (params, net) = DriftNet::new_in_own_store(
             prefix,
             false,
             dim,
-            width,
-            depth,
+            (width, depth),
             f64::INFINITY,
-            &vec![1.0; dim],
-            1.0,
-            &mut params,
-            &mut rng,
+            seed,
             device,
         )?;
         Ok(Self { params, net, dim })

@@ -31,6 +31,32 @@ fn tiny(ipf_iters: usize) -> FitConfig {
     }
 }
 
+/// A two-moons fit with `ipf_iters` IPF iterations run to its end, checkpointing into a
+/// temporary directory (returned with it).
+fn uninterrupted(ipf_iters: usize, dev: &Device) -> (tempfile::TempDir, Fit) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fit = Fit::new(spec("two-moons"), tiny(ipf_iters), dev).unwrap();
+    let opts = RunOptions {
+        dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    assert!(fit.run(&opts, |_| {}).unwrap());
+    (dir, fit)
+}
+
+/// A fit's weights by name, flattened, for exact comparisons.
+fn weights(f: &Fit) -> Vec<(String, Vec<f32>)> {
+    let mut v: Vec<(String, Vec<f32>)> = f
+        .model
+        .weights()
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 /// An untrained model is the exact reversal of the OU reference started at its stationary law
 /// N(mean, diag(scale²)), so each path's bound equals log q(x_0) of that Gaussian exactly: the
 /// estimate has no path noise and must match the closed form (this checks every term, the
@@ -75,13 +101,7 @@ fn bound_of_the_untrained_model_is_the_prior_density() {
 #[test]
 fn resumed_run_matches_the_uninterrupted_one_and_checkpoints_round_trip() {
     let dev = Device::Cpu;
-    let whole_dir = tempfile::tempdir().unwrap();
-    let mut whole = Fit::new(spec("two-moons"), tiny(1), &dev).unwrap();
-    let opts = RunOptions {
-        dir: Some(whole_dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    assert!(whole.run(&opts, |_| {}).unwrap());
+    let (whole_dir, whole) = uninterrupted(1, &dev);
 
     let dir = tempfile::tempdir().unwrap();
     let mut part = Fit::new(spec("two-moons"), tiny(1), &dev).unwrap();
@@ -102,18 +122,7 @@ fn resumed_run_matches_the_uninterrupted_one_and_checkpoints_round_trip() {
     assert!(resumed.run(&rest, |_| {}).unwrap());
     assert_eq!(resumed.progress().global_step, 36);
 
-    let w = |f: &Fit| {
-        let mut v: Vec<(String, Vec<f32>)> = f
-            .model
-            .weights()
-            .unwrap()
-            .into_iter()
-            .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
-    assert_eq!(w(&whole), w(&resumed));
+    assert_eq!(weights(&whole), weights(&resumed));
     assert_eq!(whole.progress().rows.len(), 2);
     for (a, b) in whole.progress().rows.iter().zip(&resumed.progress().rows) {
         assert_eq!((a.mmd2, a.elbo.nats), (b.mmd2, b.elbo.nats));
@@ -171,13 +180,7 @@ fn resume_with_data_of_another_dimension_is_a_clear_error() {
 #[test]
 fn a_run_interrupted_during_its_evaluation_resumes_without_retraining() {
     let dev = Device::Cpu;
-    let whole_dir = tempfile::tempdir().unwrap();
-    let mut whole = Fit::new(spec("two-moons"), tiny(0), &dev).unwrap();
-    let whole_opts = RunOptions {
-        dir: Some(whole_dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    assert!(whole.run(&whole_opts, |_| {}).unwrap());
+    let (_whole_dir, whole) = uninterrupted(0, &dev);
 
     let dir = tempfile::tempdir().unwrap();
     let opts = RunOptions {
@@ -211,18 +214,7 @@ fn a_run_interrupted_during_its_evaluation_resumes_without_retraining() {
             .unwrap()
     );
     assert_eq!(steps, 0, "nothing is retrained");
-    let w = |f: &Fit| {
-        let mut v: Vec<(String, Vec<f32>)> = f
-            .model
-            .weights()
-            .unwrap()
-            .into_iter()
-            .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
-    assert_eq!(w(&whole), w(&resumed));
+    assert_eq!(weights(&whole), weights(&resumed));
     let (a, b) = (&whole.progress().rows[0], &resumed.progress().rows[0]);
     assert_eq!((a.mmd2, a.elbo.nats), (b.mmd2, b.elbo.nats));
 }

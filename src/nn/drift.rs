@@ -18,6 +18,8 @@ use super::params::{Init, ParamStore};
 use crate::error::Result;
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 /// Number of sinusoidal frequencies in the time embedding (the embedding has twice as many
 /// features).
@@ -99,6 +101,37 @@ impl TimeFeatures {
 }
 
 impl DriftNet {
+    /// [`DriftNet::new`] with `layers` = (width, depth) and unit prior scales and length scale
+    /// (for coordinates that are already standardised: the data fit's networks, the sequential
+    /// sampler's control), in a [`ParamStore`] of its own, its weights drawn from a generator
+    /// seeded by `seed`.
+    pub fn new_in_own_store(
+        prefix: &str,
+        uses_score: bool,
+        dim: usize,
+        (width, depth): (usize, usize),
+        output_clip: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(ParamStore, Self)> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut params = ParamStore::new();
+        let net = Self::new(
+            prefix,
+            uses_score,
+            dim,
+            width,
+            depth,
+            output_clip,
+            &vec![1.0; dim],
+            1.0,
+            &mut params,
+            &mut rng,
+            device,
+        )?;
+        Ok((params, net))
+    }
+
     /// A network for dimension `dim` with `depth` hidden layers of `width` units, its parameters
     /// registered in `params` under `prefix` and drawn from `rng`. `sigma` holds the prior scale of
     /// each coordinate and `length_scale` is the target's length scale ℓ. With `uses_score` false

@@ -118,19 +118,13 @@ impl SequentialSampler {
                 "the temperatures must increase strictly from 0 to 1".into(),
             ));
         }
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5e9_0e11);
-        let mut params = ParamStore::new();
-        let net = DriftNet::new(
+        let (mut params, net) = DriftNet::new_in_own_store(
             "control",
             true,
             dim,
-            config.width,
-            config.depth,
+            (config.width, config.depth),
             1e4,
-            &vec![1.0; dim],
-            1.0,
-            &mut params,
-            &mut rng,
+            seed ^ 0x5e9_0e11,
             device,
         )?;
         let log_delta = params.vector(

@@ -4,7 +4,7 @@
 
 use super::Resampling;
 use super::SequentialSampler;
-use crate::baseline::{Population, Preconditioner, final_set, hmc_move, tempered};
+use crate::baseline::{Population, Preconditioner, TemperedMove, final_set, tempered};
 use crate::error::{DsbError, Result};
 use crate::estimate::{eve_log_z_stderr, log_sum_exp, multinomial_resample, systematic_resample};
 use crate::sampler::SampleSet;
@@ -125,24 +125,13 @@ impl SequentialSampler {
         rng: &mut impl rand::Rng,
         record: bool,
     ) -> Result<SequentialRun> {
-        match self.whitening.clone() {
-            None => self.run_in(target, n, rng, record),
-            Some(map) => {
-                let mut run = self.run_in(&Whitened::new(target, &map)?, n, rng, record)?;
-                run.samples.samples = map.to_original(&run.samples.samples);
-                Ok(run)
-            }
-        }
-    }
-
-    /// [`SequentialSampler::run`] in the sampler's own coordinates.
-    fn run_in(
-        &mut self,
-        target: &dyn Target,
-        n: usize,
-        rng: &mut impl rand::Rng,
-        record: bool,
-    ) -> Result<SequentialRun> {
+        // From here on, the target in the sampler's own coordinates.
+        let map = self.whitening.clone();
+        let whitened = map.as_ref().map(|m| Whitened::new(target, m)).transpose()?;
+        let target: &dyn Target = match &whitened {
+            Some(w) => w,
+            None => target,
+        };
         crate::target::check_dimension(target, self.dim)?;
         let d = self.dim;
         let k_steps = self.betas.len() - 1;
@@ -273,19 +262,22 @@ impl SequentialSampler {
                 let w: Vec<f64> = pop.log_w.iter().map(|l| l.exp()).collect();
                 pre = Preconditioner::from_population(&pop.x, d, &w, false, &pre);
                 let mut counts = (0u64, 0u64);
+                let mover = TemperedMove {
+                    target,
+                    start: &self.start,
+                    beta: b1,
+                    pre: &pre,
+                };
                 for _ in 0..n_moves {
-                    let acc = hmc_move(
-                        target,
-                        &self.start,
-                        &mut pop,
-                        b1,
-                        &pre,
-                        step_size,
-                        self.config.leapfrog_steps,
-                        rng,
-                        &mut counts,
-                    )
-                    .map_err(|e| DsbError::InvalidInput(format!("HMC move: {e}")))?;
+                    let acc = mover
+                        .hmc(
+                            &mut pop,
+                            step_size,
+                            self.config.leapfrog_steps,
+                            rng,
+                            &mut counts,
+                        )
+                        .map_err(|e| DsbError::InvalidInput(format!("HMC move: {e}")))?;
                     step_size = (step_size * (acc - 0.65).exp()).clamp(1e-4, 10.0);
                     acc_sum += acc;
                     acc_n += 1;
@@ -307,6 +299,9 @@ impl SequentialSampler {
         let stderr = eve_log_z_stderr(&pop.log_w, &eve, resamplings);
         let mut samples = final_set(&pop, log_z);
         samples.estimates.log_z_stderr = stderr;
+        if let Some(map) = &map {
+            samples.samples = map.to_original(&samples.samples);
+        }
         Ok(SequentialRun {
             samples,
             log_z,

@@ -164,9 +164,6 @@ mod tests {
         let expect = 1.5 * (2.0 * std::f64::consts::PI).ln() + 0.5 * det.ln();
         assert!((g.log_z().unwrap() - expect).abs() < 1e-9);
         let x = Tensor::new(&[[0.3f32, -1.0, 2.0]], &Device::Cpu).unwrap();
-        let auto = super::super::autograd_gradient(&g, &x).unwrap();
-        let closed = g.grad_log_density(&x).unwrap();
-        let diff = (auto - closed).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        assert!(super::super::autograd_gap(&g, &x) < 1e-5);
     }
 }

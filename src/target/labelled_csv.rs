@@ -1,5 +1,6 @@
 //! Reading a labelled data set for regression targets: a CSV whose last column is a 0/1 label.
 
+use crate::csv_table;
 use crate::error::{DsbError, Result};
 use std::path::Path;
 
@@ -15,68 +16,40 @@ pub struct LabelledData {
 }
 
 impl LabelledData {
-    /// Parses CSV text. `source` names it in errors. A first row that is not all numbers is the
-    /// header. Every row must have the same number of cells, every cell must be a finite number,
-    /// and the last column (the label) must be 0 or 1.
+    /// Parses CSV text. `source` names it in errors. The table rules are
+    /// [`crate::csv_table`]'s (a first row of names only is the header; blank lines and `#`
+    /// comments are skipped; every cell a finite number); on top of them, there must be at least
+    /// one feature, the last column (the label) must be 0 or 1, and there must be two data rows.
     pub fn parse(text: &str, source: &Path) -> Result<Self> {
         let bad = |m: String| DsbError::bad_file(source, m);
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .peekable();
-        let split =
-            |l: &str| -> Vec<String> { l.split(',').map(|c| c.trim().to_string()).collect() };
-        let first = lines.peek().map(|(_, l)| split(l)).ok_or_else(|| {
-            bad("the file is empty; expected a CSV with a 0/1 label in the last column".into())
-        })?;
-        let has_header = first.iter().any(|c| c.parse::<f64>().is_err());
-        let width = first.len();
+        let table = csv_table::parse(text).map_err(|e| bad(e.to_string()))?;
+        if table.is_empty() {
+            return Err(bad(
+                "the file is empty (no rows, only blank lines or # comments); \
+                 expected a CSV with a 0/1 label in the last column"
+                    .into(),
+            ));
+        }
+        let width = table.width;
         if width < 2 {
             return Err(bad(format!(
-                "line 1 has {width} column; expected at least one feature and a label (the last column)"
+                "line {} has {width} column; expected at least one feature and a label (the last column)",
+                table.first_line
             )));
         }
-        let names = if has_header {
-            lines.next();
-            first[..width - 1].to_vec()
-        } else {
-            (1..width).map(|i| format!("x{i}")).collect()
-        };
+        let mut names = table.names();
+        names.pop();
         let (mut features, mut labels) = (Vec::new(), Vec::new());
-        for (i, line) in lines {
-            let cells = split(line);
-            if cells.len() != width {
-                return Err(bad(format!(
-                    "line {}: {} cells, but the {} has {width}; every row needs the same columns",
-                    i + 1,
-                    cells.len(),
-                    if has_header { "header" } else { "first row" }
-                )));
-            }
-            let mut row = Vec::with_capacity(width);
-            for (j, c) in cells.iter().enumerate() {
-                let v: f64 = c
-                    .parse()
-                    .ok()
-                    .filter(|v: &f64| v.is_finite())
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "line {}, column {}: '{c}' is not a finite number",
-                            i + 1,
-                            j + 1
-                        ))
-                    })?;
-                row.push(v);
-            }
-            let label = row.pop().expect("width ≥ 2");
+        for row in table.rows {
+            let mut values = row.values;
+            let label = values.pop().expect("width ≥ 2");
             if label != 0.0 && label != 1.0 {
                 return Err(bad(format!(
                     "line {}: label {label} in the last column; labels must be 0 or 1",
-                    i + 1
+                    row.line
                 )));
             }
-            features.push(row);
+            features.push(values);
             labels.push(label);
         }
         if features.len() < 2 {
@@ -198,6 +171,49 @@ mod tests {
             );
         }
         assert!(err("").contains("empty"));
+        assert!(err("# nothing but a comment\n\n").contains("empty"));
+        // One header rule for every CSV (crate::csv_table): a first row that mixes names and
+        // numbers is an error, not a header.
+        assert!(
+            err("a,2,y\n1,2,0\n3,4,1\n").contains("line 1, column 1: 'a' is not a number"),
+            "{}",
+            err("a,2,y\n1,2,0\n3,4,1\n")
+        );
+        assert!(err("y\n1\n0\n").contains("line 1 has 1 column"));
         assert!(err("a,b,y\n1,2,0\n").contains("fewer than two data rows"));
+    }
+
+    #[test]
+    fn comments_blank_lines_and_quoted_names() {
+        let text = "\u{feff}# two features\n\"a\", \"b\",y\n\n1,2,0\n# skipped\n3,5,1\n";
+        let d = LabelledData::parse(text, Path::new("d.csv")).unwrap();
+        assert_eq!(d.names, ["a", "b"]);
+        assert_eq!(d.features, [[1.0, 2.0], [3.0, 5.0]]);
+        let e = err("a,b,y\n1,2,0\n\n3,4,0.5\n");
+        assert!(e.contains("line 4: label 0.5 in the last column"), "{e}");
+    }
+
+    /// Every labelled CSV the repository ships parses, with the documented shape and both labels.
+    #[test]
+    fn shipped_labelled_files_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (file, n, d) in [
+            ("targets/ionosphere.csv", 351, 34),
+            ("targets/sonar.csv", 208, 60),
+            ("targets/german_credit.csv", 1000, 24),
+            ("tests/fixtures/logistic_small.csv", 150, 4),
+        ] {
+            let data = LabelledData::read(&root.join(file)).unwrap();
+            assert_eq!(
+                (data.features.len(), data.names.len(), data.labels.len()),
+                (n, d, n),
+                "{file}"
+            );
+            assert!(data.features.iter().all(|r| r.len() == d), "{file}");
+            assert!(
+                data.labels.contains(&0.0) && data.labels.contains(&1.0),
+                "{file}"
+            );
+        }
     }
 }

@@ -47,16 +47,11 @@ pub const LOG_Z: f64 = 501.806;
 
 /// The pine locations (x, y) in the unit square, as shipped in `targets/finnish_pines.csv`.
 pub fn pines_points() -> Vec<[f64; 2]> {
-    PINES
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let mut it = l
-                .split(',')
-                .map(|c| c.trim().parse::<f64>().expect("pines data"));
-            [it.next().expect("x"), it.next().expect("y")]
-        })
+    crate::csv_table::parse(PINES)
+        .expect("embedded pines data")
+        .rows
+        .into_iter()
+        .map(|r| r.values.try_into().expect("pines rows have 2 columns"))
         .collect()
 }
 

@@ -130,7 +130,6 @@ pub fn autograd_gradient<T: Target + ?Sized>(target: &T, x: &Tensor) -> Result<T
     }
 }
 
-/// An error unless `target` has the dimension `dim` a sampler was built for.
 /// Settings a target asks of the diffusion sampler (`--method dsb`) when the user gives none:
 /// what its measured runs needed (README, results). `None` leaves the generic default
 /// ([`crate::recommend::recommended_settings`] applies them). They belong to the target's type
@@ -157,6 +156,7 @@ pub struct SamplerHints {
     pub replay: Option<(f64, usize, f64)>,
 }
 
+/// An error unless `target` has the dimension `dim` a sampler was built for.
 pub(crate) fn check_dimension(target: &dyn Target, dim: usize) -> crate::error::Result<()> {
     if target.dim() != dim {
         return Err(crate::error::DsbError::InvalidInput(format!(
@@ -166,4 +166,20 @@ pub(crate) fn check_dimension(target: &dyn Target, dim: usize) -> crate::error::
         )));
     }
     Ok(())
+}
+
+/// The largest |autograd gradient − `grad_log_density`| of `target` at `x`: the check that a
+/// target's closed-form gradient matches its log density.
+#[cfg(test)]
+pub(crate) fn autograd_gap<T: Target + ?Sized>(target: &T, x: &Tensor) -> f32 {
+    let a = autograd_gradient(target, x).unwrap();
+    let c = target.grad_log_density(x).unwrap();
+    (a - c)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }

@@ -39,17 +39,11 @@ pub struct Seeds {
 
 /// The 21 plates as (r, n, x₁, x₂).
 pub fn seeds_data() -> Vec<[f64; 4]> {
-    SEEDS
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Vec<f64> = l
-                .split(',')
-                .map(|c| c.trim().parse().expect("embedded seeds data"))
-                .collect();
-            [v[0], v[1], v[2], v[3]]
-        })
+    crate::csv_table::parse(SEEDS)
+        .expect("embedded seeds data")
+        .rows
+        .into_iter()
+        .map(|r| r.values.try_into().expect("seeds rows have 4 columns"))
         .collect()
 }
 
