@@ -511,11 +511,7 @@ mod tests {
     type Outcome = (Vec<(String, Vec<f32>)>, Vec<f64>, Vec<f64>, u64, u64);
 
     /// What a finished run ends with: weights, loss curve, rows and the generator's next draw.
-    fn outcome(
-        run: &SampleRun,
-        sampler: &DiffusionSampler,
-        rng: &mut RunRng,
-    ) -> Outcome {
+    fn outcome(run: &SampleRun, sampler: &DiffusionSampler, rng: &mut RunRng) -> Outcome {
         let mut w: Vec<(String, Vec<f32>)> = sampler
             .weights()
             .unwrap()
