@@ -123,7 +123,8 @@ pub fn run_diffusion(
 ) -> crate::error::Result<DiffusionRun> {
     let (mut run, mut sampler) = match ckpt.dir.filter(|_| ckpt.resume) {
         Some(dir) => {
-            let (run, s, r) = SampleRun::resume(dir, Some(&spec), sampler.device())?;
+            let (run, mut s, r) = SampleRun::resume(dir, Some(&spec), sampler.device())?;
+            s.set_fast_path(sampler.fast_path());
             *rng = r;
             (run, s)
         }

@@ -106,6 +106,11 @@ pub struct SampleArgs {
     /// loss the parts of the target the sampler misses (the funnel's wide part and neck).
     #[arg(long, allow_negative_numbers = true)]
     pub replay: Option<f64>,
+    /// Train through candle's autograd instead of the CPU fast path of the drift network (the
+    /// log-variance loss's default on the CPU; the fast path is tested equal to this one, which
+    /// is slower).
+    #[arg(long)]
+    pub no_fast_path: bool,
     /// HMC transitions of every replay chain per training iteration.
     #[arg(long)]
     pub replay_moves: Option<usize>,
@@ -226,6 +231,7 @@ fn diffusion_flags(a: &SampleArgs) -> Vec<&'static str> {
         (a.explore.is_some(), "--explore"),
         (a.replay.is_some(), "--replay"),
         (a.replay_moves.is_some(), "--replay-moves"),
+        (a.no_fast_path, "--no-fast-path"),
         (a.replay_weight.is_some(), "--replay-weight"),
         (a.device != super::DeviceArg::Cpu, "--device"),
     ];
@@ -346,6 +352,7 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
     if let Some(v) = a.replay_moves {
         tcfg.replay_moves = v;
     }
+    tcfg.fast_path = !a.no_fast_path;
     if let Some(v) = a.replay_weight {
         tcfg.replay_weight = v;
     }
@@ -412,7 +419,7 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
     let ipf_cfg = a.ipf.config(&tcfg)?;
 
     let mut first_ipf = 1;
-    let sampler = match &a.load {
+    let mut sampler = match &a.load {
         Some(path) => {
             let (s, settings) = DiffusionSampler::load(path, &device)
                 .with_context(|| format!("cannot load the sampler from {}", path.display()))?;
@@ -442,6 +449,7 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
         }
         None => DiffusionSampler::new(target.dim(), scfg.clone(), a.seed, &device)?,
     };
+    sampler.set_fast_path(!a.no_fast_path);
     let (sampler, trained, ipf_rows, train_secs) = if a.load.is_none() || a.ipf.ipf_iters > 0 {
         let spec = RunSpec {
             target: target.name().to_string(),

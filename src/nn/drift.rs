@@ -100,7 +100,33 @@ impl TimeFeatures {
     }
 }
 
+/// The parts of a [`DriftNet`] that the CPU fast path ([`super::fast`]) reads.
+pub(crate) struct FastParts<'a> {
+    pub(crate) dim: usize,
+    pub(crate) uses_score: bool,
+    pub(crate) first: &'a Linear,
+    pub(crate) hidden: &'a [Linear],
+    pub(crate) out: &'a Linear,
+    pub(crate) inv_sigma: &'a Tensor,
+    pub(crate) length_scale: f64,
+    pub(crate) output_clip: f64,
+}
+
 impl DriftNet {
+    /// The per-row layers and constants, for the CPU fast path.
+    pub(crate) fn fast_parts(&self) -> FastParts<'_> {
+        FastParts {
+            dim: self.dim,
+            uses_score: self.coef.is_some(),
+            first: &self.first,
+            hidden: &self.hidden,
+            out: &self.out,
+            inv_sigma: &self.inv_sigma,
+            length_scale: self.length_scale,
+            output_clip: self.output_clip,
+        }
+    }
+
     /// [`DriftNet::new`] with `layers` = (width, depth) and unit prior scales and length scale
     /// (for coordinates that are already standardised: the data fit's networks, the sequential
     /// sampler's control), in a [`ParamStore`] of its own, its weights drawn from a generator

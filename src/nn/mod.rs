@@ -1,9 +1,11 @@
 //! Drift networks (an MLP for vectors, a UNet for images) and their parameters.
 
 mod drift;
+mod fast;
 mod params;
 pub mod unet;
 
 pub use drift::{DriftNet, TimeFeatures};
+pub use fast::{FastDrift, FastGradients};
 pub use params::{Init, ParamStore, read_safetensors};
 pub use unet::{UNet, UNetConfig};

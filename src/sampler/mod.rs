@@ -29,6 +29,7 @@ mod config;
 mod output;
 mod prior;
 mod simulate;
+mod simulate_fast;
 
 pub use checkpoint::{SavedSettings, settings_path};
 pub use config::SamplerConfig;
@@ -73,6 +74,8 @@ pub struct DiffusionSampler {
     pub(crate) refinements: usize,
     device: Device,
     grad_evals: AtomicU64,
+    /// Whether simulation may take the CPU fast path.
+    fast_path: bool,
 }
 
 /// Draws `rows × cols` standard normals as a tensor (seeded; candle's CPU generator is not).
@@ -156,6 +159,7 @@ impl DiffusionSampler {
             refinements: 0,
             device: device.clone(),
             grad_evals: AtomicU64::new(0),
+            fast_path: true,
         })
     }
 
@@ -313,6 +317,20 @@ impl DiffusionSampler {
             Tensor::from_vec(a, (n, 1, 1), &self.device)?,
             self.drift_coef.unsqueeze(1)?,
             self.noise_sd.unsqueeze(1)?,
+        ))
+    }
+
+    /// The backward drift network.
+    pub(crate) fn backward_net(&self) -> &DriftNet {
+        &self.net
+    }
+
+    /// Host copies of the step coefficients: a_k `[N]`, σ²c_k and s_k `[N·dim]` row-major.
+    pub(crate) fn host_step_coefficients(&self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        Ok((
+            self.reference.decay.iter().map(|&v| v as f32).collect(),
+            self.drift_coef.flatten_all()?.to_vec1::<f32>()?,
+            self.noise_sd.flatten_all()?.to_vec1::<f32>()?,
         ))
     }
 

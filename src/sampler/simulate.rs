@@ -12,11 +12,45 @@ fn half_sq_norm(r: &Tensor) -> Result<Tensor> {
     Ok((r.sqr()?.sum(1)? * 0.5)?.to_dtype(DType::F64)?)
 }
 
-fn detach(tf: &TimeFeatures) -> TimeFeatures {
+pub(super) fn detach(tf: &TimeFeatures) -> TimeFeatures {
     TimeFeatures {
         embedding: tf.embedding.detach(),
         coefficient: tf.coefficient.detach(),
     }
+}
+
+/// The log weights log dP/dQ_λ of paths from an exploring proposal, and the two parts of
+/// log dP/dQ_θ the log-variance loss needs (`loss_constant`, `noise_energy`), from each path's
+/// target log density `lp`, Σ of the forward kernels' ½|residual|² `fwd_sum`, Σ ½|ε|² `eps_sum`
+/// and the prior's −log density parts.
+pub(super) fn path_weights(
+    lp: &[f64],
+    fwd_sum: &[f64],
+    eps_sum: &[f64],
+    (prior_c, prior_q): (f64, &[f64]),
+    explore: f64,
+    n: usize,
+    d: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let batch = lp.len();
+    let log_lambda = explore.ln();
+    let finite_or_neg_inf = |v: f64| if v.is_finite() { v } else { f64::NEG_INFINITY };
+    let mut log_w = Vec::with_capacity(batch);
+    let mut loss_constant = Vec::with_capacity(batch);
+    let mut noise_energy = Vec::with_capacity(batch);
+    for i in 0..batch {
+        // Under Q_θ the standardised residual is λε; under Q_λ it is ε, and each of Q_λ's N
+        // step kernels carries a factor λ^{−d} (the prior's factor is in `explore_prior`).
+        let energy_nominal = explore * explore * eps_sum[i];
+        let common = lp[i] - fwd_sum[i];
+        let explore_prior = prior_c + prior_q[i] / (explore * explore) + d * log_lambda;
+        log_w.push(finite_or_neg_inf(
+            common + explore_prior + eps_sum[i] + n as f64 * d * log_lambda,
+        ));
+        loss_constant.push(finite_or_neg_inf(common + prior_c + prior_q[i]));
+        noise_energy.push(energy_nominal);
+    }
+    (log_w, loss_constant, noise_energy)
 }
 
 impl DiffusionSampler {
@@ -90,6 +124,9 @@ impl DiffusionSampler {
                 "--explore must be at least 1, got {explore}"
             )));
         }
+        if self.uses_fast_path() {
+            return self.simulate_fast(target, batch, rng, keep_path, explore, None);
+        }
         let n = self.grid.steps();
         let d = self.dim as f64;
         let tf_all = detach(&self.step_time_features()?);
@@ -97,7 +134,6 @@ impl DiffusionSampler {
         let x_start = self.prior.draw(rng, batch, explore)?;
         // log dP/dQ_θ starts with −log p(x_N); log dP/dQ_λ with −log p_λ(x_N), p_λ = N(m, λ²Σ).
         let (prior_c, prior_q) = self.prior.neg_log_parts(&x_start)?;
-        let log_lambda = explore.ln();
         let mut x = x_start;
         let mut prev: Option<Tensor> = None;
         let mut fwd_sum = Tensor::zeros(batch, DType::F64, &self.device)?;
@@ -141,22 +177,8 @@ impl DiffusionSampler {
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;
         let (fwd_sum, eps_sum) = (fwd_sum.to_vec1::<f64>()?, eps_sum.to_vec1::<f64>()?);
-        let finite_or_neg_inf = |v: f64| if v.is_finite() { v } else { f64::NEG_INFINITY };
-        let mut log_w = Vec::with_capacity(batch);
-        let mut loss_constant = Vec::with_capacity(batch);
-        let mut noise_energy = Vec::with_capacity(batch);
-        for i in 0..batch {
-            // Under Q_θ the standardised residual is λε; under Q_λ it is ε, and each of Q_λ's N
-            // step kernels carries a factor λ^{−d} (the prior's factor is in `explore_prior`).
-            let energy_nominal = explore * explore * eps_sum[i];
-            let common = lp[i] - fwd_sum[i];
-            let explore_prior = prior_c + prior_q[i] / (explore * explore) + d * log_lambda;
-            log_w.push(finite_or_neg_inf(
-                common + explore_prior + eps_sum[i] + n as f64 * d * log_lambda,
-            ));
-            loss_constant.push(finite_or_neg_inf(common + prior_c + prior_q[i]));
-            noise_energy.push(energy_nominal);
-        }
+        let (log_w, loss_constant, noise_energy) =
+            path_weights(&lp, &fwd_sum, &eps_sum, (prior_c, &prior_q), explore, n, d);
         states.push(x);
         states.reverse();
         scores.reverse();

@@ -19,7 +19,9 @@ mod trainer;
 
 pub use adam::{Adam, AdamState};
 pub use ema::{Ema, EmaState};
-pub use loss::{log_variance_loss, log_variance_loss_with_replay, reverse_kl_loss};
+pub use loss::{
+    log_variance_loss, log_variance_loss_fast, log_variance_loss_with_replay, reverse_kl_loss,
+};
 pub use optim::{Optimiser, OptimiserState, clip_grad_norm, cosine_lr};
 pub use trainer::{Trainer, TrainerCounters};
 
@@ -77,6 +79,15 @@ pub struct TrainConfig {
     /// ([`log_variance_loss_with_replay`]).
     #[serde(default = "three")]
     pub replay_weight: f64,
+    /// Compute the log-variance loss's gradients on the CPU fast path of the drift network
+    /// ([`crate::nn::FastDrift`]) when the network is on the CPU; `false` runs candle's autograd
+    /// (the reference the fast path is tested against; slower).
+    #[serde(default = "yes")]
+    pub fast_path: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn twenty() -> usize {
@@ -104,6 +115,7 @@ impl Default for TrainConfig {
             replay: 0.0,
             replay_moves: 20,
             replay_weight: 3.0,
+            fast_path: true,
         }
     }
 }

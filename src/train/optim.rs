@@ -49,9 +49,19 @@ impl Optimiser {
     /// Update `it` from a finite `loss`: backpropagate, clip, step and fold the weights into the
     /// EMA. Returns the gradient norm before clipping; when it is not finite nothing is updated.
     pub fn step(&mut self, it: usize, loss: &Tensor, params: &ParamStore) -> Result<f64> {
+        self.step_with_gradients(it, loss.backward()?, params)
+    }
+
+    /// [`Optimiser::step`] from gradients computed elsewhere (the CPU fast path of the drift
+    /// network), keyed by the parameters' tensors.
+    pub fn step_with_gradients(
+        &mut self,
+        it: usize,
+        mut grads: GradStore,
+        params: &ParamStore,
+    ) -> Result<f64> {
         self.opt
             .set_learning_rate(cosine_lr(self.peak_lr, it, self.iterations));
-        let mut grads = loss.backward()?;
         let norm = clip_grad_norm(&mut grads, &self.vars, self.grad_clip)?;
         if norm.is_finite() {
             self.opt.step(&grads)?;

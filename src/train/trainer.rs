@@ -5,14 +5,29 @@ use super::checkpoint::{OptimiserCounters, TensorMap, pack_optimiser, unpack_opt
 use super::replay::ReplayChains;
 use super::{
     ExplosionWatch, IterStats, Loss, Optimiser, PATIENCE, TrainConfig, TrainReport, ZERO_LOSS,
-    ZERO_LOSS_PATIENCE, log_variance_loss_with_replay, reverse_kl_loss,
+    ZERO_LOSS_PATIENCE, log_variance_loss_fast, log_variance_loss_with_replay, reverse_kl_loss,
 };
 use crate::error::{DsbError, Result};
+use crate::nn::FastDrift;
 use crate::estimate::Estimates;
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// How a loss's gradient is had: candle's autograd from the loss tensor, or computed already.
+enum Gradient {
+    Autograd(candle_core::Tensor),
+    Computed(candle_core::backprop::GradStore),
+}
+
+impl Gradient {
+    /// The value of a loss tensor and its gradient by autograd.
+    fn of_loss(loss: candle_core::Tensor) -> Result<(f64, Self)> {
+        let v = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        Ok((v, Self::Autograd(loss)))
+    }
+}
 
 /// Name of the replay chains' states in a train-state file.
 const REPLAY_STATES: &str = "replay.states";
@@ -47,6 +62,8 @@ pub struct Trainer {
     opt: Optimiser,
     counters: TrainerCounters,
     chains: Option<ReplayChains>,
+    /// The CPU fast path's buffers, when it is used.
+    fast: Option<FastDrift>,
 }
 
 /// Checks the training settings, so that a bad value fails before any work.
@@ -95,11 +112,15 @@ impl Trainer {
             cfg.iterations,
             cfg.ema,
         )?;
+        let fast = (cfg.fast_path && cfg.loss == Loss::LogVariance && sampler.device().is_cpu())
+            .then(|| FastDrift::new(sampler.backward_net()))
+            .transpose()?;
         Ok(Self {
             cfg: cfg.clone(),
             opt,
             counters: TrainerCounters::default(),
             chains: None,
+            fast,
         })
     }
 
@@ -125,11 +146,21 @@ impl Trainer {
         let cfg = &self.cfg;
         let c = &mut self.counters;
         let it = c.iterations;
-        let (loss, log_w) = match cfg.loss {
+        // The loss's value and what its gradient step needs: a loss tensor for candle's
+        // autograd, or the gradients the fast path computed.
+        let (loss, log_w): (Option<(f64, Gradient)>, Vec<f64>) = match cfg.loss {
             Loss::LogVariance => {
-                let mut paths =
-                    sampler.simulate_exploring(target, cfg.batch, rng, true, cfg.explore)?;
                 let m = (cfg.replay * cfg.batch as f64).round() as usize;
+                // On the fast path without replay paths, the simulation's network pass is the
+                // loss's (same rows, same weights): it is kept and not run again.
+                let reuse = m == 0 && self.fast.is_some();
+                let mut paths = match self.fast.as_mut().filter(|_| reuse) {
+                    Some(fast) => {
+                        fast.refresh(sampler.backward_net())?;
+                        sampler.simulate_for_training(target, cfg.batch, rng, cfg.explore, fast)?
+                    }
+                    None => sampler.simulate_exploring(target, cfg.batch, rng, true, cfg.explore)?,
+                };
                 if m > 0 {
                     if self.chains.is_none() {
                         let starts = paths.x0().narrow(0, 0, m.min(cfg.batch))?;
@@ -141,9 +172,33 @@ impl Trainer {
                     let extra = sampler.simulate_noising(target, chains.states(), rng)?;
                     paths = paths.with_extra(extra)?;
                 }
-                log_variance_loss_with_replay(sampler, &paths, cfg.batch, cfg.replay_weight)?
+                match self.fast.as_mut() {
+                    Some(fast) => {
+                        let (l, w) = log_variance_loss_fast(
+                            sampler,
+                            &paths,
+                            cfg.batch,
+                            cfg.replay_weight,
+                            fast,
+                            reuse,
+                        )?;
+                        (l.map(|(v, g)| (v, Gradient::Computed(g))), w)
+                    }
+                    None => {
+                        let (l, w) = log_variance_loss_with_replay(
+                            sampler,
+                            &paths,
+                            cfg.batch,
+                            cfg.replay_weight,
+                        )?;
+                        (l.map(Gradient::of_loss).transpose()?, w)
+                    }
+                }
             }
-            Loss::ReverseKl => reverse_kl_loss(sampler, target, cfg.batch, rng)?,
+            Loss::ReverseKl => {
+                let (l, w) = reverse_kl_loss(sampler, target, cfg.batch, rng)?;
+                (l.map(Gradient::of_loss).transpose()?, w)
+            }
         };
         let estimates = Estimates::from_log_weights(&log_w);
         let frac_bad = estimates.n_nonfinite as f64 / estimates.n as f64;
@@ -155,14 +210,13 @@ impl Trainer {
                 iterations: c.bad_target,
             });
         }
-        let loss_value = match &loss {
-            Some(l) => l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
-            None => f64::NAN,
-        };
+        let loss_value = loss.as_ref().map_or(f64::NAN, |(v, _)| *v);
         let mut grad_norm = f64::NAN;
         if loss_value.is_finite() {
-            let l = loss.as_ref().expect("finite loss exists");
-            grad_norm = self.opt.step(it, l, &sampler.params)?;
+            grad_norm = match loss.expect("finite loss exists").1 {
+                Gradient::Autograd(l) => self.opt.step(it, &l, &sampler.params)?,
+                Gradient::Computed(g) => self.opt.step_with_gradients(it, g, &sampler.params)?,
+            };
         }
         if grad_norm.is_finite() {
             c.bad_loss = 0;
@@ -277,5 +331,62 @@ impl Trainer {
         }
         trainer.counters = counters;
         Ok(trainer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::SamplerConfig;
+    use crate::target::Funnel;
+    use candle_core::Device;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// Training on the CPU fast path (the simulation's network pass reused by the loss, or, with
+    /// replay paths, run again) follows the candle path: the same losses and weights after a
+    /// few iterations, to f32 rounding carried through the updates.
+    #[test]
+    fn fast_path_training_follows_the_candle_path() {
+        let target = Funnel::new(4);
+        for replay in [0.0, 0.25] {
+            let run = |fast: bool| {
+                let scfg = SamplerConfig {
+                    steps: 6,
+                    width: 16,
+                    sigma: 1.5,
+                    ..Default::default()
+                };
+                let mut s = DiffusionSampler::new(4, scfg, 0, &Device::Cpu).unwrap();
+                s.set_fast_path(fast);
+                let cfg = TrainConfig {
+                    iterations: 6,
+                    batch: 32,
+                    lr: 3e-3,
+                    replay,
+                    replay_moves: 2,
+                    fast_path: fast,
+                    ..Default::default()
+                };
+                let mut rng = StdRng::seed_from_u64(1);
+                let mut losses = Vec::new();
+                super::super::train(&mut s, &target, &cfg, &mut rng, |st| losses.push(st.loss))
+                    .unwrap();
+                let w: Vec<f32> = s
+                    .params
+                    .named()
+                    .iter()
+                    .flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                    .collect();
+                (losses, w)
+            };
+            let (fast, slow) = (run(true), run(false));
+            for (a, b) in fast.0.iter().zip(&slow.0) {
+                assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "replay {replay}: loss {a} vs {b}");
+            }
+            for (a, b) in fast.1.iter().zip(&slow.1) {
+                assert!((a - b).abs() <= 1e-4, "replay {replay}: weight {a} vs {b}");
+            }
+        }
     }
 }

@@ -1,0 +1,231 @@
+//! The CPU fast path of path simulation: the drift network through [`FastDrift`] and the step
+//! updates and path densities in plain loops over host buffers; only the target (its score and
+//! final log density) is called through candle, once per step for the whole batch. Used by
+//! [`DiffusionSampler::simulate_exploring`] on the CPU for a sampler without a learned forward
+//! drift; it draws the same random numbers in the same order as the candle path and gives its
+//! results to f32 rounding (tested).
+
+use super::simulate::{detach, path_weights};
+use super::{DiffusionSampler, Paths};
+use crate::error::Result;
+use crate::nn::FastDrift;
+use crate::target::Target;
+use candle_core::{DType, Tensor};
+use rand_distr::StandardNormal;
+
+/// ½|v|² of each row of `v` (`rows × d`), summed in f32 per row as candle does, added in f64.
+fn add_half_sq(acc: &mut [f64], v: &[f32], d: usize) {
+    for (a, row) in acc.iter_mut().zip(v.chunks_exact(d)) {
+        let s: f32 = row.iter().map(|x| x * x).sum();
+        *a += f64::from(s * 0.5);
+    }
+}
+
+impl DiffusionSampler {
+    /// Whether simulation takes the CPU fast path: on the CPU, without a learned forward drift,
+    /// unless switched off ([`DiffusionSampler::set_fast_path`]).
+    pub(crate) fn uses_fast_path(&self) -> bool {
+        self.fast_path && self.device.is_cpu() && self.forward.is_none()
+    }
+
+    /// Switches the CPU fast path of simulation on or off (on by default; off runs candle's
+    /// operations, the reference the fast path is tested against).
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+    }
+
+    /// Whether the CPU fast path is switched on (it is taken only on the CPU).
+    pub fn fast_path(&self) -> bool {
+        self.fast_path
+    }
+
+    /// Simulates `batch` paths keeping every state and score, on the CPU fast path, with the
+    /// network evaluated by `fast` (whose weights must be the sampler's current ones): `fast`
+    /// then holds the activations of every step's rows in the order of the log-variance loss
+    /// (step k's batch at rows k·batch..), so the loss need not evaluate the network again
+    /// ([`crate::train::log_variance_loss_fast`] with `forward_done`).
+    pub(crate) fn simulate_for_training(
+        &self,
+        target: &dyn Target,
+        batch: usize,
+        rng: &mut impl rand::Rng,
+        explore: f64,
+        fast: &mut FastDrift,
+    ) -> Result<Paths> {
+        self.check_target(target)?;
+        self.simulate_fast(target, batch, rng, true, explore, Some(fast))
+    }
+
+    /// [`DiffusionSampler::simulate_exploring`] on the CPU fast path; with `keep` the network
+    /// runs in that [`FastDrift`] and its activations of all steps are kept there.
+    pub(super) fn simulate_fast(
+        &self,
+        target: &dyn Target,
+        batch: usize,
+        rng: &mut impl rand::Rng,
+        keep_path: bool,
+        explore: f64,
+        keep: Option<&mut FastDrift>,
+    ) -> Result<Paths> {
+        let n = self.grid.steps();
+        let d = self.dim;
+        let tf = detach(&self.step_time_features()?);
+        let emb = tf.embedding.flatten_all()?.to_vec1::<f32>()?;
+        let coef = tf.coefficient.flatten_all()?.to_vec1::<f32>()?;
+        let mut own;
+        let all_rows = keep.is_some();
+        let fast = match keep {
+            Some(f) => {
+                f.prepare(n * batch, n);
+                f
+            }
+            None => {
+                own = FastDrift::new(&self.net)?;
+                own.prepare(batch, 1);
+                &mut own
+            }
+        };
+        let width = fast.width();
+        let (a, c, s) = self.host_step_coefficients()?;
+        let x_start = self.prior.draw(rng, batch, explore)?;
+        let (prior_c, prior_q) = self.prior.neg_log_parts(&x_start)?;
+        let mut x = x_start.flatten_all()?.to_vec1::<f32>()?;
+        let mut x_new = vec![0.0f32; batch * d];
+        let mut eps = vec![0.0f32; batch * d];
+        let mut resid = vec![0.0f32; batch * d];
+        let (mut fwd_sum, mut eps_sum) = (vec![0.0f64; batch], vec![0.0f64; batch]);
+        let mut states = Vec::with_capacity(if keep_path { n + 1 } else { 1 });
+        let mut scores = Vec::with_capacity(if keep_path { n } else { 0 });
+        let explore32 = explore as f32;
+        for k in (0..n).rev() {
+            let xt = Tensor::from_slice(&x, (batch, d), &self.device)?;
+            let g = self.score(target, &xt)?;
+            let gh = g.flatten_all()?.to_vec1::<f32>()?;
+            let h = if all_rows {
+                fast.forward_block(k * batch, &x, &gh, &emb, &coef)
+            } else {
+                fast.forward_block(
+                    0,
+                    &x,
+                    &gh,
+                    &emb[k * width..(k + 1) * width],
+                    &coef[k * d..(k + 1) * d],
+                )
+            };
+            for e in eps.iter_mut() {
+                *e = rng.sample::<f32, _>(StandardNormal);
+            }
+            let ak = a[k];
+            let (ck, sk) = (&c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
+            for r in 0..batch {
+                for j in 0..d {
+                    let i = r * d + j;
+                    let noise = if explore == 1.0 { eps[i] } else { eps[i] * explore32 };
+                    let xn = (x[i] * ak + h[i] * ck[j]) + noise * sk[j];
+                    x_new[i] = xn;
+                    // The reference's forward kernel of step k, x_k → x_{k+1}.
+                    resid[i] = (x[i] - xn * ak) / sk[j];
+                }
+            }
+            add_half_sq(&mut fwd_sum, &resid, d);
+            add_half_sq(&mut eps_sum, &eps, d);
+            if keep_path {
+                states.push(xt);
+                scores.push(g);
+            }
+            std::mem::swap(&mut x, &mut x_new);
+        }
+        let x0 = Tensor::from_slice(&x, (batch, d), &self.device)?;
+        let lp = self
+            .target_log_density(target, &x0)?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?;
+        let (log_w, loss_constant, noise_energy) = path_weights(
+            &lp,
+            &fwd_sum,
+            &eps_sum,
+            (prior_c, &prior_q),
+            explore,
+            n,
+            d as f64,
+        );
+        states.push(x0);
+        states.reverse();
+        scores.reverse();
+        Ok(Paths {
+            states,
+            scores,
+            log_w,
+            loss_constant,
+            noise_energy,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::SamplerConfig;
+    use crate::target::{CorrelatedGaussian, Funnel};
+    use candle_core::Device;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// The fast path's paths, weights and loss parts equal the candle path's to f32 rounding,
+    /// from the same generator state, on-policy and exploring, and leave the generator in the
+    /// same state.
+    #[test]
+    fn fast_simulation_equals_the_candle_path() {
+        let funnel = Funnel::new(4);
+        let gauss = CorrelatedGaussian::builtin(3).unwrap();
+        for (target, explore) in [(&gauss as &dyn Target, 1.0), (&funnel, 1.4)] {
+            let d = target.dim();
+            let cfg = SamplerConfig {
+                steps: 7,
+                width: 16,
+                depth: 2,
+                sigma: 1.5,
+                ..Default::default()
+            };
+            let mut sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
+            let mut rng = StdRng::seed_from_u64(3);
+            for (_, v) in sampler.params.named() {
+                let vals: Vec<f32> = (0..v.elem_count())
+                    .map(|_| rng.random_range(-0.3f32..0.3))
+                    .collect();
+                v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap())
+                    .unwrap();
+            }
+            let (mut r1, mut r2) = (StdRng::seed_from_u64(9), StdRng::seed_from_u64(9));
+            assert!(sampler.uses_fast_path());
+            let fast = sampler
+                .simulate_exploring(target, 50, &mut r1, true, explore)
+                .unwrap();
+            sampler.set_fast_path(false);
+            let slow = sampler
+                .simulate_exploring(target, 50, &mut r2, true, explore)
+                .unwrap();
+            assert_eq!(r1.random::<u64>(), r2.random::<u64>(), "same draws");
+            let close = |a: &[f64], b: &[f64], what: &str| {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                        "{} {what}: fast {x} vs candle {y}",
+                        target.name()
+                    );
+                }
+            };
+            close(&fast.log_w, &slow.log_w, "log_w");
+            close(&fast.loss_constant, &slow.loss_constant, "loss_constant");
+            close(&fast.noise_energy, &slow.noise_energy, "noise_energy");
+            for (a, b) in fast.states.iter().zip(&slow.states) {
+                let (a, b) = (
+                    a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "state {x} vs {y}");
+                }
+            }
+        }
+    }
+}
