@@ -102,25 +102,23 @@ impl HostLinear {
         );
     }
 
-    /// Gradients of the weight `[out, inp]` (dyᵀ x) and bias (column sums of dy).
-    fn backward_params(&self, x: &[f32], dy: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut dw = vec![0.0f32; self.out * self.inp];
+    /// Adds the gradients of the weight `[out, inp]` (dyᵀ x) and bias (column sums of dy) to
+    /// `dw` and `db`.
+    fn backward_params(&self, x: &[f32], dy: &[f32], rows: usize, dw: &mut [f32], db: &mut [f32]) {
         matmul(
-            &mut dw,
+            dw,
             dy,
             (self.out, rows, self.inp),
             (1, self.out),
             x,
             (self.inp, 1),
-            false,
+            true,
         );
-        let mut db = vec![0.0f32; self.out];
         for r in 0..rows {
             for (d, g) in db.iter_mut().zip(&dy[r * self.out..(r + 1) * self.out]) {
                 *d += g;
             }
         }
-        (dw, db)
     }
 
     /// `dx[rows, inp] = dy[rows, out] · W`.
@@ -157,7 +155,11 @@ fn fast_exp(x: f32) -> f32 {
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // The low bits of `shifted` hold n + 2²² (its exponent is fixed): 2ⁿ's exponent field is
     // n + 127. Integer arithmetic on the bits, not a float-to-int cast, so that loops vectorise.
-    let bits = shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23;
+    let bits = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127)
+        << 23;
     p * f32::from_bits(bits)
 }
 
@@ -191,6 +193,9 @@ pub struct FastDrift {
     dy: Vec<f32>,
     dpost: Vec<f32>,
     dpre: Vec<f32>,
+    /// ∂/∂input of the first layer, and the gradients accumulated over blocks.
+    din: Vec<f32>,
+    acc: FastGradients,
     /// Scratch buffers lent to callers ([`FastDrift::take_buffer`]).
     spare: Vec<Vec<f32>>,
     /// Score (for the score term's gradient) and the unclipped output.
@@ -199,8 +204,8 @@ pub struct FastDrift {
 }
 
 /// Gradients of one backward pass: the per-row layers' weights and biases (in the order of
-/// [`FastDrift::parameters`]) and the gradients with respect to the time features.
-#[derive(Debug, Clone)]
+/// the layers: first, hidden…, out) and the gradients with respect to the time features.
+#[derive(Debug, Clone, Default)]
 pub struct FastGradients {
     /// (weight, bias) gradient per layer: first, hidden…, out.
     pub layers: Vec<(Vec<f32>, Vec<f32>)>,
@@ -237,6 +242,8 @@ impl FastDrift {
             dpost: Vec::new(),
             dpre: Vec::new(),
             spare: Vec::new(),
+            din: Vec::new(),
+            acc: FastGradients::default(),
             score: Vec::new(),
             unclipped: Vec::new(),
         })
@@ -278,7 +285,10 @@ impl FastDrift {
     /// computed with [`FastDrift::forward_block`], in any order, and [`FastDrift::backward`]
     /// runs over all of them.
     pub fn prepare(&mut self, rows: usize, n_times: usize) {
-        assert!(n_times > 0 && rows % n_times == 0, "rows must split evenly over the times");
+        assert!(
+            n_times > 0 && rows.is_multiple_of(n_times),
+            "rows must split evenly over the times"
+        );
         let (d, width) = (self.dim, self.width());
         let n_hidden = self.layers.len() - 1;
         self.rows = rows;
@@ -434,83 +444,145 @@ impl FastDrift {
     }
 
     /// The gradients of a scalar loss, given its gradient `dh` `[rows, dim]` with respect to the
-    /// output of the last [`FastDrift::forward`]. The clip passes the gradient where the output
-    /// was inside ±clip (candle's `clamp` does the same).
+    /// output of the last [`FastDrift::forward`] (all prepared rows). The clip passes the
+    /// gradient where the output was inside ±clip (candle's `clamp` does the same).
     pub fn backward(&mut self, dh: &[f32]) -> FastGradients {
+        self.begin_backward();
+        self.backward_block(0, dh, None);
+        self.finish_backward()
+    }
+
+    /// Starts accumulating gradients over blocks of rows ([`FastDrift::backward_block`]).
+    pub fn begin_backward(&mut self) {
+        let width = self.width();
+        let n_hidden = self.layers.len() - 1;
+        let mut acc = std::mem::take(&mut self.acc);
+        acc.layers.resize(n_hidden + 1, (Vec::new(), Vec::new()));
+        for (l, (dw, db)) in self.layers.iter().zip(acc.layers.iter_mut()) {
+            dw.clear();
+            dw.resize(l.out * l.inp, 0.0);
+            db.clear();
+            db.resize(l.out, 0.0);
+        }
+        acc.embedding.clear();
+        acc.embedding.resize(self.n_times * width, 0.0);
+        acc.coefficient.clear();
+        acc.coefficient.resize(self.n_times * self.dim, 0.0);
+        self.acc = acc;
+    }
+
+    /// Adds the gradients from the rows `first..first + dh.len()/dim` of the prepared pass, given
+    /// the loss's gradient `dh` with respect to their h. With `dx`, also writes the gradient
+    /// with respect to their states x (through the x/σ input; the score input is a
+    /// stop-gradient).
+    pub fn backward_block(&mut self, first: usize, dh: &[f32], dx: Option<&mut [f32]>) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { self.backward_avx2(dh) };
+            unsafe { self.backward_avx2(first, dh, dx) };
+            return;
         }
-        self.backward_impl(dh)
+        self.backward_impl(first, dh, dx)
+    }
+
+    /// The gradients accumulated since [`FastDrift::begin_backward`].
+    pub fn finish_backward(&mut self) -> FastGradients {
+        self.acc.clone()
     }
 
     /// [`FastDrift::backward_impl`] compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn backward_avx2(&mut self, dh: &[f32]) -> FastGradients {
-        self.backward_impl(dh)
+    unsafe fn backward_avx2(&mut self, first: usize, dh: &[f32], dx: Option<&mut [f32]>) {
+        self.backward_impl(first, dh, dx)
     }
 
     #[inline(always)]
-    fn backward_impl(&mut self, dh: &[f32]) -> FastGradients {
-        let (d, rows, n_times) = (self.dim, self.rows, self.n_times);
-        let per = rows / n_times;
+    fn backward_impl(&mut self, first: usize, dh: &[f32], dx: Option<&mut [f32]>) {
+        let d = self.dim;
+        let count = dh.len() / d;
+        assert!(first + count <= self.rows, "rows outside the prepared pass");
+        let per = self.rows / self.n_times;
         let width = self.width();
+        let inputs = self.layers[0].inp;
         let n_hidden = self.layers.len() - 1;
-        let mut coefficient = vec![0.0f32; n_times * d];
+        let mut acc = std::mem::take(&mut self.acc);
         // Gradient at the unclipped output, then at the output layer's result (× σ⁻¹).
         let mut dy = std::mem::take(&mut self.dy);
-        dy.resize(rows * d, 0.0);
-        for r in 0..rows {
+        dy.resize(count * d, 0.0);
+        for (r, (dyr, dhr)) in dy.chunks_exact_mut(d).zip(dh.chunks_exact(d)).enumerate() {
+            let row = first + r;
+            let t = row / per;
             for j in 0..d {
-                let i = r * d + j;
+                let i = row * d + j;
                 let u = self.unclipped[i];
-                let g = if u >= -self.clip && u <= self.clip { dh[i] } else { 0.0 };
+                let g = if u >= -self.clip && u <= self.clip {
+                    dhr[j]
+                } else {
+                    0.0
+                };
                 if self.uses_score {
-                    coefficient[(r / per) * d + j] += g * self.score[i];
+                    acc.coefficient[t * d + j] += g * self.score[i];
                 }
-                dy[i] = g * self.inv_sigma[j];
+                dyr[j] = g * self.inv_sigma[j];
             }
         }
-        let mut layers = vec![(Vec::new(), Vec::new()); n_hidden + 1];
-        layers[n_hidden] = self.layers[n_hidden].backward_params(&self.post[n_hidden - 1], &dy, rows);
+        let block = |w: usize| first * w..(first + count) * w;
+        let (dw, db) = &mut acc.layers[n_hidden];
+        self.layers[n_hidden].backward_params(
+            &self.post[n_hidden - 1][block(width)],
+            &dy,
+            count,
+            dw,
+            db,
+        );
         let mut dpost = std::mem::take(&mut self.dpost);
-        dpost.resize(rows * width, 0.0);
-        self.layers[n_hidden].backward_input(&dy, rows, &mut dpost);
+        dpost.resize(count * width, 0.0);
+        self.layers[n_hidden].backward_input(&dy, count, &mut dpost);
         let mut dpre = std::mem::take(&mut self.dpre);
-        dpre.resize(rows * width, 0.0);
-        let mut embedding = vec![0.0f32; n_times * width];
+        dpre.resize(count * width, 0.0);
         for l in (0..n_hidden).rev() {
             for ((g, &p), (&q, &s)) in dpre
                 .iter_mut()
-                .zip(&self.pre[l])
-                .zip(dpost.iter().zip(&self.sig[l]))
+                .zip(&self.pre[l][block(width)])
+                .zip(dpost.iter().zip(&self.sig[l][block(width)]))
             {
                 *g = q * s * (1.0 + p * (1.0 - s));
             }
-            let src: &[f32] = if l == 0 { &self.input } else { &self.post[l - 1] };
-            layers[l] = self.layers[l].backward_params(src, &dpre, rows);
-            if l > 0 {
-                self.layers[l].backward_input(&dpre, rows, &mut dpost);
+            let src: &[f32] = if l == 0 {
+                &self.input[block(inputs)]
             } else {
-                for r in 0..rows {
-                    let e = &mut embedding[(r / per) * width..(r / per + 1) * width];
-                    for (v, g) in e.iter_mut().zip(&dpre[r * width..(r + 1) * width]) {
+                &self.post[l - 1][block(width)]
+            };
+            let (dw, db) = &mut acc.layers[l];
+            self.layers[l].backward_params(src, &dpre, count, dw, db);
+            if l > 0 {
+                self.layers[l].backward_input(&dpre, count, &mut dpost);
+            } else {
+                for (r, g) in dpre.chunks_exact(width).enumerate() {
+                    let t = (first + r) / per;
+                    for (v, g) in acc.embedding[t * width..(t + 1) * width].iter_mut().zip(g) {
                         *v += g;
                     }
                 }
             }
         }
+        if let Some(dx) = dx {
+            let mut din = std::mem::take(&mut self.din);
+            din.resize(count * inputs, 0.0);
+            self.layers[0].backward_input(&dpre, count, &mut din);
+            for (dxr, dr) in dx.chunks_exact_mut(d).zip(din.chunks_exact(inputs)) {
+                for j in 0..d {
+                    dxr[j] = dr[j] * self.inv_sigma[j];
+                }
+            }
+            self.din = din;
+        }
         self.dy = dy;
         self.dpost = dpost;
         self.dpre = dpre;
-        FastGradients {
-            layers,
-            embedding,
-            coefficient,
-        }
+        self.acc = acc;
     }
 
     /// The gradients of the time MLP and NN₂ from those of the time features: candle's autograd
@@ -549,25 +621,43 @@ mod tests {
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+        (0..n)
+            .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+            .collect()
     }
 
     /// A network with every weight random (the output layers too, which start at zero), and a
     /// batch of rows over `n_times` times.
-    fn setup(uses_score: bool, depth: usize) -> (ParamStore, DriftNet, TimeFeatures, Tensor, Tensor) {
+    fn setup(
+        uses_score: bool,
+        depth: usize,
+    ) -> (ParamStore, DriftNet, TimeFeatures, Tensor, Tensor) {
         let dev = Device::Cpu;
         let mut rng = StdRng::seed_from_u64(5);
         let (d, width, n_times, per) = (3, 16, 4, 7);
         let mut params = ParamStore::new();
         let net = DriftNet::new(
-            "n", uses_score, d, width, depth, 2.0, &[1.5, 0.7, 1.0], 0.8, &mut params, &mut rng, &dev,
+            "n",
+            uses_score,
+            d,
+            width,
+            depth,
+            2.0,
+            &[1.5, 0.7, 1.0],
+            0.8,
+            &mut params,
+            &mut rng,
+            &dev,
         )
         .unwrap();
         for (_, v) in params.named() {
             let vals = randn(&mut rng, v.elem_count(), 0.6);
-            v.set(&Tensor::from_vec(vals, v.dims(), &dev).unwrap()).unwrap();
+            v.set(&Tensor::from_vec(vals, v.dims(), &dev).unwrap())
+                .unwrap();
         }
-        let u: Vec<f64> = (0..n_times).map(|k| (k as f64 + 0.5) / n_times as f64).collect();
+        let u: Vec<f64> = (0..n_times)
+            .map(|k| (k as f64 + 0.5) / n_times as f64)
+            .collect();
         let kappa: Vec<f64> = (0..n_times * d).map(|i| 0.3 + 0.1 * i as f64).collect();
         let tf = net.time_features(&u, &kappa, &dev).unwrap();
         let rows = n_times * per;
@@ -584,7 +674,10 @@ mod tests {
         assert_eq!(a.len(), b.len(), "{what}");
         let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-4 * scale, "{what}[{i}]: fast {x} vs candle {y}");
+            assert!(
+                (x - y).abs() <= 1e-4 * scale,
+                "{what}[{i}]: fast {x} vs candle {y}"
+            );
         }
     }
 
@@ -608,11 +701,20 @@ mod tests {
             let h = net.forward(&x, &g, &tf).unwrap();
             let mut fast = FastDrift::new(&net).unwrap();
             let hf = fast
-                .forward(&host(&x), &host(&g), &host(&tf.embedding), &host(&tf.coefficient), 4)
+                .forward(
+                    &host(&x),
+                    &host(&g),
+                    &host(&tf.embedding),
+                    &host(&tf.coefficient),
+                    4,
+                )
                 .to_vec();
             assert_close(&hf, &host(&h), "h");
             let clipped = host(&h).iter().filter(|v| v.abs() >= 2.0).count();
-            assert!(clipped > 0 && clipped < hf.len(), "some outputs clipped: {clipped}");
+            assert!(
+                clipped > 0 && clipped < hf.len(),
+                "some outputs clipped: {clipped}"
+            );
             // Loss Σ h ⊙ R for a fixed random R: ∂loss/∂h = R.
             let mut rng = StdRng::seed_from_u64(8);
             let r = randn(&mut rng, hf.len(), 1.0);

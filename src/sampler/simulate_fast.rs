@@ -120,7 +120,11 @@ impl DiffusionSampler {
             for r in 0..batch {
                 for j in 0..d {
                     let i = r * d + j;
-                    let noise = if explore == 1.0 { eps[i] } else { eps[i] * explore32 };
+                    let noise = if explore == 1.0 {
+                        eps[i]
+                    } else {
+                        eps[i] * explore32
+                    };
                     let xn = (x[i] * ak + h[i] * ck[j]) + noise * sk[j];
                     x_new[i] = xn;
                     // The reference's forward kernel of step k, x_k → x_{k+1}.

@@ -3,8 +3,8 @@
 use crate::error::Result;
 use crate::nn::FastDrift;
 use crate::sampler::{DiffusionSampler, Paths};
-use candle_core::backprop::GradStore;
 use crate::target::Target;
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 
 /// Log-variance loss on detached `paths` (simulated with the current network, states kept).
@@ -84,6 +84,10 @@ pub fn log_variance_loss_with_replay(
     Ok((Some(loss), paths.log_w.clone()))
 }
 
+/// What a loss on the CPU fast path returns: the loss's value with the gradients of every
+/// parameter (`None` when no usable path), and the log weights of the batch.
+pub type FastLoss = (Option<(f64, GradStore)>, Vec<f64>);
+
 /// [`log_variance_loss_with_replay`] on the CPU fast path of the drift network
 /// ([`FastDrift`]): the same loss, with every parameter's gradient computed without candle's
 /// autograd over the N·batch rows (only the time MLP's few rows go through candle). Returns the
@@ -91,6 +95,7 @@ pub fn log_variance_loss_with_replay(
 /// on-policy log weights. Equal to the candle path to f32 rounding (tested). With
 /// `forward_done`, `fast` already holds the network's pass over these paths' rows (from
 /// [`DiffusionSampler::simulate_for_training`], at the current weights) and it is not run again.
+#[allow(clippy::needless_range_loop)] // (step, path, coordinate) indices into several arrays
 pub fn log_variance_loss_fast(
     sampler: &DiffusionSampler,
     paths: &Paths,
@@ -98,7 +103,7 @@ pub fn log_variance_loss_fast(
     weight: f64,
     fast: &mut FastDrift,
     forward_done: bool,
-) -> Result<(Option<(f64, GradStore)>, Vec<f64>)> {
+) -> Result<FastLoss> {
     let n = sampler.grid().steps();
     let (batch, dim) = paths.x0().dims2()?;
     let valid: Vec<usize> = (0..on_policy)

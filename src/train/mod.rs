@@ -12,6 +12,7 @@
 mod adam;
 pub mod checkpoint;
 mod ema;
+mod kl_fast;
 mod loss;
 mod optim;
 mod replay;
@@ -19,8 +20,10 @@ mod trainer;
 
 pub use adam::{Adam, AdamState};
 pub use ema::{Ema, EmaState};
+pub use kl_fast::reverse_kl_loss_fast;
 pub use loss::{
-    log_variance_loss, log_variance_loss_fast, log_variance_loss_with_replay, reverse_kl_loss,
+    FastLoss, log_variance_loss, log_variance_loss_fast, log_variance_loss_with_replay,
+    reverse_kl_loss,
 };
 pub use optim::{Optimiser, OptimiserState, clip_grad_norm, cosine_lr};
 pub use trainer::{Trainer, TrainerCounters};

@@ -6,10 +6,11 @@ use super::replay::ReplayChains;
 use super::{
     ExplosionWatch, IterStats, Loss, Optimiser, PATIENCE, TrainConfig, TrainReport, ZERO_LOSS,
     ZERO_LOSS_PATIENCE, log_variance_loss_fast, log_variance_loss_with_replay, reverse_kl_loss,
+    reverse_kl_loss_fast,
 };
 use crate::error::{DsbError, Result};
-use crate::nn::FastDrift;
 use crate::estimate::Estimates;
+use crate::nn::FastDrift;
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
 use serde::{Deserialize, Serialize};
@@ -112,7 +113,7 @@ impl Trainer {
             cfg.iterations,
             cfg.ema,
         )?;
-        let fast = (cfg.fast_path && cfg.loss == Loss::LogVariance && sampler.device().is_cpu())
+        let fast = (cfg.fast_path && sampler.device().is_cpu())
             .then(|| FastDrift::new(sampler.backward_net()))
             .transpose()?;
         Ok(Self {
@@ -153,13 +154,15 @@ impl Trainer {
                 let m = (cfg.replay * cfg.batch as f64).round() as usize;
                 // On the fast path without replay paths, the simulation's network pass is the
                 // loss's (same rows, same weights): it is kept and not run again.
-                let reuse = m == 0 && self.fast.is_some();
+                let reuse = m == 0 && self.fast.is_some() && sampler.uses_fast_path();
                 let mut paths = match self.fast.as_mut().filter(|_| reuse) {
                     Some(fast) => {
                         fast.refresh(sampler.backward_net())?;
                         sampler.simulate_for_training(target, cfg.batch, rng, cfg.explore, fast)?
                     }
-                    None => sampler.simulate_exploring(target, cfg.batch, rng, true, cfg.explore)?,
+                    None => {
+                        sampler.simulate_exploring(target, cfg.batch, rng, true, cfg.explore)?
+                    }
                 };
                 if m > 0 {
                     if self.chains.is_none() {
@@ -195,10 +198,16 @@ impl Trainer {
                     }
                 }
             }
-            Loss::ReverseKl => {
-                let (l, w) = reverse_kl_loss(sampler, target, cfg.batch, rng)?;
-                (l.map(Gradient::of_loss).transpose()?, w)
-            }
+            Loss::ReverseKl => match self.fast.as_mut().filter(|_| sampler.uses_fast_path()) {
+                Some(fast) => {
+                    let (l, w) = reverse_kl_loss_fast(sampler, target, cfg.batch, rng, fast)?;
+                    (l.map(|(v, g)| (v, Gradient::Computed(g))), w)
+                }
+                None => {
+                    let (l, w) = reverse_kl_loss(sampler, target, cfg.batch, rng)?;
+                    (l.map(Gradient::of_loss).transpose()?, w)
+                }
+            },
         };
         let estimates = Estimates::from_log_weights(&log_w);
         let frac_bad = estimates.n_nonfinite as f64 / estimates.n as f64;
@@ -349,7 +358,11 @@ mod tests {
     #[test]
     fn fast_path_training_follows_the_candle_path() {
         let target = Funnel::new(4);
-        for replay in [0.0, 0.25] {
+        for (loss, replay) in [
+            (Loss::LogVariance, 0.0),
+            (Loss::LogVariance, 0.25),
+            (Loss::ReverseKl, 0.0),
+        ] {
             let run = |fast: bool| {
                 let scfg = SamplerConfig {
                     steps: 6,
@@ -363,6 +376,7 @@ mod tests {
                     iterations: 6,
                     batch: 32,
                     lr: 3e-3,
+                    loss,
                     replay,
                     replay_moves: 2,
                     fast_path: fast,
@@ -382,10 +396,16 @@ mod tests {
             };
             let (fast, slow) = (run(true), run(false));
             for (a, b) in fast.0.iter().zip(&slow.0) {
-                assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "replay {replay}: loss {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-3 * b.abs().max(1.0),
+                    "{loss:?} replay {replay}: loss {a} vs {b}"
+                );
             }
             for (a, b) in fast.1.iter().zip(&slow.1) {
-                assert!((a - b).abs() <= 1e-4, "replay {replay}: weight {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-4,
+                    "{loss:?} replay {replay}: weight {a} vs {b}"
+                );
             }
         }
     }
