@@ -64,6 +64,9 @@ pub mod sequential;
 pub mod target;
 pub mod train;
 
+#[cfg(test)]
+mod test_support;
+
 /// The types most programs need.
 pub mod prelude {
     pub use crate::error::{DsbError, Result};

@@ -163,6 +163,15 @@ fn fast_exp(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
+/// Whether the CPU runs the AVX2 builds of the loops (checked once; the answer is cached).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    })
+}
+
 #[inline(always)]
 fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-a))
@@ -335,8 +344,7 @@ impl FastDrift {
         let (d, count) = (self.dim, x.len() / self.dim);
         assert!(first + count <= self.rows, "rows outside the prepared pass");
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if has_avx2() {
             // SAFETY: the CPU has the features the function is compiled for.
             unsafe { self.forward_avx2(first, x, score, embedding, coefficient) };
             return &self.h[first * d..(first + count) * d];
@@ -477,8 +485,7 @@ impl FastDrift {
     /// stop-gradient).
     pub fn backward_block(&mut self, first: usize, dh: &[f32], dx: Option<&mut [f32]>) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if has_avx2() {
             // SAFETY: the CPU has the features the function is compiled for.
             unsafe { self.backward_avx2(first, dh, dx) };
             return;
@@ -617,7 +624,8 @@ impl FastDrift {
 mod tests {
     use super::*;
     use crate::nn::ParamStore;
-    use candle_core::Device;
+    use crate::test_support::{assert_gradients_close, host, randomise};
+    use candle_core::{Device, Var};
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
@@ -627,7 +635,7 @@ mod tests {
     }
 
     /// A network with every weight random (the output layers too, which start at zero), and a
-    /// batch of rows over `n_times` times.
+    /// batch of 4 × 7 rows over 4 times.
     fn setup(
         uses_score: bool,
         depth: usize,
@@ -650,11 +658,7 @@ mod tests {
             &dev,
         )
         .unwrap();
-        for (_, v) in params.named() {
-            let vals = randn(&mut rng, v.elem_count(), 0.6);
-            v.set(&Tensor::from_vec(vals, v.dims(), &dev).unwrap())
-                .unwrap();
-        }
+        randomise(&params, 6, 0.6);
         let u: Vec<f64> = (0..n_times)
             .map(|k| (k as f64 + 0.5) / n_times as f64)
             .collect();
@@ -664,10 +668,6 @@ mod tests {
         let x = Tensor::from_vec(randn(&mut rng, rows * d, 2.0), (rows, d), &dev).unwrap();
         let g = Tensor::from_vec(randn(&mut rng, rows * d, 3.0), (rows, d), &dev).unwrap();
         (params, net, tf, x, g)
-    }
-
-    fn host(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     }
 
     fn assert_close(a: &[f32], b: &[f32], what: &str) {
@@ -681,9 +681,6 @@ mod tests {
         }
     }
 
-    /// Forward outputs and every parameter's gradient (time MLP and NN₂ included) equal candle's
-    /// to f32 rounding, with and without the score input, with one and two hidden layers, with
-    /// some outputs clipped.
     #[test]
     fn fast_exp_is_accurate() {
         for i in -2000..=2000 {
@@ -694,23 +691,22 @@ mod tests {
         assert!(fast_exp(-1e4) > 0.0 && fast_exp(1e4).is_finite());
     }
 
+    /// Forward outputs, every parameter's gradient (time MLP and NN₂ included) and the gradient
+    /// with respect to the states equal candle's to f32 rounding, with and without the score
+    /// input, with one and two hidden layers, with some outputs clipped; computed in one pass
+    /// or block by block in any order.
     #[test]
     fn fast_path_equals_candle_forward_and_backward() {
         for (uses_score, depth) in [(true, 2), (true, 1), (false, 2)] {
             let (params, net, tf, x, g) = setup(uses_score, depth);
-            let h = net.forward(&x, &g, &tf).unwrap();
+            let xv = Var::from_tensor(&x).unwrap();
+            let h = net.forward(xv.as_tensor(), &g, &tf).unwrap();
             let mut fast = FastDrift::new(&net).unwrap();
-            let hf = fast
-                .forward(
-                    &host(&x),
-                    &host(&g),
-                    &host(&tf.embedding),
-                    &host(&tf.coefficient),
-                    4,
-                )
-                .to_vec();
+            let (xh, gh) = (host(&x), host(&g));
+            let (eh, ch) = (host(&tf.embedding), host(&tf.coefficient));
+            let hf = fast.forward(&xh, &gh, &eh, &ch, 4).to_vec();
             assert_close(&hf, &host(&h), "h");
-            let clipped = host(&h).iter().filter(|v| v.abs() >= 2.0).count();
+            let clipped = hf.iter().filter(|v| v.abs() >= 2.0).count();
             assert!(
                 clipped > 0 && clipped < hf.len(),
                 "some outputs clipped: {clipped}"
@@ -720,17 +716,27 @@ mod tests {
             let r = randn(&mut rng, hf.len(), 1.0);
             let rt = Tensor::from_vec(r.clone(), h.dims(), &Device::Cpu).unwrap();
             let candle_grads = (h * rt).unwrap().sum_all().unwrap().backward().unwrap();
-            let fg = fast.backward(&r);
-            let store = FastDrift::all_gradients(&net, &tf, &fg).unwrap();
-            for (name, v) in params.named() {
-                let want = candle_grads.get(v.as_tensor()).map(host);
-                let got = store.get(v.as_tensor()).map(host);
-                match (want, got) {
-                    (Some(w), Some(g)) => assert_close(&g, &w, name),
-                    (None, None) => {}
-                    (w, g) => panic!("{name}: candle {:?} fast {:?}", w.is_some(), g.is_some()),
-                }
+            let store = FastDrift::all_gradients(&net, &tf, &fast.backward(&r)).unwrap();
+            assert_gradients_close(&params, &candle_grads, &store, 1e-4, "one pass");
+            // Blocks of 7 rows (one time each), forward last to first, backward first to last,
+            // with the states' gradient.
+            let d = 3;
+            fast.prepare(28, 4);
+            for b in (0..4).rev() {
+                let rows = b * 7 * d..(b + 1) * 7 * d;
+                fast.forward_block(b * 7, &xh[rows.clone()], &gh[rows], &eh, &ch);
             }
+            assert_close(fast.output(), &hf, "h by blocks");
+            fast.begin_backward();
+            let mut dx = vec![0.0f32; 28 * d];
+            for b in 0..4 {
+                let rows = b * 7 * d..(b + 1) * 7 * d;
+                fast.backward_block(b * 7, &r[rows.clone()], Some(&mut dx[rows]));
+            }
+            let store = FastDrift::all_gradients(&net, &tf, &fast.finish_backward()).unwrap();
+            assert_gradients_close(&params, &candle_grads, &store, 1e-4, "by blocks");
+            let want_dx = host(candle_grads.get(xv.as_tensor()).unwrap());
+            assert_close(&dx, &want_dx, "dx");
         }
     }
 }

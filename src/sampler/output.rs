@@ -22,6 +22,24 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// Paths from a backward simulation that collected the states x_N..x_0 and the scores at
+    /// x_N..x_1 in simulation order, with their weights (log w, loss constant, noise energy).
+    pub(crate) fn from_backward(
+        mut states: Vec<Tensor>,
+        mut scores: Vec<Tensor>,
+        (log_w, loss_constant, noise_energy): (Vec<f64>, Vec<f64>, Vec<f64>),
+    ) -> Self {
+        states.reverse();
+        scores.reverse();
+        Self {
+            states,
+            scores,
+            log_w,
+            loss_constant,
+            noise_energy,
+        }
+    }
+
     /// The final states x_0.
     pub fn x0(&self) -> &Tensor {
         &self.states[0]

@@ -177,18 +177,9 @@ impl DiffusionSampler {
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;
         let (fwd_sum, eps_sum) = (fwd_sum.to_vec1::<f64>()?, eps_sum.to_vec1::<f64>()?);
-        let (log_w, loss_constant, noise_energy) =
-            path_weights(&lp, &fwd_sum, &eps_sum, (prior_c, &prior_q), explore, n, d);
+        let weights = path_weights(&lp, &fwd_sum, &eps_sum, (prior_c, &prior_q), explore, n, d);
         states.push(x);
-        states.reverse();
-        scores.reverse();
-        Ok(Paths {
-            states,
-            scores,
-            log_w,
-            loss_constant,
-            noise_energy,
-        })
+        Ok(Paths::from_backward(states, scores, weights))
     }
 
     /// Noising paths started at the given states `x0` `[m, dim]`: each runs the forward process

@@ -154,15 +154,11 @@ impl DiffusionSampler {
             d as f64,
         );
         states.push(x0);
-        states.reverse();
-        scores.reverse();
-        Ok(Paths {
+        Ok(Paths::from_backward(
             states,
             scores,
-            log_w,
-            loss_constant,
-            noise_energy,
-        })
+            (log_w, loss_constant, noise_energy),
+        ))
     }
 }
 
@@ -191,14 +187,7 @@ mod tests {
                 ..Default::default()
             };
             let mut sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
-            let mut rng = StdRng::seed_from_u64(3);
-            for (_, v) in sampler.params.named() {
-                let vals: Vec<f32> = (0..v.elem_count())
-                    .map(|_| rng.random_range(-0.3f32..0.3))
-                    .collect();
-                v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap())
-                    .unwrap();
-            }
+            crate::test_support::randomise(&sampler.params, 3, 0.3);
             let (mut r1, mut r2) = (StdRng::seed_from_u64(9), StdRng::seed_from_u64(9));
             assert!(sampler.uses_fast_path());
             let fast = sampler

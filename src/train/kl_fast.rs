@@ -154,12 +154,9 @@ mod tests {
     use super::*;
     use crate::sampler::SamplerConfig;
     use crate::target::{CorrelatedGaussian, Funnel};
+    use crate::test_support::{assert_gradients_close, randomise};
     use candle_core::Device;
     use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    fn host(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    }
 
     /// The same loss, reported log weights and parameter gradients as the candle path, from the
     /// same generator state, on a random network (some outputs clipped on the funnel).
@@ -177,14 +174,7 @@ mod tests {
                 ..Default::default()
             };
             let sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
-            let mut rng = StdRng::seed_from_u64(3);
-            for (_, v) in sampler.params.named() {
-                let vals: Vec<f32> = (0..v.elem_count())
-                    .map(|_| rng.random_range(-0.3f32..0.3))
-                    .collect();
-                v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap())
-                    .unwrap();
-            }
+            randomise(&sampler.params, 3, 0.3);
             let (mut r1, mut r2) = (StdRng::seed_from_u64(9), StdRng::seed_from_u64(9));
             let (l, w) = crate::train::reverse_kl_loss(&sampler, target, 40, &mut r1).unwrap();
             let l = l.unwrap();
@@ -202,19 +192,7 @@ mod tests {
             for (x, y) in w.iter().zip(&w2) {
                 assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "log w {x} vs {y}");
             }
-            for (name, v) in sampler.params.named() {
-                let a = grads.get(v.as_tensor()).map(host).unwrap_or_default();
-                let b = store.get(v.as_tensor()).map(host).unwrap_or_default();
-                assert_eq!(a.len(), b.len(), "{name}");
-                let scale = a.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
-                for (x, y) in a.iter().zip(&b) {
-                    assert!(
-                        (x - y).abs() <= 1e-3 * scale,
-                        "{} {name}: candle {x} vs fast {y}",
-                        target.name()
-                    );
-                }
-            }
+            assert_gradients_close(&sampler.params, &grads, &store, 1e-3, target.name());
         }
     }
 }

@@ -227,11 +227,8 @@ mod tests {
     use super::*;
     use crate::sampler::SamplerConfig;
     use crate::target::{CorrelatedGaussian, Funnel, Target};
-    use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    fn host(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    }
+    use crate::test_support::{assert_gradients_close, randomise};
+    use rand::{SeedableRng, rngs::StdRng};
 
     /// The fast path's loss and every parameter's gradient equal candle's on the same paths, on
     /// a trained-looking (random) network, with exploring paths and with the replay term; and a
@@ -252,14 +249,8 @@ mod tests {
                 ..Default::default()
             };
             let sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
+            randomise(&sampler.params, 2, 0.3);
             let mut rng = StdRng::seed_from_u64(2);
-            for (_, v) in sampler.params.named() {
-                let vals: Vec<f32> = (0..v.elem_count())
-                    .map(|_| rng.random_range(-0.3f32..0.3))
-                    .collect();
-                v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap())
-                    .unwrap();
-            }
             let batch = 24;
             let mut paths = sampler
                 .simulate_exploring(target, batch, &mut rng, true, explore)
@@ -285,19 +276,7 @@ mod tests {
                 "{}: loss fast {got} vs candle {want}",
                 target.name()
             );
-            for (name, v) in sampler.params.named() {
-                let a = grads.get(v.as_tensor()).map(host).unwrap_or_default();
-                let b = store.get(v.as_tensor()).map(host).unwrap_or_default();
-                assert_eq!(a.len(), b.len(), "{name}");
-                let scale = a.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
-                for (x, y) in a.iter().zip(&b) {
-                    assert!(
-                        (x - y).abs() <= 2e-4 * scale,
-                        "{} {name}: candle {x} vs fast {y}",
-                        target.name()
-                    );
-                }
-            }
+            assert_gradients_close(&sampler.params, &grads, &store, 2e-4, target.name());
         }
     }
 }

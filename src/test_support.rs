@@ -1,0 +1,58 @@
+//! Helpers shared by the unit tests that hold the CPU fast path to the candle path.
+
+use crate::nn::ParamStore;
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// A tensor's values on the host, flattened.
+pub(crate) fn host(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Sets every parameter (the zero-initialised output layers too) to uniform draws on ±`scale`
+/// from a generator seeded by `seed`: a network whose every path matters.
+pub(crate) fn randomise(params: &ParamStore, seed: u64, scale: f32) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (_, v) in params.named() {
+        let vals: Vec<f32> = (0..v.elem_count())
+            .map(|_| rng.random_range(-scale..scale))
+            .collect();
+        v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+}
+
+/// Every parameter's gradient in `got` equals the one in `want` within `rel` times the largest
+/// magnitude of that parameter's gradient (both absent is fine, one absent is not).
+pub(crate) fn assert_gradients_close(
+    params: &ParamStore,
+    want: &GradStore,
+    got: &GradStore,
+    rel: f32,
+    what: &str,
+) {
+    for (name, v) in params.named() {
+        match (
+            want.get(v.as_tensor()).map(host),
+            got.get(v.as_tensor()).map(host),
+        ) {
+            (Some(a), Some(b)) => {
+                assert_eq!(a.len(), b.len(), "{what} {name}");
+                let scale = a.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(
+                        (x - y).abs() <= rel * scale,
+                        "{what} {name}: candle {x} vs fast {y}"
+                    );
+                }
+            }
+            (None, None) => {}
+            (a, b) => panic!(
+                "{what} {name}: candle {:?}, fast {:?}",
+                a.is_some(),
+                b.is_some()
+            ),
+        }
+    }
+}
