@@ -190,7 +190,14 @@ pub fn log_variance_loss_fast(
             }
         }
     }
-    let grads = fast.backward(&dh);
+    // Step by step: one step's rows (a batch) stay in cache through the backward pass, where
+    // one pass over all N·batch rows streamed every activation from memory (measured about 1.25×
+    // slower at batch 512 on the funnel yardstick: 91 against 72 ms per iteration).
+    fast.begin_backward();
+    for k in 0..n {
+        fast.backward_block(k * batch, &dh[k * batch * dim..(k + 1) * batch * dim], None);
+    }
+    let grads = fast.finish_backward();
     for b in [next, cur, eps, dh] {
         fast.give_buffer(b);
     }
