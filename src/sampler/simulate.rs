@@ -19,6 +19,16 @@ pub(super) fn detach(tf: &TimeFeatures) -> TimeFeatures {
     }
 }
 
+/// An error unless the exploration factor λ is at least 1 (and finite).
+pub(super) fn check_explore(explore: f64) -> Result<()> {
+    if !(explore >= 1.0 && explore.is_finite()) {
+        return Err(DsbError::InvalidInput(format!(
+            "--explore must be at least 1, got {explore}"
+        )));
+    }
+    Ok(())
+}
+
 /// The log weights log dP/dQ_λ of paths from an exploring proposal, and the two parts of
 /// log dP/dQ_θ the log-variance loss needs (`loss_constant`, `noise_energy`), from each path's
 /// target log density `lp`, Σ of the forward kernels' ½|residual|² `fwd_sum`, Σ ½|ε|² `eps_sum`
@@ -119,11 +129,7 @@ impl DiffusionSampler {
         explore: f64,
     ) -> Result<Paths> {
         self.check_target(target)?;
-        if !(explore >= 1.0 && explore.is_finite()) {
-            return Err(DsbError::InvalidInput(format!(
-                "--explore must be at least 1, got {explore}"
-            )));
-        }
+        check_explore(explore)?;
         if self.uses_fast_path() {
             return self.simulate_fast(target, batch, rng, keep_path, explore, None);
         }

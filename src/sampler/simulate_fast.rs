@@ -53,6 +53,7 @@ impl DiffusionSampler {
         fast: &mut FastDrift,
     ) -> Result<Paths> {
         self.check_target(target)?;
+        super::simulate::check_explore(explore)?;
         self.simulate_fast(target, batch, rng, true, explore, Some(fast))
     }
 
