@@ -191,8 +191,8 @@ pub fn log_variance_loss_fast(
         }
     }
     // Step by step: one step's rows (a batch) stay in cache through the backward pass, where
-    // one pass over all N·batch rows streamed every activation from memory (measured about 1.25×
-    // slower at batch 512 on the funnel yardstick: 91 against 72 ms per iteration).
+    // one pass over all N·batch rows streamed every activation from memory (measured about 1.15×
+    // slower at batch 512 on the funnel yardstick: median 92 against 79 ms per iteration).
     fast.begin_backward();
     for k in 0..n {
         fast.backward_block(k * batch, &dh[k * batch * dim..(k + 1) * batch * dim], None);
