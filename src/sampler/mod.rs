@@ -35,6 +35,7 @@ pub use checkpoint::{SavedSettings, settings_path};
 pub use config::SamplerConfig;
 pub use output::{Paths, SampleSet};
 pub use prior::GaussianPrior;
+pub(crate) use simulate_fast::{half_sq_rows, host_backward_step};
 
 use crate::error::{DsbError, Result};
 use crate::nn::{DriftNet, ParamStore, TimeFeatures};

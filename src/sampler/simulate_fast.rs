@@ -13,11 +13,41 @@ use crate::target::Target;
 use candle_core::{DType, Tensor};
 use rand_distr::StandardNormal;
 
-/// ½|v|² of each row of `v` (`rows × d`), summed in f32 per row as candle does, added in f64.
-fn add_half_sq(acc: &mut [f64], v: &[f32], d: usize) {
-    for (a, row) in acc.iter_mut().zip(v.chunks_exact(d)) {
-        let s: f32 = row.iter().map(|x| x * x).sum();
-        *a += f64::from(s * 0.5);
+/// ½|v|² of each row of `v` (rows of length `d`), summed in f32 per row as candle does.
+pub(crate) fn half_sq_rows(v: &[f32], d: usize) -> impl Iterator<Item = f32> + '_ {
+    v.chunks_exact(d)
+        .map(|row| row.iter().map(|x| x * x).sum::<f32>() * 0.5)
+}
+
+/// The step coefficients of one step on the host: a_k, and σ²c_k and s_k per coordinate.
+pub(crate) type HostStep<'a> = (f32, &'a [f32], &'a [f32]);
+
+/// Backward step k on host buffers (rows of length `ck.len()`): draws the standard normals
+/// into `eps` (in the order of `normal_tensor`), writes x_new = a_k x + σ²c_k h + s_k λε and the
+/// reference forward kernel's standardised residual (x − a_k x_new)/s_k into `resid`. The
+/// candle path's operations in the same order, so the same numbers.
+pub(crate) fn host_backward_step(
+    rng: &mut impl rand::Rng,
+    (ak, ck, sk): HostStep<'_>,
+    x: &[f32],
+    h: &[f32],
+    explore: f32,
+    (eps, x_new, resid): (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    for e in eps.iter_mut() {
+        *e = rng.sample::<f32, _>(StandardNormal);
+    }
+    let d = ck.len();
+    for i in 0..x.len() {
+        let j = i % d;
+        let noise = if explore == 1.0 {
+            eps[i]
+        } else {
+            eps[i] * explore
+        };
+        let xn = (x[i] * ak + h[i] * ck[j]) + noise * sk[j];
+        x_new[i] = xn;
+        resid[i] = (x[i] - xn * ak) / sk[j];
     }
 }
 
@@ -113,27 +143,15 @@ impl DiffusionSampler {
                     &coef[k * d..(k + 1) * d],
                 )
             };
-            for e in eps.iter_mut() {
-                *e = rng.sample::<f32, _>(StandardNormal);
+            let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
+            let out = (&mut eps[..], &mut x_new[..], &mut resid[..]);
+            host_backward_step(rng, step, &x, h, explore32, out);
+            for (acc, v) in fwd_sum.iter_mut().zip(half_sq_rows(&resid, d)) {
+                *acc += f64::from(v);
             }
-            let ak = a[k];
-            let (ck, sk) = (&c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
-            for r in 0..batch {
-                for j in 0..d {
-                    let i = r * d + j;
-                    let noise = if explore == 1.0 {
-                        eps[i]
-                    } else {
-                        eps[i] * explore32
-                    };
-                    let xn = (x[i] * ak + h[i] * ck[j]) + noise * sk[j];
-                    x_new[i] = xn;
-                    // The reference's forward kernel of step k, x_k → x_{k+1}.
-                    resid[i] = (x[i] - xn * ak) / sk[j];
-                }
+            for (acc, v) in eps_sum.iter_mut().zip(half_sq_rows(&eps, d)) {
+                *acc += f64::from(v);
             }
-            add_half_sq(&mut fwd_sum, &resid, d);
-            add_half_sq(&mut eps_sum, &eps, d);
             if keep_path {
                 states.push(xt);
                 scores.push(g);

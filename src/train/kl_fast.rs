@@ -16,14 +16,9 @@ use super::loss::FastLoss;
 use crate::error::Result;
 use crate::nn::FastDrift;
 use crate::sampler::DiffusionSampler;
+use crate::sampler::{half_sq_rows, host_backward_step};
 use crate::target::Target;
 use candle_core::{DType, Tensor};
-use rand_distr::StandardNormal;
-
-/// ½|v|² of each row (length `d`), summed in f32.
-fn half_sq(row: &[f32]) -> f32 {
-    row.iter().map(|x| x * x).sum::<f32>() * 0.5
-}
 
 /// Reverse-KL loss E_Q[−log w] on `batch` fresh paths and the gradients of every parameter,
 /// on the CPU fast path (see the module). Returns `None` for the loss when no path's target
@@ -62,19 +57,12 @@ pub fn reverse_kl_loss_fast(
         let g = sampler.score(target, &Tensor::from_slice(x, (batch, d), &dev)?)?;
         let g = g.flatten_all()?.to_vec1::<f32>()?;
         let h = fast.forward_block(k * batch, x, &g, &emb, &coef);
-        for e in eps.iter_mut() {
-            *e = rng.sample::<f32, _>(StandardNormal);
-        }
-        let (ck, sk) = (&c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
+        let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
         let r = &mut rs[k * bd..(k + 1) * bd];
-        for i in 0..bd {
-            let j = i % d;
-            let xn = (x[i] * a[k] + h[i] * ck[j]) + eps[i] * sk[j];
-            x_new[i] = xn;
-            r[i] = (x[i] - xn * a[k]) / sk[j];
-        }
-        for (i, v) in acc.iter_mut().enumerate() {
-            *v = (*v - half_sq(&r[i * d..(i + 1) * d])) + half_sq(&eps[i * d..(i + 1) * d]);
+        host_backward_step(rng, step, x, h, 1.0, (&mut eps[..], x_new, &mut r[..]));
+        let terms = half_sq_rows(r, d).zip(half_sq_rows(&eps, d));
+        for (v, (hr, he)) in acc.iter_mut().zip(terms) {
+            *v = (*v - hr) + he;
         }
     }
     let x0 = Tensor::from_slice(&xs[..bd], (batch, d), &dev)?;
