@@ -55,6 +55,7 @@ pub mod fit;
 mod fsutil;
 pub mod io;
 pub mod ipf;
+mod mcmc;
 pub mod metrics;
 pub mod nn;
 pub mod process;

@@ -3,19 +3,29 @@
 //! No-U-Turn sampler (posterior moments only).
 
 mod nuts;
-mod particles;
-mod precondition;
 mod smc;
 
+/// The starting Gaussian and the preconditioner live in [`crate::mcmc`], which the moves share.
+pub use crate::mcmc::{DiagGaussian, Preconditioner};
 /// Kept here for existing callers; the evaluation lives in [`crate::target`].
 pub use crate::target::{Want, evaluate};
 pub use nuts::{NutsConfig, NutsResult, run_nuts};
-pub use particles::DiagGaussian;
-pub use precondition::Preconditioner;
 pub use smc::{MoveKernel, SmcConfig, SmcResult, SmcStep, run_smc};
-pub(crate) use smc::{Population, TemperedMove, ess_fraction, final_set, tempered};
+pub(crate) use smc::{ess_fraction, final_set, run_smc_in_target_coordinates};
 
 use serde::{Deserialize, Serialize};
+
+impl DiagGaussian {
+    /// The diagonal prior N(m, diag(σᵢ²)) a diffusion sampler with settings `scfg` starts from
+    /// (m = 0 unless `prior_mean` is set): the start of both baselines, so that every method
+    /// begins from the same Gaussian.
+    pub fn sampler_prior(scfg: &crate::sampler::SamplerConfig, dim: usize) -> Self {
+        Self {
+            mean: scfg.prior_mean.clone().unwrap_or_else(|| vec![0.0; dim]),
+            scale: scfg.scales(dim),
+        }
+    }
+}
 
 /// A sampling method: the diffusion sampler or one of the baselines.
 #[derive(

@@ -6,9 +6,9 @@
 //! the next `draws`. nuts-rs draws its randomness from rand 0.10, seeded here from the run's
 //! seed and the chain number, so a seed gives the same chains on the same machine.
 
-use super::particles::DiagGaussian;
 use crate::error::{DsbError, ensure_valid, invalid};
 use crate::estimate::Estimates;
+use crate::mcmc::DiagGaussian;
 use crate::sampler::SampleSet;
 use crate::target::{Target, Want, evaluate};
 use nuts_rs::rand::SeedableRng as _;
@@ -207,7 +207,8 @@ pub fn run_nuts(
                 elbo_outliers: false,
                 ess: 1.0,
             },
-        },
+        }
+        .in_original_coordinates(target),
         divergences,
         gradient_evaluations: gradients,
         mean_leapfrog_steps: leapfrogs as f64 / n as f64,

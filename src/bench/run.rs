@@ -92,7 +92,7 @@ pub fn run_one(
     let dim = target.dim();
     let mut rng = StdRng::seed_from_u64(seed);
     let init = DiagGaussian::sampler_prior(&scfg, dim);
-    let (mut set, log_z, grads): (SampleSet, Option<f64>, u64) = match method {
+    let (set, log_z, grads): (SampleSet, Option<f64>, u64) = match method {
         Method::Dsb => {
             let n_out = match budget {
                 Budget::Smoke => 256,
@@ -178,9 +178,6 @@ pub fn run_one(
             (out.samples, None, out.gradient_evaluations)
         }
     };
-    if let Some(p) = &pre {
-        set.samples = p.to_original(&set.samples);
-    }
     let moments = sample_moment_errors(&set, original.as_ref());
     let reference = target.log_z();
     Ok(RunRecord {

@@ -392,8 +392,8 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
             a.quiet || a.json,
             &mut rng,
         )?;
-        if let Some(p) = &pre {
-            set.samples = p.to_original(&set.samples);
+        // The samples are in the original coordinates already (`Target::original_coordinates`).
+        if pre.is_some() {
             summary.moments = crate::metrics::sample_moment_errors(&set, original.as_ref());
         }
         match a.baseline.method() {
@@ -495,9 +495,6 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
         .modes()
         .map(|(centres, _)| mode_report(&set.samples, set.dim, &centres, &set.log_w));
 
-    if let Some(p) = &pre {
-        set.samples = p.to_original(&set.samples);
-    }
     let moments = crate::metrics::sample_moment_errors(&set, original.as_ref());
     if a.resample {
         set = set.resampled(a.n, &mut rng);

@@ -80,7 +80,7 @@ fn per_example(model: &FitModel, data: &[f32], rng: &mut impl rand::Rng) -> Resu
         for k in 0..kern.steps() {
             let eps = model.noise(rows, rng)?;
             let next = (model.forward_mean(&x, k)? + (&eps * kern.sd(k))?)?.detach();
-            let step = kern.backward_step(k);
+            let step = kern.backward(k);
             let r = ((&x - model.backward_mean(&next, &step)?)? / step.sd)?;
             for ((w, e), q) in lw.iter_mut().zip(half_sq(&eps)?).zip(half_sq(&r)?) {
                 *w += e - q;

@@ -18,10 +18,10 @@
 //! comparable. Forward half-step: the target is x_{k+1} for the input x_k, on paths of the
 //! backward process.
 
-use super::kernels::Kernels;
 use super::model::FitModel;
 use crate::error::Result;
 use crate::ipf::PathCache;
+use crate::process::Kernels;
 use candle_core::{DType, Tensor};
 
 /// A loss to differentiate and the value to report.
@@ -57,15 +57,15 @@ fn half_mse(target: &Tensor, mean: &Tensor, inv_sd: &Tensor) -> Result<(Tensor, 
 /// The backward mean b_k x + λ_k g(x, t_{k+1}) of per-example steps `ks` at `x` = x_{k+1}.
 fn backward_means(model: &FitModel, x: &Tensor, ks: &[usize]) -> Result<(Tensor, Tensor)> {
     let kern = model.kernels();
-    let steps: Vec<_> = ks.iter().map(|&k| kern.backward_step(k)).collect();
+    let steps: Vec<_> = ks.iter().map(|&k| kern.backward(k)).collect();
     let t: Vec<f32> = ks
         .iter()
         .map(|&k| kern.normalised_time(k + 1) as f32)
         .collect();
     let t = Tensor::from_vec(t, ks.len(), model.device())?;
     let g = model.backward.forward(x, &t)?;
-    let b = column(model, steps.iter().map(|s| s.b).collect())?;
-    let lam = column(model, steps.iter().map(|s| s.lambda).collect())?;
+    let b = column(model, steps.iter().map(|s| s.state).collect())?;
+    let lam = column(model, steps.iter().map(|s| s.net).collect())?;
     let inv_sd = column(model, steps.iter().map(|s| 1.0 / s.sd).collect())?;
     Ok(((x.broadcast_mul(&b)? + g.broadcast_mul(&lam)?)?, inv_sd))
 }
@@ -145,7 +145,7 @@ pub(crate) fn forward_loss_cached(
     let t: Vec<f32> = ks.iter().map(|&k| kern.normalised_time(k) as f32).collect();
     let f = net.forward(&x_k, &Tensor::from_vec(t, rows, model.device())?)?;
     let a = column(model, ks.iter().map(|&k| kern.decay(k)).collect())?;
-    let c = column(model, ks.iter().map(|&k| kern.forward_gain(k)).collect())?;
+    let c = column(model, ks.iter().map(|&k| kern.forward(k).net).collect())?;
     let inv_sd = column(model, ks.iter().map(|&k| 1.0 / kern.sd(k)).collect())?;
     let mean = (x_k.broadcast_mul(&a)? + f.broadcast_mul(&c)?)?;
     let (tensor, reported) = half_mse(&x_next, &mean, &inv_sd)?;

@@ -1,11 +1,11 @@
 //! A fitted generative model: the backward network (and, after IPF, the forward network) with
 //! the kernels and standardisation they were trained with; sampling and path simulation.
 
-use super::kernels::{BackwardStep, Kernels};
 use super::net::{NetworkSpec, TimeNet};
 use super::normalise::Normalisation;
 use crate::data::Points;
 use crate::error::{DsbError, Result};
+use crate::process::{Kernels, Parametrisation, StepKernel};
 use crate::process::{ReferenceKind, Schedule, TimeGrid};
 use crate::sampler::normal_tensor;
 use candle_core::{DType, Device, Tensor};
@@ -125,7 +125,11 @@ impl FitModel {
             .network
             .build("backward", &shape, seed ^ 0xb4c_4a2d, device)?;
         Ok(Self {
-            kernels: Kernels::new(settings.reference, settings.grid()),
+            kernels: Kernels::new(
+                settings.reference,
+                settings.grid(),
+                Parametrisation::Tweedie,
+            ),
             settings,
             backward,
             forward: None,
@@ -193,10 +197,10 @@ impl FitModel {
     }
 
     /// The mean of the backward kernel `step` at states `x` (`[B, d]`).
-    pub fn backward_mean(&self, x: &Tensor, step: &BackwardStep) -> Result<Tensor> {
+    pub fn backward_mean(&self, x: &Tensor, step: &StepKernel) -> Result<Tensor> {
         let t = self.times(self.kernels.normalised_time(step.from), x.dim(0)?)?;
         let g = self.backward.forward(x, &t)?;
-        Ok(((x * step.b)? + (g * step.lambda)?)?)
+        Ok(((x * step.state)? + (g * step.net)?)?)
     }
 
     /// The mean of the forward kernel of step k at states `x`.
@@ -205,7 +209,7 @@ impl FitModel {
         match &self.forward {
             Some(f) => {
                 let t = self.times(self.kernels.normalised_time(k), x.dim(0)?)?;
-                Ok((ax + (f.forward(x, &t)? * self.kernels.forward_gain(k))?)?)
+                Ok((ax + (f.forward(x, &t)? * self.kernels.forward(k).net)?)?)
             }
             None => Ok(ax),
         }
@@ -222,7 +226,7 @@ impl FitModel {
         let mut x = self.noise(rows, rng)?;
         let mut states = vec![x.clone()];
         for k in (0..n).rev() {
-            let step = self.kernels.backward_step(k);
+            let step = self.kernels.backward(k);
             let eps = self.noise(rows, rng)?;
             x = (self.backward_mean(&x, &step)? + (eps * step.sd)?)?.detach();
             states.push(x.clone());

@@ -39,7 +39,7 @@ pub(crate) use simulate_fast::{half_sq_rows, host_backward_step};
 
 use crate::error::{DsbError, Result};
 use crate::nn::{DriftNet, ParamStore, TimeFeatures};
-use crate::process::{Reference, TimeGrid};
+use crate::process::{Kernels, Parametrisation, TimeGrid};
 use crate::target::Target;
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
@@ -59,8 +59,8 @@ pub(crate) struct ForwardDrift {
 pub struct DiffusionSampler {
     dim: usize,
     config: SamplerConfig,
-    grid: TimeGrid,
-    reference: Reference,
+    /// The forward and backward kernels (drift parametrisation, scale 1).
+    kernels: Kernels,
     /// Reference scale per coordinate.
     scales: Vec<f64>,
     prior: GaussianPrior,
@@ -135,21 +135,20 @@ impl DiffusionSampler {
             config.schedule,
             config.first_time(dim),
         );
-        let reference = Reference::of_kind(config.reference, &grid);
+        let kernels = Kernels::new(config.reference, grid, Parametrisation::Drift);
         let table = |f: &dyn Fn(usize, f64) -> f64| -> Result<Tensor> {
-            let v: Vec<f32> = (0..grid.steps())
+            let v: Vec<f32> = (0..kernels.steps())
                 .flat_map(|k| scales.iter().map(move |&s| (k, s)))
                 .map(|(k, s)| f(k, s) as f32)
                 .collect();
-            Ok(Tensor::from_vec(v, (grid.steps(), dim), device)?)
+            Ok(Tensor::from_vec(v, (kernels.steps(), dim), device)?)
         };
-        let drift_coef = table(&|k, s| s * s * reference.drift[k])?;
-        let noise_sd = table(&|k, s| s * reference.noise[k])?;
+        let drift_coef = table(&|k, s| kernels.backward(k).scaled(s, Parametrisation::Drift).net)?;
+        let noise_sd = table(&|k, s| kernels.backward(k).scaled(s, Parametrisation::Drift).sd)?;
         Ok(Self {
             dim,
             config,
-            grid,
-            reference,
+            kernels,
             scales,
             prior,
             drift_coef,
@@ -213,7 +212,7 @@ impl DiffusionSampler {
     }
     /// The time grid.
     pub fn grid(&self) -> &TimeGrid {
-        &self.grid
+        self.kernels.grid()
     }
     /// The prior at the start of the backward process.
     pub fn prior(&self) -> &GaussianPrior {
@@ -276,35 +275,35 @@ impl DiffusionSampler {
     /// Time features of a network at the times `times` (normalised by T), with the score
     /// envelope κ(t) = 1/(1 + ν_t²/ℓ²) per coordinate.
     fn time_features_at(&self, net: &DriftNet, times: &[f64]) -> Result<TimeFeatures> {
-        let horizon = self.grid.horizon();
+        let horizon = self.kernels.grid().horizon();
         let u: Vec<f64> = times.iter().map(|t| t / horizon).collect();
         let l2 = self.config.length_scale * self.config.length_scale;
         let kappa: Vec<f64> = times
             .iter()
             .flat_map(|&t| self.scales.iter().map(move |&s| (t, s)))
-            .map(|(t, s)| 1.0 / (1.0 + self.reference.noise_var_at(t, s) / l2))
+            .map(|(t, s)| 1.0 / (1.0 + self.kernels.reference().noise_var_at(t, s) / l2))
             .collect();
         net.time_features(&u, &kappa, &self.device)
     }
 
     /// Time features of the backward network at t_{k+1}, k = 0..N−1.
     pub(crate) fn step_time_features(&self) -> Result<TimeFeatures> {
-        self.time_features_at(&self.net, &self.grid.times()[1..])
+        self.time_features_at(&self.net, &self.kernels.grid().times()[1..])
     }
 
     /// Time features of the forward network at t_k, k = 0..N−1 (`None` without one).
     pub(crate) fn forward_time_features(&self) -> Result<Option<TimeFeatures>> {
-        let n = self.grid.steps();
+        let n = self.kernels.steps();
         self.forward
             .as_ref()
-            .map(|f| self.time_features_at(&f.net, &self.grid.times()[..n]))
+            .map(|f| self.time_features_at(&f.net, &self.kernels.grid().times()[..n]))
             .transpose()
     }
 
     /// Coefficients of step k: a_k, and per coordinate σ²c_k and s_k,i, each `[1, dim]`.
     pub(crate) fn step_coefficients(&self, k: usize) -> Result<(f64, Tensor, Tensor)> {
         Ok((
-            self.reference.decay[k],
+            self.kernels.backward(k).state,
             self.drift_coef.narrow(0, k, 1)?,
             self.noise_sd.narrow(0, k, 1)?,
         ))
@@ -312,8 +311,8 @@ impl DiffusionSampler {
 
     /// All steps' coefficients at once: a `[N, 1, 1]`, σ²c and s `[N, 1, dim]`.
     pub(crate) fn all_step_coefficients(&self) -> Result<(Tensor, Tensor, Tensor)> {
-        let n = self.grid.steps();
-        let a: Vec<f32> = self.reference.decay.iter().map(|&v| v as f32).collect();
+        let n = self.kernels.steps();
+        let a: Vec<f32> = self.decays();
         Ok((
             Tensor::from_vec(a, (n, 1, 1), &self.device)?,
             self.drift_coef.unsqueeze(1)?,
@@ -326,10 +325,17 @@ impl DiffusionSampler {
         &self.net
     }
 
+    /// a_k per step, as f32.
+    fn decays(&self) -> Vec<f32> {
+        (0..self.kernels.steps())
+            .map(|k| self.kernels.backward(k).state as f32)
+            .collect()
+    }
+
     /// Host copies of the step coefficients: a_k `[N]`, σ²c_k and s_k `[N·dim]` row-major.
     pub(crate) fn host_step_coefficients(&self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         Ok((
-            self.reference.decay.iter().map(|&v| v as f32).collect(),
+            self.decays(),
             self.drift_coef.flatten_all()?.to_vec1::<f32>()?,
             self.noise_sd.flatten_all()?.to_vec1::<f32>()?,
         ))

@@ -83,6 +83,16 @@ pub struct SampleSet {
 }
 
 impl SampleSet {
+    /// The samples in the coordinates of the target the user started from
+    /// ([`crate::target::Target::original_coordinates`]); unchanged for a target that is not a
+    /// reparametrisation. Weights and estimates do not change (the map has a constant Jacobian).
+    pub fn in_original_coordinates(mut self, target: &dyn crate::target::Target) -> Self {
+        if let Some(x) = target.original_coordinates(&self.samples) {
+            self.samples = x;
+        }
+        self
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.log_w.len()

@@ -133,7 +133,7 @@ impl DiffusionSampler {
         if self.uses_fast_path() {
             return self.simulate_fast(target, batch, rng, keep_path, explore, None);
         }
-        let n = self.grid.steps();
+        let n = self.grid().steps();
         let d = self.dim as f64;
         let tf_all = detach(&self.step_time_features()?);
         let tf_fwd = self.forward_time_features()?.map(|t| detach(&t));
@@ -202,7 +202,7 @@ impl DiffusionSampler {
         rng: &mut impl rand::Rng,
     ) -> Result<Paths> {
         self.check_target(target)?;
-        let n = self.grid.steps();
+        let n = self.grid().steps();
         let m = x0.dim(0)?;
         let tf_fwd = self.forward_time_features()?.map(|t| detach(&t));
         let mut x = x0.detach();
@@ -251,7 +251,7 @@ impl DiffusionSampler {
         rng: &mut impl rand::Rng,
     ) -> Result<(Tensor, Tensor)> {
         self.check_target(target)?;
-        let n = self.grid.steps();
+        let n = self.grid().steps();
         let tf_all = self.step_time_features()?;
         let tf_fwd = self.forward_time_features()?.map(|t| detach(&t));
         let mut x = self.prior.draw(rng, batch, 1.0)?;
@@ -330,6 +330,7 @@ impl DiffusionSampler {
             samples,
             log_w,
             estimates,
-        })
+        }
+        .in_original_coordinates(target))
     }
 }

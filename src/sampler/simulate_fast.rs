@@ -98,7 +98,7 @@ impl DiffusionSampler {
         explore: f64,
         keep: Option<&mut FastDrift>,
     ) -> Result<Paths> {
-        let n = self.grid.steps();
+        let n = self.grid().steps();
         let d = self.dim;
         let tf = detach(&self.step_time_features()?);
         let emb = tf.embedding.flatten_all()?.to_vec1::<f32>()?;

@@ -302,7 +302,9 @@ impl SequentialSampler {
         rng: &mut impl rand::Rng,
     ) -> Result<SequentialRun> {
         let n = self.config.particles;
-        self.run(target, n, rng, false)
+        let mut run = self.run(target, n, rng, false)?;
+        run.samples = run.samples.in_original_coordinates(target);
+        Ok(run)
     }
 }
 

@@ -3,7 +3,7 @@
 //! one from that start gives the temperatures and the Langevin steps.
 
 use super::{SequentialConfig, SequentialSampler, geometric_betas, interpolate_betas};
-use crate::baseline::{DiagGaussian, MoveKernel, SmcConfig, run_smc};
+use crate::baseline::{DiagGaussian, MoveKernel, SmcConfig, run_smc_in_target_coordinates};
 use crate::error::{DsbError, Result};
 use crate::target::{AffineMap, Target, Whitened};
 use candle_core::Device;
@@ -131,7 +131,7 @@ impl SequentialSampler {
             cess_target: 0.5,
             ..SmcConfig::default()
         };
-        let first = run_smc(target, guess, &pilot_cfg, rng, |_| {})
+        let first = run_smc_in_target_coordinates(target, guess, &pilot_cfg, rng, |_| {})
             .map_err(|e| DsbError::InvalidInput(format!("pilot SMC run: {e}")))?;
         let s = &first.samples;
         let (start, whitening) = pilot_start(
@@ -155,8 +155,9 @@ impl SequentialSampler {
             Some(w) => w,
             None => target,
         };
-        let second = run_smc(pilot_target, &start, &schedule_cfg, rng, |_| {})
-            .map_err(|e| DsbError::InvalidInput(format!("schedule pilot SMC run: {e}")))?;
+        let second =
+            run_smc_in_target_coordinates(pilot_target, &start, &schedule_cfg, rng, |_| {})
+                .map_err(|e| DsbError::InvalidInput(format!("schedule pilot SMC run: {e}")))?;
         let grads = first.gradient_evaluations + second.gradient_evaluations;
         let temps: Vec<f64> = std::iter::once(0.0)
             .chain(second.steps.iter().map(|s| s.beta))

@@ -4,9 +4,10 @@
 
 use super::Resampling;
 use super::SequentialSampler;
-use crate::baseline::{Population, Preconditioner, TemperedMove, final_set, tempered};
+use crate::baseline::final_set;
 use crate::error::{DsbError, Result};
 use crate::estimate::{eve_log_z_stderr, log_sum_exp, multinomial_resample, systematic_resample};
+use crate::mcmc::{Population, Preconditioner, TemperedMove, tempered};
 use crate::sampler::SampleSet;
 use crate::target::{Target, Want, Whitened, evaluate};
 use candle_core::Tensor;

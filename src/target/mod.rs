@@ -116,6 +116,16 @@ pub trait Target: Send + Sync {
     fn posterior_moments(&self) -> Option<PosteriorReference> {
         None
     }
+
+    /// For a target that is a reparametrisation of another (a [`Preconditioned`] target,
+    /// x = m + Lz), the rows `[n, dim]` (row-major) mapped to the other target's coordinates.
+    /// Every sampler's public entry point (`DiffusionSampler::sample`, `run_smc`, `run_nuts`,
+    /// `SequentialSampler::sample`) applies it to its samples, so results are always in the
+    /// coordinates of the target the user started from. `None` (the default): this target's
+    /// own coordinates are the user's.
+    fn original_coordinates(&self, _rows: &[f32]) -> Option<Vec<f32>> {
+        None
+    }
 }
 
 /// Gradient of `target.log_density` at `x` by reverse-mode autograd on a detached copy of `x`.

@@ -172,7 +172,7 @@ impl Trainer {
                     let chains = self.chains.as_mut().expect("chains exist");
                     let evals = chains.advance(target, cfg.replay_moves, rng)?;
                     sampler.count_gradient_evaluations(evals);
-                    let extra = sampler.simulate_noising(target, chains.states(), rng)?;
+                    let extra = sampler.simulate_noising(target, &chains.states()?, rng)?;
                     paths = paths.with_extra(extra)?;
                 }
                 match self.fast.as_mut() {
@@ -302,7 +302,7 @@ impl Trainer {
         let opt = self.opt.state();
         pack_optimiser(&sampler.params, &opt, state, weights)?;
         if let Some(c) = &self.chains {
-            state.insert(REPLAY_STATES.into(), c.states().copy()?);
+            state.insert(REPLAY_STATES.into(), c.states_f64()?);
         }
         Ok(TrainerCounters {
             optimiser: Some(OptimiserCounters::of(&opt)),
@@ -333,10 +333,11 @@ impl Trainer {
         sampler.params.assign(&raw, path)?;
         trainer.opt.restore(opt)?;
         if let Some(x) = state.get(REPLAY_STATES) {
-            let x = x
-                .to_device(sampler.device())?
-                .to_dtype(candle_core::DType::F32)?;
-            trainer.chains = Some(ReplayChains::new(&x)?);
+            // f64 on the host (older checkpoints hold f32); states come back on the sampler's device.
+            let x = x.to_dtype(candle_core::DType::F64)?;
+            let mut chains = ReplayChains::new(&x)?;
+            chains.set_device(sampler.device());
+            trainer.chains = Some(chains);
         }
         trainer.counters = counters;
         Ok(trainer)

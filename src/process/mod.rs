@@ -6,6 +6,10 @@
 //! X_{k+1} | X_k ~ N(a_k X_k, s_k² I) with a_k = e^{−γ_k} and s_k² = σ² (1 − a_k²), and its
 //! stationary law is the prior N(0, σ² I).
 
+mod kernels;
+
+pub use kernels::{Kernels, Parametrisation, StepKernel};
+
 use serde::{Deserialize, Serialize};
 
 /// How the N steps are spread over [0, T].

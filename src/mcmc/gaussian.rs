@@ -1,5 +1,5 @@
-//! The starting distribution of the baselines, a diagonal Gaussian evaluated on f64 rows on the
-//! host (the batched evaluation of a target there is [`crate::target::evaluate()`]).
+//! The starting distribution of the particle methods, a diagonal Gaussian evaluated on f64 rows
+//! on the host (the batched evaluation of a target there is [`crate::target::evaluate()`]).
 
 /// A diagonal Gaussian N(mean, diag(scale²)): the starting distribution of SMC.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,16 +11,6 @@ pub struct DiagGaussian {
 }
 
 impl DiagGaussian {
-    /// The diagonal prior N(m, diag(σᵢ²)) a diffusion sampler with settings `scfg` starts from
-    /// (m = 0 unless `prior_mean` is set): the start of both baselines, so that every method
-    /// begins from the same Gaussian.
-    pub fn sampler_prior(scfg: &crate::sampler::SamplerConfig, dim: usize) -> Self {
-        Self {
-            mean: scfg.prior_mean.clone().unwrap_or_else(|| vec![0.0; dim]),
-            scale: scfg.scales(dim),
-        }
-    }
-
     /// Dimension.
     pub fn dim(&self) -> usize {
         self.mean.len()
