@@ -140,13 +140,46 @@ fn ddpm_model_generates_on_a_coarser_grid() {
     assert_clear_error(&o, "1 to 6 steps");
 }
 
+/// The `--loss-log` CSV: `(global_step, ipf, half, step, loss)` per row after the header,
+/// each step's seconds checked positive.
+fn loss_log(path: &Path) -> Vec<(usize, usize, String, usize, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("global_step,ipf,half,step,loss,seconds"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 6, "{l}");
+            assert!(f[4].parse::<f64>().unwrap().is_finite(), "{l}");
+            assert!(f[5].parse::<f64>().unwrap() > 0.0, "{l}");
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].to_string(),
+                f[3].parse().unwrap(),
+                f[4].to_string(),
+            )
+        })
+        .collect()
+}
+
 /// A run stopped after 27 of its 60 gradient steps and resumed ends with the same model file,
-/// byte for byte, as the uninterrupted run, and reports where it resumed.
+/// byte for byte, as the uninterrupted run, and reports where it resumed. Its `--loss-log`,
+/// appended to on resume, has the uninterrupted run's rows and losses.
 #[test]
 fn resume_continues_an_interrupted_run_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let (whole, part) = (tmp.path().join("whole"), tmp.path().join("part"));
-    assert_ok(&fit(&whole, &["--ipf-iters", "1"]));
+    let (whole_log, part_log) = (tmp.path().join("whole.csv"), tmp.path().join("part.csv"));
+    assert_ok(&fit(
+        &whole,
+        &[
+            "--ipf-iters",
+            "1",
+            "--loss-log",
+            whole_log.to_str().unwrap(),
+        ],
+    ));
     let o = fit(
         &part,
         &[
@@ -156,13 +189,37 @@ fn resume_continues_an_interrupted_run_exactly() {
             "27",
             "--checkpoint-every",
             "5",
+            "--loss-log",
+            part_log.to_str().unwrap(),
         ],
     );
     assert_ok(&o);
     assert!(String::from_utf8_lossy(&o.stdout).contains("--resume"));
     assert!(!part.join("summary.json").exists());
-    let o = dsb(&["fit", "--resume", part.to_str().unwrap(), "--quiet"]);
+    assert_eq!(loss_log(&part_log).len(), 27);
+    let o = dsb(&[
+        "fit",
+        "--resume",
+        part.to_str().unwrap(),
+        "--quiet",
+        "--loss-log",
+        part_log.to_str().unwrap(),
+    ]);
     assert_ok(&o);
+    let log = loss_log(&whole_log);
+    assert_eq!(log.len(), 60);
+    for (i, (global, ipf, half, step, _)) in log.iter().enumerate() {
+        let expected = match i / 20 {
+            0 => (0, "backward"),
+            1 => (1, "forward"),
+            _ => (1, "backward"),
+        };
+        assert_eq!(
+            (*global, *ipf, half.as_str(), *step),
+            (i, expected.0, expected.1, i % 20)
+        );
+    }
+    assert_eq!(loss_log(&part_log), log, "resumed losses differ");
     let s = summary(&part);
     assert_eq!(s["resumed_at_step"], 27);
     assert_eq!(s["gradient_steps"], 60);

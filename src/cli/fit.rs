@@ -4,12 +4,13 @@
 use super::fit_report::{FitSummary, print_summary, write_outputs};
 use super::progress::{bar, spinner};
 use crate::fit::{
-    DataSpec, Fit, FitConfig, FitEvent, Half, NetworkSpec, RunOptions, is_image_data,
+    DataSpec, Fit, FitConfig, FitEvent, Half, NetworkSpec, Phase, RunOptions, is_image_data,
 };
 use crate::nn::UNetConfig;
 use crate::process::{ReferenceKind, Schedule};
 use anyhow::{Context, bail};
 use indicatif::ProgressBar;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -164,6 +165,11 @@ pub struct FitArgs {
     /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: super::DeviceArg,
+    /// Also write every gradient step's loss to this CSV file as training goes (columns
+    /// global_step (from 0), ipf, half, step, loss, seconds; flushed row by row). With --resume
+    /// the rows are appended.
+    #[arg(long)]
+    pub loss_log: Option<PathBuf>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -346,6 +352,71 @@ impl Drop for RunLock {
     }
 }
 
+/// The CSV of `--loss-log`: one row per gradient step, flushed as it is written so that an
+/// interrupted run keeps its rows. A write error is kept and reported when the run ends.
+#[derive(Debug)]
+pub struct LossLog {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    error: Option<std::io::Error>,
+}
+
+impl LossLog {
+    /// The header row.
+    pub const HEADER: &'static str = "global_step,ipf,half,step,loss,seconds";
+
+    /// Creates `path` (or appends to it when `append`; the header is written into an empty
+    /// file only).
+    pub fn open(path: &Path, append: bool) -> anyhow::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .with_context(|| format!("--loss-log {}: cannot create the file", path.display()))?;
+        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+        let mut log = Self {
+            path: path.to_path_buf(),
+            out: std::io::BufWriter::new(file),
+            error: None,
+        };
+        if empty {
+            log.write(format_args!("{}", Self::HEADER));
+        }
+        Ok(log)
+    }
+
+    /// Writes one line and flushes it, keeping the first error.
+    fn write(&mut self, line: std::fmt::Arguments<'_>) {
+        if self.error.is_none()
+            && let Err(e) = writeln!(self.out, "{line}").and_then(|()| self.out.flush())
+        {
+            self.error = Some(e);
+        }
+    }
+
+    /// The row of gradient step `step` of half-step `phase`, step `global` of the run.
+    pub fn row(&mut self, global: usize, phase: Phase, step: usize, loss: f64, secs: f64) {
+        let half = match phase.half {
+            Half::Backward => "backward",
+            Half::Forward => "forward",
+        };
+        self.write(format_args!(
+            "{global},{},{half},{step},{loss},{secs:.6}",
+            phase.ipf
+        ));
+    }
+
+    /// Ends the log: an error if a row could not be written.
+    pub fn finish(self) -> anyhow::Result<()> {
+        match self.error {
+            Some(e) => bail!("--loss-log {}: cannot write ({e})", self.path.display()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Refuses a fit whose data, trajectory cache and training batch would need more memory than
 /// the machine has (estimated before the data are loaded; a CSV's dimension counts as 2).
 fn fit_memory(a: &FitArgs, gpu: bool) -> anyhow::Result<()> {
@@ -460,6 +531,11 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let mut loss_log = match &a.loss_log {
+        Some(path) => Some(LossLog::open(path, a.resume.is_some())?),
+        None => None,
+    };
+    let mut global_step = fit.progress().global_step;
     let opts = RunOptions {
         dir: Some(out.clone()),
         checkpoint_every: a.checkpoint_every,
@@ -480,7 +556,16 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             p.set_position(step as u64);
             pb = Some(p);
         }
-        FitEvent::Step { step, loss, .. } => {
+        FitEvent::Step {
+            phase,
+            step,
+            loss,
+            seconds,
+        } => {
+            if let Some(log) = loss_log.as_mut() {
+                log.row(global_step, phase, step, loss, seconds);
+            }
+            global_step += 1;
             if let Some(p) = &pb {
                 p.set_position(step as u64 + 1);
                 if step % 10 == 0 {
@@ -519,6 +604,9 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     })?;
     if let Some(p) = pb.take() {
         p.finish_and_clear();
+    }
+    if let Some(log) = loss_log {
+        log.finish()?;
     }
     if !done {
         let msg = format!(

@@ -86,6 +86,9 @@ pub enum FitEvent<'a> {
         step: usize,
         /// The loss (nats per dimension per step, see [`super::losses`]).
         loss: f64,
+        /// Wall-clock seconds of the step (drawing the batch, the loss, its gradient and the
+        /// update; a cache refill falls into the step that needs it).
+        seconds: f64,
     },
     /// An IPF iteration's training finished and its evaluation (generated samples, held-out
     /// bound) starts.

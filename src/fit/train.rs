@@ -206,6 +206,7 @@ impl Fit {
                     phase,
                     step: i,
                     loss: value,
+                    seconds: secs,
                 });
                 let every = opts.checkpoint_every;
                 if every > 0
