@@ -107,6 +107,35 @@ impl GaussianBridge {
         &self.m0 * (1.0 - t) + &self.m1 * t
     }
 
+    /// `n` independent draws of each end, N(m₀, Σ₀) and N(m₁, Σ₁), as points (row-major): the
+    /// data of the same bridge solved from samples through the data-bridge path
+    /// ([`crate::fit::Fit::bridge_with_data`], `dsb bridge` on CSV files), whose coupling
+    /// must then have [`GaussianBridge::cross_covariance`] (tests/bridge.rs).
+    pub fn sample_ends(
+        &self,
+        n: usize,
+        rng: &mut impl rand::Rng,
+    ) -> Result<(crate::data::Points, crate::data::Points)> {
+        let d = self.dim();
+        let draw = |m: &DVector<f64>, s: &DMatrix<f64>, rng: &mut dyn rand::RngCore| {
+            let l = s.clone().cholesky().expect("checked in new").l();
+            let mut out = Vec::with_capacity(n * d);
+            for _ in 0..n {
+                let z = DVector::from_fn(d, |_, _| {
+                    rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, rng)
+                });
+                out.extend((m + &l * z).iter().map(|&v| v as f32));
+            }
+            out
+        };
+        let a = draw(&self.m0, &self.s0, rng);
+        let b = draw(&self.m1, &self.s1, rng);
+        Ok((
+            crate::data::Points::new(a, n, d)?,
+            crate::data::Points::new(b, n, d)?,
+        ))
+    }
+
     /// N(m₀, Σ₀) as a target for the sampler (unnormalised, its log Z known).
     pub fn start_target(&self) -> Result<CorrelatedGaussian> {
         CorrelatedGaussian::new(self.m0.iter().copied().collect(), self.s0.clone())

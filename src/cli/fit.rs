@@ -4,7 +4,7 @@
 use super::fit_report::{FitSummary, print_summary, write_outputs};
 use super::progress::{bar, spinner};
 use crate::fit::{
-    DataSpec, Fit, FitConfig, FitEvent, Half, NetworkSpec, Phase, RunOptions, is_image_data,
+    DataSpec, Fit, FitConfig, FitEvent, FitRow, Half, NetworkSpec, Phase, RunOptions, is_image_data,
 };
 use crate::nn::UNetConfig;
 use crate::process::{ReferenceKind, Schedule};
@@ -256,7 +256,7 @@ impl FitArgs {
 /// (28 → 14) of one residual block, attention at 14×14, 8 groups. About 3 s per gradient step
 /// at batch 32 on two busy cores (0.34 steps/s, BENCHMARKS.md); the full [`UNetConfig::mnist`]
 /// took 56 s per step at batch 256 there and is the GPU default.
-fn cpu_unet() -> UNetConfig {
+pub(super) fn cpu_unet() -> UNetConfig {
     UNetConfig {
         base_width: 16,
         channel_mults: vec![1, 2],
@@ -542,69 +542,30 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         stop_after: a.stop_after,
     };
     let quiet = a.quiet || a.json;
-    let mut pb: Option<ProgressBar> = None;
-    let done = fit.run(&opts, |event| match event {
-        FitEvent::PhaseStart { phase, step, iters } => {
-            if let Some(p) = pb.take() {
-                p.finish_and_clear();
-            }
-            let half = match phase.half {
-                Half::Backward => "bwd",
-                Half::Forward => "fwd",
-            };
-            let p = bar(iters as u64, &format!("ipf{} {half}", phase.ipf), quiet);
-            p.set_position(step as u64);
-            pb = Some(p);
-        }
-        FitEvent::Step {
-            phase,
-            step,
-            loss,
-            seconds,
-        } => {
+    let done = run_with_progress(
+        &mut fit,
+        &opts,
+        quiet,
+        |phase, step, loss, seconds| {
             if let Some(log) = loss_log.as_mut() {
                 log.row(global_step, phase, step, loss, seconds);
             }
             global_step += 1;
-            if let Some(p) = &pb {
-                p.set_position(step as u64 + 1);
-                if step % 10 == 0 {
-                    p.set_message(format!("loss {loss:.4}"));
-                }
-            }
-        }
-        FitEvent::Row(row) => {
-            if let Some(p) = pb.take() {
-                p.finish_and_clear();
-            }
-            if !quiet {
-                eprintln!(
-                    "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
-                    row.iteration,
-                    row.mmd2,
-                    row.energy,
-                    row.elbo.nats_per_dim,
-                    row.elbo
-                        .bits_per_dim
-                        .map(|b| format!(" ({b:.3} bits/dim)"))
-                        .unwrap_or_default()
-                )
-            }
-        }
-        FitEvent::Evaluating { ipf } => {
-            if let Some(p) = pb.take() {
-                p.finish_and_clear();
-            }
-            pb = Some(spinner(
-                &format!("ipf{ipf}: evaluating (generated samples, held-out bound)"),
-                quiet,
-            ));
-        }
-        FitEvent::Checkpoint(_) => {}
-    })?;
-    if let Some(p) = pb.take() {
-        p.finish_and_clear();
-    }
+        },
+        |row| {
+            format!(
+                "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
+                row.iteration,
+                row.mmd2,
+                row.energy,
+                row.elbo.nats_per_dim,
+                row.elbo
+                    .bits_per_dim
+                    .map(|b| format!(" ({b:.3} bits/dim)"))
+                    .unwrap_or_default()
+            )
+        },
+    )?;
     if let Some(log) = loss_log {
         log.finish()?;
     }
@@ -641,4 +602,64 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         print_summary(&summary);
     }
     Ok(())
+}
+
+/// Runs the remaining half-steps of `fit` with a progress bar per half-step (or nothing when
+/// `quiet`), calling `on_step(phase, step, loss, seconds)` after every gradient step and printing
+/// `row_line` of every evaluated IPF iteration on stderr. Returns whether the fit is done.
+pub(super) fn run_with_progress(
+    fit: &mut Fit,
+    opts: &RunOptions,
+    quiet: bool,
+    mut on_step: impl FnMut(Phase, usize, f64, f64),
+    row_line: impl Fn(&FitRow) -> String,
+) -> anyhow::Result<bool> {
+    let mut pb: Option<ProgressBar> = None;
+    let done = fit.run(opts, |event| match event {
+        FitEvent::PhaseStart { phase, step, iters } => {
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
+            }
+            let half = match phase.half {
+                Half::Backward => "bwd",
+                Half::Forward => "fwd",
+            };
+            let p = bar(iters as u64, &format!("ipf{} {half}", phase.ipf), quiet);
+            p.set_position(step as u64);
+            pb = Some(p);
+        }
+        FitEvent::Step {
+            phase,
+            step,
+            loss,
+            seconds,
+        } => {
+            on_step(phase, step, loss, seconds);
+            if let Some(p) = &pb {
+                p.set_position(step as u64 + 1);
+                if step % 10 == 0 {
+                    p.set_message(format!("loss {loss:.4}"));
+                }
+            }
+        }
+        FitEvent::Row(row) => {
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
+            }
+            if !quiet {
+                eprintln!("{}", row_line(row));
+            }
+        }
+        FitEvent::Evaluating { ipf } => {
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
+            }
+            pb = Some(spinner(&format!("ipf{ipf}: evaluating"), quiet));
+        }
+        FitEvent::Checkpoint(_) => {}
+    })?;
+    if let Some(p) = pb.take() {
+        p.finish_and_clear();
+    }
+    Ok(done)
 }

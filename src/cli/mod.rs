@@ -2,6 +2,7 @@
 
 mod baseline;
 mod bench;
+mod bridge;
 mod checks;
 mod eval;
 mod fit;
@@ -35,6 +36,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Fit a generative model to data (DDPM-style, refined into a Schrödinger bridge by IPF).
     Fit(Box<fit::FitArgs>),
+    /// Bridge two data sets by IPF (a Schrödinger bridge: entropic optimal transport), checked
+    /// against Sinkhorn.
+    Bridge(Box<bridge::BridgeArgs>),
     /// Draw points from a model fitted by `dsb fit`.
     Generate(generate::GenerateArgs),
     /// Evaluate a fitted model: classifier-Fréchet distance and bits/dim for images, MMD and
@@ -103,6 +107,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Targets(a) => targets::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Fit(a) => fit::run(*a),
+        Command::Bridge(a) => bridge::run(*a),
         Command::Generate(a) => generate::run(a),
         Command::Eval(a) => eval::run(a),
         Command::TrainClassifier(a) => eval::run_train_classifier(a),

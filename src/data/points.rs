@@ -36,6 +36,17 @@ impl Points {
         Ok(points)
     }
 
+    /// The first `k` points (all of them when there are fewer), with the same names.
+    pub fn head(&self, k: usize) -> Self {
+        let k = k.min(self.n);
+        Self {
+            data: self.data[..k * self.dim].to_vec(),
+            n: k,
+            dim: self.dim,
+            names: self.names.clone(),
+        }
+    }
+
     /// Checks that the fields agree with each other (they are public, so they can be changed).
     pub fn check(&self) -> Result<()> {
         if self.dim == 0 {

@@ -8,6 +8,7 @@
 use super::config::{DataSpec, FitConfig};
 use super::model::{FitModel, ModelSettings};
 use super::progress::{Half, Pending, Phase, Progress};
+use super::setup::Ends;
 use super::train::Fit;
 use crate::error::{DsbError, Result};
 use crate::nn::ParamStore;
@@ -37,8 +38,11 @@ pub struct SavedFit {
     pub has_forward: bool,
     /// Last finished IPF iteration (none before iteration 0 ends).
     pub ipf_iteration_reached: Option<usize>,
-    /// Where the data came from.
+    /// Where the data came from (the data at t = 0 of a bridge).
     pub data: DataSpec,
+    /// Where a bridge's data at t = T came from (none for a model of one data set).
+    #[serde(default)]
+    pub to: Option<DataSpec>,
     /// The fit's settings.
     pub config: FitConfig,
     /// How far the run got.
@@ -77,6 +81,7 @@ impl Fit {
             has_forward: self.model.has_forward(),
             ipf_iteration_reached: self.progress.rows.last().map(|r| r.iteration),
             data: self.data.clone(),
+            to: self.far.as_ref().map(|f| f.spec.clone()),
             config: self.config.clone(),
             progress: self.progress.clone(),
         };
@@ -126,15 +131,23 @@ impl Fit {
                 &path,
             )?);
         }
-        Fit::assemble(
-            model,
-            saved.config,
-            data,
+        let far = match saved.to {
+            Some(spec) => {
+                let b = spec.load()?;
+                Some(Ends {
+                    spec,
+                    train: b.train,
+                    held_out: b.held_out,
+                })
+            }
+            None => None,
+        };
+        let near = Ends {
+            spec: data,
             train,
             held_out,
-            progress,
-            pending,
-        )
+        };
+        Fit::assemble(model, saved.config, near, far, progress, pending)
     }
 }
 

@@ -46,16 +46,33 @@ pub struct ElboOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Elbo {
     /// Mean lower bound on log q(x_0), nats per example, data coordinates.
+    #[serde(deserialize_with = "crate::estimate::f64_or_nan")]
     pub nats: f64,
     /// The same per dimension.
+    #[serde(deserialize_with = "crate::estimate::f64_or_nan")]
     pub nats_per_dim: f64,
     /// Standard error of `nats` over the examples.
+    #[serde(deserialize_with = "crate::estimate::f64_or_nan")]
     pub stderr: f64,
     /// Bits per dimension of the discrete data, with dequantisation (a bound on the negative
     /// log-likelihood): −(`nats_per_dim` + log Δ)/log 2; see [`elbo()`].
     pub bits_per_dim: Option<f64>,
     /// Examples evaluated.
     pub n: usize,
+}
+
+impl Elbo {
+    /// The bound of a model with no density at t = T (a bridge between two data sets, whose far
+    /// end is known only by its points): not defined, every figure NaN.
+    pub fn not_defined(n: usize) -> Self {
+        Self {
+            nats: f64::NAN,
+            nats_per_dim: f64::NAN,
+            stderr: f64::NAN,
+            bits_per_dim: None,
+            n,
+        }
+    }
 }
 
 /// ½|r|² per row, in f64.

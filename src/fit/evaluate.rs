@@ -25,6 +25,7 @@ pub struct FitRow {
     /// The bound on the held-out log-likelihood.
     pub elbo: Elbo,
     /// Mean loss of the last tenth of the backward half-step.
+    #[serde(deserialize_with = "crate::estimate::f64_or_nan")]
     pub backward_loss: f64,
     /// The same for the forward half-step (none at iteration 0).
     pub forward_loss: Option<f64>,
@@ -34,6 +35,27 @@ pub struct FitRow {
     pub seconds: f64,
     /// Gradient steps per second of training.
     pub steps_per_second: f64,
+    /// A bridge's metrics in both directions (none for a model of one data set, whose
+    /// `mmd2`/`energy` compare its samples from the prior with the held-out data; for a bridge
+    /// they compare the backward transport of the far end's held-out points with this end's).
+    #[serde(default)]
+    pub bridge: Option<BridgeMetrics>,
+}
+
+/// What a bridge between two data sets A (t = 0) and B (t = T) reports per IPF iteration, in
+/// data coordinates, on held-out points of both.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BridgeMetrics {
+    /// MMD² of A's points carried forward against B's held-out points.
+    pub forward_mmd2: f64,
+    /// Energy distance of the same two samples.
+    pub forward_energy: f64,
+    /// E|X_0 − X_T|² over the forward coupling (A's held-out points and their forward
+    /// transport, with every kernel's noise): the transport cost that entropic OT minimises.
+    pub forward_cost: f64,
+    /// E|Y_0 − Y_T|² over the backward coupling (B's held-out points carried back to t = 0,
+    /// with every kernel's noise).
+    pub backward_cost: f64,
 }
 
 /// MMD² and energy distance between `generated` and the held-out rows `held` (length `dim`

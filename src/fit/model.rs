@@ -36,6 +36,11 @@ pub struct ModelSettings {
     pub sigma: f64,
     /// The standardisation of the data.
     pub normalisation: Normalisation,
+    /// For a bridge between two data sets ([`crate::fit::Fit::bridge`]): the data set at
+    /// t = T, where the backward process starts, as named to [`crate::data::load`]. `None`: the
+    /// backward process starts at the prior N(0, I).
+    #[serde(default)]
+    pub to: Option<String>,
 }
 
 impl ModelSettings {
@@ -222,8 +227,20 @@ impl FitModel {
 
     /// Paths of the backward process from the prior, x_0..x_N (each `[rows, d]`, detached).
     pub fn simulate_backward(&self, rows: usize, rng: &mut impl rand::Rng) -> Result<Vec<Tensor>> {
+        let x_n = self.noise(rows, rng)?;
+        self.simulate_backward_from(&x_n, rng)
+    }
+
+    /// Paths of the backward process from the states `x_n` at t = T (`[rows, d]`,
+    /// standardised), x_0..x_N (detached): a bridge's paths from its far data set.
+    pub fn simulate_backward_from(
+        &self,
+        x_n: &Tensor,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Vec<Tensor>> {
         let n = self.kernels.steps();
-        let mut x = self.noise(rows, rng)?;
+        let rows = x_n.dim(0)?;
+        let mut x = x_n.detach();
         let mut states = vec![x.clone()];
         for k in (0..n).rev() {
             let step = self.kernels.backward(k);
@@ -269,22 +286,63 @@ impl FitModel {
         let mut done = 0;
         while done < n {
             let rows = chunk_rows(self.dim()).min(n - done);
-            let mut x = self.noise(rows, rng)?;
-            for (i, step) in plan.iter().enumerate() {
-                let mean = self.backward_mean(&x, step)?;
-                let last = i + 1 == plan.len();
-                x = if last && !opts.final_noise {
-                    mean
-                } else {
-                    (mean + (self.noise(rows, rng)? * step.sd)?)?
-                }
-                .detach();
-            }
-            out.push(x);
+            let x = self.noise(rows, rng)?;
+            out.push(self.run_backward(x, &plan, opts.final_noise, rng)?);
             done += rows;
         }
         if out.is_empty() {
             return Ok(Tensor::zeros((0, self.dim()), DType::F32, &self.device)?);
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+
+    /// The backward kernels `plan` from the states `x`; the last kernel adds its noise only
+    /// with `final_noise`.
+    fn run_backward(
+        &self,
+        mut x: Tensor,
+        plan: &[StepKernel],
+        final_noise: bool,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Tensor> {
+        let rows = x.dim(0)?;
+        for (i, step) in plan.iter().enumerate() {
+            let mean = self.backward_mean(&x, step)?;
+            let last = i + 1 == plan.len();
+            x = if last && !final_noise {
+                mean
+            } else {
+                (mean + (self.noise(rows, rng)? * step.sd)?)?
+            }
+            .detach();
+        }
+        Ok(x)
+    }
+
+    /// A bridge's transport from its far end: the backward process from the rows `x_n`
+    /// (standardised, `[rows, d]`) to t = 0, returning x_0 (the last kernel's mean unless
+    /// `final_noise`), in chunks.
+    pub fn transport_backward(
+        &self,
+        x_n: &Tensor,
+        final_noise: bool,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Tensor> {
+        let plan = self.kernels.backward_steps(self.kernels.steps())?;
+        let mut out = Vec::new();
+        for x in chunks(x_n, chunk_rows(self.dim()))? {
+            out.push(self.run_backward(x, &plan, final_noise, rng)?);
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+
+    /// The forward process from the rows `x0` (standardised) to t = T, returning x_N with every
+    /// kernel's noise: one draw of the bridge's coupling (x_0, x_N) per row, in chunks.
+    pub fn transport_forward(&self, x0: &Tensor, rng: &mut impl rand::Rng) -> Result<Tensor> {
+        let mut out = Vec::new();
+        for x in chunks(x0, chunk_rows(self.dim()))? {
+            let path = self.simulate_forward(&x, rng)?;
+            out.push(path.last().expect("N ≥ 1 states").clone());
         }
         Ok(Tensor::cat(&out, 0)?)
     }
@@ -304,4 +362,17 @@ impl FitModel {
             self.dim(),
         )?)
     }
+}
+
+/// The rows of `x` in consecutive chunks of at most `size` rows (at least one chunk).
+fn chunks(x: &Tensor, size: usize) -> Result<Vec<Tensor>> {
+    let n = x.dim(0)?;
+    if n == 0 {
+        return Ok(vec![x.clone()]);
+    }
+    let size = size.max(1);
+    (0..n)
+        .step_by(size)
+        .map(|s| Ok(x.narrow(0, s, size.min(n - s))?))
+        .collect()
 }

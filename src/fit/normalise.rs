@@ -70,6 +70,22 @@ impl Normalisation {
         Ok(Self { mean, scale })
     }
 
+    /// One map for both ends of a bridge ([`crate::fit::Fit::bridge`]): the per-coordinate mean
+    /// of the pooled rows of `a` and `b`, and one scale for every coordinate, the square root of
+    /// the mean of the pooled per-coordinate variances. An isotropic scale keeps squared
+    /// distances proportional (|x − y|² = scale² |z − z′|²), so the bridge's transport cost and
+    /// the entropic OT problem it solves ([`crate::bridge::sinkhorn`]) read the same in both
+    /// coordinates.
+    pub fn fit_pooled_isotropic(a: &[f32], b: &[f32], dim: usize) -> Result<Self> {
+        let pooled: Vec<f32> = a.iter().chain(b).copied().collect();
+        let per = Self::fit(&pooled, dim)?;
+        let var = per.scale.iter().map(|s| s * s).sum::<f64>() / dim as f64;
+        Ok(Self {
+            mean: per.mean,
+            scale: vec![var.sqrt(); dim],
+        })
+    }
+
     /// Dimension.
     pub fn dim(&self) -> usize {
         self.mean.len()

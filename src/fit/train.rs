@@ -11,8 +11,9 @@
 //! current weights (warm start), and ends with the network holding its EMA.
 
 use super::config::{DataSpec, FitConfig};
+use super::elbo::Elbo;
 use super::elbo::{ElboOptions, elbo};
-use super::evaluate::{FitRow, prior_baseline, sample_metrics};
+use super::evaluate::{BridgeMetrics, FitRow, prior_baseline, sample_metrics};
 use super::losses::{Loss, backward_loss_cached, backward_loss_reference, forward_loss_cached};
 use super::model::{FitModel, GenerateOptions, chunk_rows};
 use super::progress::{FitEvent, Half, Pending, Phase, Progress, RunOptions};
@@ -47,6 +48,19 @@ pub struct Fit {
     pub(crate) held_out: Points,
     pub(crate) progress: Progress,
     pub(crate) pending: Option<Pending>,
+    /// The far end of a bridge (none: the backward process starts at the prior).
+    pub(crate) far: Option<FarEnd>,
+}
+
+/// The data set at t = T of a bridge ([`Fit::bridge`]).
+#[derive(Debug)]
+pub(crate) struct FarEnd {
+    /// Where its data came from.
+    pub(crate) spec: DataSpec,
+    /// Standardised training data (the model's coordinates), `[n, d]`.
+    pub(crate) train: Tensor,
+    /// Held-out points, data coordinates.
+    pub(crate) held_out: Points,
 }
 
 impl Fit {
@@ -54,9 +68,17 @@ impl Fit {
     pub fn config(&self) -> &FitConfig {
         &self.config
     }
-    /// Where the data came from.
+    /// Where the data came from (the data set at t = 0 of a bridge).
     pub fn data(&self) -> &DataSpec {
         &self.data
+    }
+    /// Where a bridge's data set at t = T came from (none for a model of one data set).
+    pub fn far_data(&self) -> Option<&DataSpec> {
+        self.far.as_ref().map(|f| &f.spec)
+    }
+    /// A bridge's held-out points at t = T (data coordinates).
+    pub fn far_held_out(&self) -> Option<&Points> {
+        self.far.as_ref().map(|f| &f.held_out)
     }
     /// How far the run has got.
     pub fn progress(&self) -> &Progress {
@@ -275,9 +297,16 @@ impl Fit {
         let mut done = 0;
         while done < self.config.cache {
             let rows = chunk_rows(self.model.dim()).min(self.config.cache - done);
-            let paths = match phase.half {
-                Half::Forward => self.model.simulate_backward(rows, &mut rng)?,
-                Half::Backward => {
+            let paths = match (phase.half, &self.far) {
+                (Half::Forward, None) => self.model.simulate_backward(rows, &mut rng)?,
+                (Half::Forward, Some(far)) => {
+                    let n = far.train.dim(0)?;
+                    let idx: Vec<u32> = (0..rows).map(|_| rng.random_range(0..n) as u32).collect();
+                    let idx = Tensor::from_vec(idx, rows, self.model.device())?;
+                    let x_n = far.train.index_select(&idx, 0)?;
+                    self.model.simulate_backward_from(&x_n, &mut rng)?
+                }
+                (Half::Backward, _) => {
                     let n = self.train_len();
                     let idx: Vec<u32> = (0..rows).map(|_| rng.random_range(0..n) as u32).collect();
                     let idx = Tensor::from_vec(idx, rows, self.model.device())?;
@@ -321,16 +350,30 @@ impl Fit {
     fn evaluate(&mut self, ipf: usize, backward_loss: f64) -> Result<FitRow> {
         let mut rng = tagged_rng(self.config.seed, TAG_EVAL, ipf as u64);
         let n = self.config.eval_samples;
-        let generated = self
-            .model
-            .generate(n, &GenerateOptions::default(), &mut rng)?;
         let held = &self.held_out;
         let held_slice = &held.data[..held.len().min(n) * held.dim];
-        let (mmd2, energy) = sample_metrics(&generated, held_slice, held.dim);
-        let opts = ElboOptions {
-            dequantise_bin: self.model.settings().dequantise_bin(),
+        let (mmd2, energy, bound, bridge) = match &self.far {
+            None => {
+                let generated = self
+                    .model
+                    .generate(n, &GenerateOptions::default(), &mut rng)?;
+                let (mmd2, energy) = sample_metrics(&generated, held_slice, held.dim);
+                let opts = ElboOptions {
+                    dequantise_bin: self.model.settings().dequantise_bin(),
+                };
+                let bound = elbo(&self.model, held_slice, &opts, &mut rng)?;
+                (mmd2, energy, bound, None)
+            }
+            Some(far) => {
+                let m = self.bridge_metrics(&self.model, far, n, &mut rng)?;
+                (
+                    m.0,
+                    m.1,
+                    Elbo::not_defined(held_slice.len() / held.dim),
+                    Some(m.2),
+                )
+            }
         };
-        let bound = elbo(&self.model, held_slice, &opts, &mut rng)?;
         let p = &mut self.progress;
         let (seconds, steps) = p.iteration_time;
         p.iteration_time = (0.0, 0);
@@ -344,7 +387,76 @@ impl Fit {
             steps,
             seconds,
             steps_per_second: steps as f64 / seconds.max(1e-9),
+            bridge,
         })
+    }
+
+    /// The metrics of a bridge's untrained model (the reference forward from A, and the
+    /// untrained backward network from B), on the points and with the draws of IPF iteration
+    /// 0's evaluation: the baseline its rows must beat. `None` unless this fit is a bridge.
+    pub fn untrained_bridge_metrics(&self) -> Result<Option<(f64, f64, BridgeMetrics)>> {
+        let Some(far) = &self.far else {
+            return Ok(None);
+        };
+        let untrained = FitModel::new(
+            self.model.settings().clone(),
+            self.config.seed,
+            self.model.device(),
+        )?;
+        let mut rng = tagged_rng(self.config.seed, TAG_EVAL, 0);
+        let n = self.config.eval_samples;
+        Ok(Some(self.bridge_metrics(&untrained, far, n, &mut rng)?))
+    }
+
+    /// A bridge's metrics on the first `n` held-out points of each end: MMD² and energy
+    /// distance of the far end carried back against this end, and [`BridgeMetrics`].
+    fn bridge_metrics(
+        &self,
+        model: &FitModel,
+        far: &FarEnd,
+        n: usize,
+        rng: &mut impl rand::Rng,
+    ) -> Result<(f64, f64, BridgeMetrics)> {
+        let (a, b) = (self.held_out.head(n), far.held_out.head(n));
+        let back =
+            self.to_data(&model.transport_backward(&self.standardised(&b)?, true, rng)?)?;
+        let fwd = self.to_data(&model.transport_forward(&self.standardised(&a)?, rng)?)?;
+        let (mmd2, energy) = sample_metrics(&back, &a.data, a.dim);
+        let (forward_mmd2, forward_energy) = sample_metrics(&fwd, &b.data, b.dim);
+        Ok((
+            mmd2,
+            energy,
+            BridgeMetrics {
+                forward_mmd2,
+                forward_energy,
+                forward_cost: mean_sq_distance(&a, &fwd),
+                backward_cost: mean_sq_distance(&b, &back),
+            },
+        ))
+    }
+
+    /// Points (data coordinates) as a standardised tensor on the model's device.
+    pub(crate) fn standardised(&self, p: &Points) -> Result<Tensor> {
+        let norm = &self.model.settings().normalisation;
+        Ok(Tensor::from_vec(
+            norm.apply(&p.data),
+            (p.len(), p.dim),
+            self.model.device(),
+        )?)
+    }
+
+    /// A standardised tensor `[n, d]` as points in data coordinates.
+    pub(crate) fn to_data(&self, x: &Tensor) -> Result<Points> {
+        let (n, d) = x.dims2()?;
+        let v = x
+            .flatten_all()?
+            .to_device(&candle_core::Device::Cpu)?
+            .to_vec1::<f32>()?;
+        Ok(Points::new(
+            self.model.settings().normalisation.invert(&v),
+            n,
+            d,
+        )?)
     }
 
     /// Writes a checkpoint if the run has a directory; `training` is the half-step in progress.
@@ -365,4 +477,21 @@ impl Fit {
         }
         Ok(())
     }
+}
+
+/// Mean of |x_i − y_i|² over paired rows (data coordinates, f64).
+fn mean_sq_distance(x: &Points, y: &Points) -> f64 {
+    let d = x.dim;
+    let total: f64 = x
+        .data
+        .chunks(d)
+        .zip(y.data.chunks(d))
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(u, v)| (f64::from(*u) - f64::from(*v)).powi(2))
+                .sum::<f64>()
+        })
+        .sum();
+    total / x.len().max(1) as f64
 }
