@@ -269,6 +269,19 @@ fn bridge_resumes_exactly_and_refuses_bad_input() {
         }
     }
     assert_eq!(a.1, b.1, "the OT comparison differs after --resume");
+    // A bridge does not generate from noise.
+    let whole_dir = dir.path().join("whole");
+    let png = dir.path().join("g.csv");
+    let g = dsb(&[
+        "generate",
+        "--model",
+        whole_dir.to_str().unwrap(),
+        "--n",
+        "5",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_clear_error(&g, "is a bridge");
 
     // Bad input.
     let csv = dir.path().join("line.csv");

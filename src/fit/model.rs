@@ -271,6 +271,15 @@ impl FitModel {
         opts: &GenerateOptions,
         rng: &mut impl rand::Rng,
     ) -> Result<Tensor> {
+        if let Some(to) = &self.settings.to {
+            return Err(DsbError::InvalidInput(format!(
+                "this model is a bridge from '{}' to '{to}': its backward process starts at \
+                 points of '{to}', not at N(0, I), so it does not generate from noise. Its \
+                 transports are in the `dsb bridge` output (backward.csv, forward.csv); in the \
+                 library, FitModel::transport_backward",
+                self.settings.data
+            )));
+        }
         let own = self.kernels.steps();
         let steps = opts.steps.unwrap_or(own);
         if steps != own && self.backward_iteration > 0 {
