@@ -310,6 +310,17 @@ fn bridge_resumes_exactly_and_refuses_bad_input() {
         &["--from", "two-moons", "--to", "circles", "--sigma", "-1"],
         "--sigma",
     );
+    let ou_sigma = [
+        "--from",
+        "two-moons",
+        "--to",
+        "circles",
+        "--reference",
+        "ou",
+        "--sigma",
+        "1",
+    ];
+    bad(&ou_sigma, "--sigma");
     bad(&["--from", "two-moons"], "--to");
     bad(&["--from", "no-such-set", "--to", "circles"], "no-such-set");
 }

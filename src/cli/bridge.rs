@@ -62,8 +62,9 @@ pub struct BridgeArgs {
     /// Ornstein–Uhlenbeck.
     #[arg(long, value_enum, default_value_t = ReferenceKind::Brownian, conflicts_with = "resume")]
     pub reference: ReferenceKind,
-    /// σ, the reference's standard deviation per unit time in data units (default: the pooled
-    /// standard deviation of both sets, the unit of the standardised coordinates).
+    /// σ, the Brownian reference's standard deviation per unit time in data units (default: the
+    /// pooled standard deviation of both sets, the unit of the standardised coordinates; not for
+    /// --reference ou, which is stationary at that scale).
     #[arg(long, allow_negative_numbers = true, conflicts_with = "resume")]
     pub sigma: Option<f64>,
     /// Horizon T. The reference's variance over [0, T] is σ²T per coordinate; ε = 2σ²T.
@@ -266,6 +267,13 @@ pub fn run(a: BridgeArgs) -> anyhow::Result<()> {
                 Path::new("runs").join(format!("{}-to-{}", stem(from), stem(to)))
             });
             checks::output_dir("--out", &out)?;
+            if a.sigma.is_some() && a.reference != ReferenceKind::Brownian {
+                bail!(
+                    "--sigma sets the Brownian reference's variance per unit time; the OU \
+                     reference is stationary at the pooled scale of the data, so give its \
+                     length with --horizon only (or use --reference brownian)"
+                );
+            }
             let images = crate::fit::is_image_data(from);
             if images != crate::fit::is_image_data(to) {
                 bail!("--from and --to must both be points or both be images");
