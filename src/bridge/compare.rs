@@ -49,6 +49,10 @@ pub struct OtComparison {
     /// Root mean square over the points of |E_plan[Y | x_i] − mean of Y|: how far the plan's
     /// conditional means move from the independent coupling's, a scale for the error above.
     pub conditional_mean_spread: f64,
+    /// The part of `conditional_mean_rmse` that the finite draws alone explain:
+    /// √(mean over points of tr Var(X_T | x_i) / draws), from the draws' sample variances.
+    #[serde(default)]
+    pub conditional_mean_noise: f64,
 }
 
 /// Compares the bridge `fit` (Brownian reference, points data) with the entropic OT plan between
@@ -108,14 +112,25 @@ pub fn compare_with_sinkhorn(
     )?;
     let mut per_point = vec![0.0; n];
     let mut learned_means = vec![0.0; n * dim];
+    let mut second = vec![0.0; n * dim];
     for (r, row) in ends.data.chunks(dim).enumerate() {
         let i = r / draws;
         for c in 0..dim {
             let v = f64::from(row[c]);
             per_point[i] += (v - x[i * dim + c]).powi(2) / draws as f64;
             learned_means[i * dim + c] += v / draws as f64;
+            second[i * dim + c] += v * v / draws as f64;
         }
     }
+    // Unbiased per-point variances (zero with a single draw), summed over coordinates.
+    let noise = if draws > 1 {
+        let total: f64 = (0..n * dim)
+            .map(|k| (second[k] - learned_means[k].powi(2)) * draws as f64 / (draws - 1) as f64)
+            .sum();
+        (total / n as f64 / draws as f64).max(0.0).sqrt()
+    } else {
+        f64::NAN
+    };
     let cost = per_point.iter().sum::<f64>() / n as f64;
     let var = per_point.iter().map(|c| (c - cost).powi(2)).sum::<f64>() / (n - 1) as f64;
     let y_mean: Vec<f64> = (0..dim)
@@ -140,5 +155,6 @@ pub fn compare_with_sinkhorn(
         reference_cost: dim as f64 * scale * scale * horizon,
         conditional_mean_rmse: rms(&|i, c| learned_means[i * dim + c] - plan_means[i * dim + c]),
         conditional_mean_spread: rms(&|i, c| plan_means[i * dim + c] - y_mean[c]),
+        conditional_mean_noise: noise,
     })
 }

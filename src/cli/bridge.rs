@@ -519,13 +519,16 @@ fn print_summary(s: &BridgeSummary, out: &Path) {
     if let Some(o) = &s.ot {
         println!(
             "entropic OT on {} points of each set: Sinkhorn cost {:.4}, bridge cost {:.4} ± {:.4} \
-             (reference alone {:.4}); conditional means off by {:.4} (RMS; their spread {:.4})",
+             (reference alone {:.4}); conditional means off by {:.4} RMS, of which the {} draws \
+             per point explain {:.4} (their spread: {:.4})",
             o.points,
             o.sinkhorn_cost,
             o.bridge_cost,
             o.bridge_cost_stderr,
             o.reference_cost,
             o.conditional_mean_rmse,
+            o.draws,
+            o.conditional_mean_noise,
             o.conditional_mean_spread
         );
     }
