@@ -28,7 +28,8 @@ use std::time::Instant;
     Writes into the output directory: model.safetensors + model.json (both networks, also the \
     checkpoint), train-state.safetensors (for --resume), forward.csv (held-out points of --from \
     and where the forward process carries them), backward.csv (the same from --to), bridge.png \
-    (paths over both sets; images: pairs), transport.png (both directions) and summary.json \
+    (paths over both sets; images: rows of sources above rows of their transports), \
+    transport.png (points: both directions) and summary.json \
     (settings, one row per IPF iteration, the untrained baseline, the OT comparison).\n\n\
     Examples:\n  dsb bridge --from two-moons --to 8gaussians\n  \
     dsb bridge --from a.csv --to b.csv --sigma 0.5 --horizon 1 --ipf-iters 6 --out runs/ab\n  \
@@ -98,9 +99,10 @@ pub struct BridgeArgs {
     /// Gradient steps of IPF iteration 0 (default: --iters).
     #[arg(long, conflicts_with = "resume")]
     pub first_iters: Option<usize>,
-    /// Examples per gradient step.
-    #[arg(long, default_value_t = 256, conflicts_with = "resume")]
-    pub batch: usize,
+    /// Examples per gradient step (default: 256 for points; for images 32 on the CPU, 128 on a
+    /// GPU, as `dsb fit`).
+    #[arg(long, conflicts_with = "resume")]
+    pub batch: Option<usize>,
     /// Peak learning rate of Adam (cosine decay to a tenth within each half-step).
     #[arg(
         long,
@@ -225,7 +227,11 @@ fn config(a: &BridgeArgs, images: bool, gpu: bool) -> FitConfig {
         ipf_iters: a.ipf_iters.unwrap_or(4),
         iters: a.iters,
         first_iters: a.first_iters,
-        batch: a.batch,
+        batch: a.batch.unwrap_or(match (images, gpu) {
+            (false, _) => 256,
+            (true, false) => 32,
+            (true, true) => 128,
+        }),
         lr: a.lr,
         grad_clip: 10.0,
         ema: a.ema,
@@ -413,13 +419,17 @@ fn write_transports(fit: &Fit, out: &Path) -> anyhow::Result<()> {
     write_points_csv(&out.join("backward.csv"), &pairs(&b, &back)?)?;
     let shape = &fit.model.settings().example_shape;
     if shape.len() == 3 {
-        // Rows of pairs: a source image above its transport, 8 pairs per direction.
-        let k = 8.min(a.len()).min(b.len());
+        // An 8 × 8 grid (with 16 examples per direction): rows of 8 sources, each above the
+        // row of their transports; --from → --to in the top half, --to → --from below.
+        let k = 16.min(a.len()).min(b.len());
         let d = a.dim;
         let mut grid = Vec::with_capacity(4 * k * d);
         for (src, dst) in [(&a, &fwd), (&b, &back)] {
-            grid.extend_from_slice(&src.data[..k * d]);
-            grid.extend_from_slice(&dst.data[..k * d]);
+            for start in (0..k).step_by(8) {
+                let end = (start + 8).min(k);
+                grid.extend_from_slice(&src.data[start * d..end * d]);
+                grid.extend_from_slice(&dst.data[start * d..end * d]);
+            }
         }
         image_grid_png(&out.join("bridge.png"), &grid, 4 * k, shape)?;
         return Ok(());
