@@ -104,9 +104,9 @@ pub fn compare_with_sinkhorn(
     let idx: Vec<u32> = (0..n as u32)
         .flat_map(|i| std::iter::repeat_n(i, draws))
         .collect();
-    let start = fit.standardised(&a)?;
+    let start = fit.model.standardise(&a)?;
     let idx = Tensor::from_vec(idx, n * draws, start.device())?;
-    let ends = fit.to_data(
+    let ends = fit.model.to_data(
         &fit.model
             .transport_forward(&start.index_select(&idx, 0)?, rng)?,
     )?;

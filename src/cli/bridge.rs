@@ -406,12 +406,12 @@ fn write_transports(fit: &Fit, out: &Path) -> anyhow::Result<()> {
     let far = fit.far_held_out().expect("a bridge has a far end");
     let (a, b) = (fit.held_out().head(n), far.head(n));
     let mut rng = rand::rngs::StdRng::seed_from_u64(fit.config().seed ^ 0x7a_5eed);
-    let fwd = fit.to_data(
+    let fwd = fit.model.to_data(
         &fit.model
-            .transport_forward(&fit.standardised(&a)?, &mut rng)?,
+            .transport_forward(&fit.model.standardise(&a)?, &mut rng)?,
     )?;
-    let back = fit.to_data(&fit.model.transport_backward(
-        &fit.standardised(&b)?,
+    let back = fit.model.to_data(&fit.model.transport_backward(
+        &fit.model.standardise(&b)?,
         false,
         &mut rng,
     )?)?;
@@ -447,10 +447,10 @@ fn write_transports(fit: &Fit, out: &Path) -> anyhow::Result<()> {
     let starts = a.head(40);
     let paths = fit
         .model
-        .simulate_forward(&fit.standardised(&starts)?, &mut rng)?;
+        .simulate_forward(&fit.model.standardise(&starts)?, &mut rng)?;
     let mut trail = Vec::new();
     for s in &paths {
-        trail.extend(xy(&fit.to_data(s)?));
+        trail.extend(xy(&fit.model.to_data(s)?));
     }
     let to_name = fit.far_data().map(|d| d.name.clone()).unwrap_or_default();
     let plot = ScatterPlot {

@@ -363,13 +363,23 @@ impl FitModel {
         opts: &GenerateOptions,
         rng: &mut impl rand::Rng,
     ) -> Result<Points> {
-        let x = self.generate_standardised(n, opts, rng)?;
-        let v = x.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
-        Ok(Points::new(
-            self.settings.normalisation.invert(&v),
-            n,
-            self.dim(),
+        self.to_data(&self.generate_standardised(n, opts, rng)?)
+    }
+
+    /// Points (data coordinates) as a standardised tensor `[n, d]` on the model's device.
+    pub(crate) fn standardise(&self, p: &Points) -> Result<Tensor> {
+        Ok(Tensor::from_vec(
+            self.settings.normalisation.apply(&p.data),
+            (p.len(), p.dim),
+            &self.device,
         )?)
+    }
+
+    /// A standardised tensor `[n, d]` as points in data coordinates.
+    pub(crate) fn to_data(&self, x: &Tensor) -> Result<Points> {
+        let (n, d) = x.dims2()?;
+        let v = x.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+        Ok(Points::new(self.settings.normalisation.invert(&v), n, d)?)
     }
 }
 

@@ -7,7 +7,7 @@ use super::progress::{Pending, Progress};
 use super::train::{FarEnd, Fit};
 use crate::data::Points;
 use crate::error::{DsbError, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 impl Fit {
     /// A new fit of the data `data` (loaded with [`DataSpec::load`]).
@@ -68,13 +68,7 @@ impl Fit {
         sigma: Option<f64>,
         device: &Device,
     ) -> Result<Self> {
-        config.validate()?;
-        if let Some(s) = sigma {
-            crate::error::ensure_valid!(
-                s > 0.0 && s.is_finite(),
-                "--sigma must be positive and finite, got {s}"
-            );
-        }
+        check_bridge_settings(&config, sigma)?;
         let a = from.load()?;
         let b = to.load()?;
         Self::bridge_with_data(from, a, to, b, config, sigma, device)
@@ -92,7 +86,7 @@ impl Fit {
         sigma: Option<f64>,
         device: &Device,
     ) -> Result<Self> {
-        config.validate()?;
+        check_bridge_settings(&config, sigma)?;
         if a.example_shape != b.example_shape {
             return Err(DsbError::InvalidInput(format!(
                 "--from '{}' has examples of shape {:?} but --to '{}' has {:?}; a bridge joins \
@@ -140,7 +134,6 @@ impl Fit {
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        check_held_out(&train, &held_out)?;
         let normalisation = if example_shape.len() == 3 {
             Normalisation::identity(train.dim)
         } else {
@@ -203,15 +196,7 @@ impl Fit {
                 train.dim
             )));
         }
-        let norm = &model.settings().normalisation;
-        let standardise = |p: &Points| -> Result<Tensor> {
-            Ok(Tensor::from_vec(
-                norm.apply(&p.data),
-                (p.n, p.dim),
-                model.device(),
-            )?)
-        };
-        let train = standardise(&train)?;
+        let train = model.standardise(&train)?;
         let far = match far {
             Some(Ends {
                 spec,
@@ -228,7 +213,7 @@ impl Fit {
                     )));
                 }
                 Some(FarEnd {
-                    train: standardise(&far_train)?,
+                    train: model.standardise(&far_train)?,
                     spec,
                     held_out: far_held,
                 })
@@ -255,6 +240,19 @@ pub(crate) struct Ends {
     pub(crate) spec: DataSpec,
     pub(crate) train: Points,
     pub(crate) held_out: Points,
+}
+
+/// The settings of a bridge, checked before any data are loaded: the fit's, and σ (data units)
+/// positive and finite when given.
+fn check_bridge_settings(config: &FitConfig, sigma: Option<f64>) -> Result<()> {
+    config.validate()?;
+    if let Some(s) = sigma {
+        crate::error::ensure_valid!(
+            s > 0.0 && s.is_finite(),
+            "--sigma must be positive and finite, got {s}"
+        );
+    }
+    Ok(())
 }
 
 /// An error unless the held-out part has at least two points of the training dimension.

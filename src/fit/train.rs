@@ -419,8 +419,8 @@ impl Fit {
     ) -> Result<(f64, f64, BridgeMetrics)> {
         let (a, b) = (self.held_out.head(n), far.held_out.head(n));
         let back =
-            self.to_data(&model.transport_backward(&self.standardised(&b)?, true, rng)?)?;
-        let fwd = self.to_data(&model.transport_forward(&self.standardised(&a)?, rng)?)?;
+            model.to_data(&model.transport_backward(&model.standardise(&b)?, true, rng)?)?;
+        let fwd = model.to_data(&model.transport_forward(&model.standardise(&a)?, rng)?)?;
         let (mmd2, energy) = sample_metrics(&back, &a.data, a.dim);
         let (forward_mmd2, forward_energy) = sample_metrics(&fwd, &b.data, b.dim);
         Ok((
@@ -433,30 +433,6 @@ impl Fit {
                 backward_cost: mean_sq_distance(&b, &back),
             },
         ))
-    }
-
-    /// Points (data coordinates) as a standardised tensor on the model's device.
-    pub(crate) fn standardised(&self, p: &Points) -> Result<Tensor> {
-        let norm = &self.model.settings().normalisation;
-        Ok(Tensor::from_vec(
-            norm.apply(&p.data),
-            (p.len(), p.dim),
-            self.model.device(),
-        )?)
-    }
-
-    /// A standardised tensor `[n, d]` as points in data coordinates.
-    pub(crate) fn to_data(&self, x: &Tensor) -> Result<Points> {
-        let (n, d) = x.dims2()?;
-        let v = x
-            .flatten_all()?
-            .to_device(&candle_core::Device::Cpu)?
-            .to_vec1::<f32>()?;
-        Ok(Points::new(
-            self.model.settings().normalisation.invert(&v),
-            n,
-            d,
-        )?)
     }
 
     /// Writes a checkpoint if the run has a directory; `training` is the half-step in progress.
