@@ -315,6 +315,33 @@ fn sample_checkpoints_and_resumes() {
     assert_eq!(a["estimates"], b["estimates"]);
     assert_eq!(a["ipf_rows"], b["ipf_rows"]);
     assert_eq!(a["train_report"], b["train_report"]);
+    // Stopped inside the training (step 5) and inside the forward half-step (step 10, which
+    // stops at the start of the next half-step), then continued: the same numbers.
+    for stop in ["5", "10"] {
+        let part = dir.path().join(format!("stop{stop}"));
+        let part = part.to_str().unwrap();
+        let stopped = run(&["--checkpoint", part, "--stop-after", stop]);
+        assert!(stopped.status.success(), "{}", stderr(&stopped));
+        assert_eq!(value(&stopped)["stopped"], true);
+        let continued = run(&["--resume", part]);
+        assert!(continued.status.success(), "{}", stderr(&continued));
+        let mut c = value(&continued);
+        assert_eq!(a["estimates"], c["estimates"], "stopped at {stop}");
+        let mut rows = a["ipf_rows"].clone();
+        for r in rows
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .chain(c["ipf_rows"].as_array_mut().unwrap())
+        {
+            r["seconds"] = serde_json::Value::Null; // wall time differs
+        }
+        assert_eq!(rows, c["ipf_rows"], "stopped at {stop}");
+    }
+    assert_clear_error(
+        &run(&["--stop-after", "5"]),
+        "--stop-after stops with a checkpoint",
+    );
 
     assert_clear_error(
         &run(&["--resume", ck, "--lr", "0.01"]),

@@ -2,11 +2,12 @@
 //! Sinkhorn), checked against the entropic OT plan between samples of them.
 
 use super::checks;
-use super::fit::{RunLock, cpu_unet, run_with_progress};
+use super::fit::{RunLock, cpu_unet};
 use super::progress::spinner;
+use super::run_control::{RunControl, train};
 use crate::bridge::{OtComparison, compare_with_sinkhorn};
 use crate::data::Points;
-use crate::fit::{BridgeMetrics, DataSpec, Fit, FitConfig, FitRow, NetworkSpec, RunOptions};
+use crate::fit::{BridgeMetrics, DataSpec, Fit, FitConfig, FitRow, NetworkSpec};
 use crate::io::{ScatterPlot, atomic_write, image_grid_png, scatter_png, write_points_csv};
 use crate::nn::UNetConfig;
 use crate::process::{ReferenceKind, Schedule};
@@ -142,24 +143,8 @@ pub struct BridgeArgs {
     /// Output directory (default: runs/<from>-to-<to>).
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
-    /// Also checkpoint every this many gradient steps (0: only at the end of each half-step).
-    #[arg(long, default_value_t = 1000)]
-    pub checkpoint_every: usize,
-    /// Continue the run checkpointed in this directory.
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Stop after this many gradient steps (with a checkpoint); continue with --resume.
-    #[arg(long)]
-    pub stop_after: Option<usize>,
-    /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: super::DeviceArg,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bars.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub run: RunControl,
 }
 
 /// What `dsb bridge` writes to summary.json (and prints).
@@ -253,9 +238,9 @@ fn stem(name: &str) -> String {
 /// Runs `dsb bridge`.
 pub fn run(a: BridgeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let device = super::device(a.device)?;
-    let quiet = a.quiet || a.json;
-    let (mut fit, out) = match (&a.resume, &a.from, &a.to) {
+    let device = super::device(a.run.device)?;
+    let quiet = a.run.quiet();
+    let (mut fit, out) = match (&a.run.resume, &a.from, &a.to) {
         (Some(dir), _, _) => {
             let fit = Fit::resume(dir, None, &device)
                 .with_context(|| format!("cannot resume from {}", dir.display()))?;
@@ -302,7 +287,7 @@ pub fn run(a: BridgeArgs) -> anyhow::Result<()> {
         _ => bail!("--from and --to are required (or --resume DIR)"),
     };
     if let Some(k) = a.ipf_iters
-        && a.resume.is_some()
+        && a.run.resume.is_some()
     {
         fit.extend_ipf_iters(k);
     }
@@ -327,32 +312,14 @@ pub fn run(a: BridgeArgs) -> anyhow::Result<()> {
             bridge,
         });
     pb.finish_and_clear();
-    let opts = RunOptions {
-        dir: Some(out.clone()),
-        checkpoint_every: a.checkpoint_every,
-        stop_after: a.stop_after,
+    let row_line = |row: &FitRow| {
+        let b = row.bridge.expect("a bridge's rows have bridge metrics");
+        format!(
+            "ipf {}: to→from MMD² {:.5}, from→to MMD² {:.5}, transport cost {:.4}",
+            row.iteration, row.mmd2, b.forward_mmd2, b.forward_cost
+        )
     };
-    let done = run_with_progress(
-        &mut fit,
-        &opts,
-        quiet,
-        |_, _, _, _| {},
-        |row| {
-            let b = row.bridge.expect("a bridge's rows have bridge metrics");
-            format!(
-                "ipf {}: to→from MMD² {:.5}, from→to MMD² {:.5}, transport cost {:.4}",
-                row.iteration, row.mmd2, b.forward_mmd2, b.forward_cost
-            )
-        },
-    )?;
-    if !done {
-        println!(
-            "stopped after {} gradient steps (checkpoint in {}); continue with `dsb bridge \
-             --resume {}`",
-            fit.progress().global_step,
-            out.display(),
-            out.display()
-        );
+    if !train(&mut fit, &out, &a.run, "bridge", row_line)? {
         return Ok(());
     }
     let ot = if a.sinkhorn > 0 && !images {
@@ -391,7 +358,7 @@ pub fn run(a: BridgeArgs) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     pb.finish_and_clear();
-    if a.json {
+    if a.run.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary, &out);

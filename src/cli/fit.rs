@@ -2,14 +2,12 @@
 //! data set, write the model, samples, a plot and a summary.
 
 use super::fit_report::{FitSummary, print_summary, write_outputs};
-use super::progress::{bar, spinner};
-use crate::fit::{
-    DataSpec, Fit, FitConfig, FitEvent, FitRow, Half, NetworkSpec, Phase, RunOptions, is_image_data,
-};
+use super::progress::spinner;
+use super::run_control::{RunControl, train};
+use crate::fit::{DataSpec, Fit, FitConfig, FitRow, NetworkSpec, is_image_data};
 use crate::nn::UNetConfig;
 use crate::process::{ReferenceKind, Schedule};
 use anyhow::{Context, bail};
-use indicatif::ProgressBar;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -152,30 +150,8 @@ pub struct FitArgs {
     /// Output directory (default: runs/<data>).
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
-    /// Also checkpoint every this many gradient steps (0: only at the end of each half-step).
-    #[arg(long, default_value_t = 1000)]
-    pub checkpoint_every: usize,
-    /// Continue the run checkpointed in this directory (its settings are reused; outputs are
-    /// written there).
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Stop after this many gradient steps (with a checkpoint); continue with --resume.
-    #[arg(long)]
-    pub stop_after: Option<usize>,
-    /// Where the networks run: `cpu`, or `cuda` (needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: super::DeviceArg,
-    /// Also write every gradient step's loss to this CSV file as training goes (columns
-    /// global_step (from 0), ipf, half, step, loss, seconds; flushed row by row). With --resume
-    /// the rows are appended.
-    #[arg(long)]
-    pub loss_log: Option<PathBuf>,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bars.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub run: RunControl,
 }
 
 impl FitArgs {
@@ -291,7 +267,6 @@ impl RunLock {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    use std::io::Write;
                     writeln!(f, "{}", std::process::id()).with_context(|| {
                         format!("cannot write the lock file {}", path.display())
                     })?;
@@ -352,71 +327,6 @@ impl Drop for RunLock {
     }
 }
 
-/// The CSV of `--loss-log`: one row per gradient step, flushed as it is written so that an
-/// interrupted run keeps its rows. A write error is kept and reported when the run ends.
-#[derive(Debug)]
-pub struct LossLog {
-    path: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
-    error: Option<std::io::Error>,
-}
-
-impl LossLog {
-    /// The header row.
-    pub const HEADER: &'static str = "global_step,ipf,half,step,loss,seconds";
-
-    /// Creates `path` (or appends to it when `append`; the header is written into an empty
-    /// file only).
-    pub fn open(path: &Path, append: bool) -> anyhow::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(append)
-            .truncate(!append)
-            .open(path)
-            .with_context(|| format!("--loss-log {}: cannot create the file", path.display()))?;
-        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
-        let mut log = Self {
-            path: path.to_path_buf(),
-            out: std::io::BufWriter::new(file),
-            error: None,
-        };
-        if empty {
-            log.write(format_args!("{}", Self::HEADER));
-        }
-        Ok(log)
-    }
-
-    /// Writes one line and flushes it, keeping the first error.
-    fn write(&mut self, line: std::fmt::Arguments<'_>) {
-        if self.error.is_none()
-            && let Err(e) = writeln!(self.out, "{line}").and_then(|()| self.out.flush())
-        {
-            self.error = Some(e);
-        }
-    }
-
-    /// The row of gradient step `step` of half-step `phase`, step `global` of the run.
-    pub fn row(&mut self, global: usize, phase: Phase, step: usize, loss: f64, secs: f64) {
-        let half = match phase.half {
-            Half::Backward => "backward",
-            Half::Forward => "forward",
-        };
-        self.write(format_args!(
-            "{global},{},{half},{step},{loss},{secs:.6}",
-            phase.ipf
-        ));
-    }
-
-    /// Ends the log: an error if a row could not be written.
-    pub fn finish(self) -> anyhow::Result<()> {
-        match self.error {
-            Some(e) => bail!("--loss-log {}: cannot write ({e})", self.path.display()),
-            None => Ok(()),
-        }
-    }
-}
-
 /// Refuses a fit whose data, trajectory cache and training batch would need more memory than
 /// the machine has (estimated before the data are loaded; a CSV's dimension counts as 2).
 fn fit_memory(a: &FitArgs, gpu: bool) -> anyhow::Result<()> {
@@ -457,18 +367,18 @@ fn default_out(name: &str) -> PathBuf {
 /// Runs `dsb fit`.
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let device = super::device(a.device)?;
-    let out = match (&a.resume, &a.out, &a.data) {
+    let device = super::device(a.run.device)?;
+    let out = match (&a.run.resume, &a.out, &a.data) {
         (Some(dir), _, _) => dir.clone(),
         (None, Some(dir), _) => dir.clone(),
         (None, None, Some(name)) => default_out(name),
         (None, None, None) => bail!("--data is required (or --resume DIR)"),
     };
-    if a.resume.is_none() {
+    if a.run.resume.is_none() {
         super::checks::output_dir("--out", &out)?;
         fit_memory(&a, device.is_cuda())?;
     }
-    let (mut fit, out) = match &a.resume {
+    let (mut fit, out) = match &a.run.resume {
         Some(dir) => {
             let data = match &a.data {
                 Some(name) => {
@@ -508,7 +418,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             (Fit::new(data, config, &device)?, out)
         }
     };
-    let resumed_at = a.resume.as_ref().map(|_| fit.progress().global_step);
+    let resumed_at = a.run.resume.as_ref().map(|_| fit.progress().global_step);
     let created = !out.exists();
     std::fs::create_dir_all(&out)
         .with_context(|| format!("--out {}: cannot create the directory", out.display()))?;
@@ -521,7 +431,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             fit.progress().global_step,
             fit.progress().rows.last().map_or(0, |r| r.iteration)
         );
-        if a.json {
+        if a.run.json {
             println!(
                 "{}",
                 serde_json::json!({"nothing_to_do": true, "global_step": fit.progress().global_step, "message": msg})
@@ -531,135 +441,35 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut loss_log = match &a.loss_log {
-        Some(path) => Some(LossLog::open(path, a.resume.is_some())?),
-        None => None,
+    let row_line = |row: &FitRow| {
+        format!(
+            "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
+            row.iteration,
+            row.mmd2,
+            row.energy,
+            row.elbo.nats_per_dim,
+            row.elbo
+                .bits_per_dim
+                .map(|b| format!(" ({b:.3} bits/dim)"))
+                .unwrap_or_default()
+        )
     };
-    let mut global_step = fit.progress().global_step;
-    let opts = RunOptions {
-        dir: Some(out.clone()),
-        checkpoint_every: a.checkpoint_every,
-        stop_after: a.stop_after,
-    };
-    let quiet = a.quiet || a.json;
-    let done = run_with_progress(
-        &mut fit,
-        &opts,
-        quiet,
-        |phase, step, loss, seconds| {
-            if let Some(log) = loss_log.as_mut() {
-                log.row(global_step, phase, step, loss, seconds);
-            }
-            global_step += 1;
-        },
-        |row| {
-            format!(
-                "ipf {}: MMD² {:.5}, energy {:.5}, held-out ELBO {:.4} nats/dim{}",
-                row.iteration,
-                row.mmd2,
-                row.energy,
-                row.elbo.nats_per_dim,
-                row.elbo
-                    .bits_per_dim
-                    .map(|b| format!(" ({b:.3} bits/dim)"))
-                    .unwrap_or_default()
-            )
-        },
-    )?;
-    if let Some(log) = loss_log {
-        log.finish()?;
-    }
-    if !done {
-        let msg = format!(
-            "stopped after {} gradient steps (checkpoint in {}); continue with \
-             `dsb fit --resume {}`",
-            fit.progress().global_step,
-            out.display(),
-            out.display()
-        );
-        if a.json {
-            println!(
-                "{}",
-                serde_json::json!({"stopped": true, "global_step": fit.progress().global_step, "message": msg})
-            );
-        } else {
-            println!("{msg}");
-        }
+    if !train(&mut fit, &out, &a.run, "fit", row_line)? {
         return Ok(());
     }
     if fit.progress().rows.is_empty() {
         bail!("the run finished without an evaluated IPF iteration");
     }
-    let pb = spinner("writing samples, plot and summary", quiet);
+    let pb = spinner("writing samples, plot and summary", a.run.quiet());
     let mut summary = FitSummary::new(&fit, &out, resumed_at, start.elapsed().as_secs_f64())?;
     write_outputs(&fit, &out, &summary)?;
     pb.finish_and_clear();
     // The wall time printed is the whole command's, writing the outputs included.
     summary.wall_seconds = start.elapsed().as_secs_f64();
-    if a.json {
+    if a.run.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);
     }
     Ok(())
-}
-
-/// Runs the remaining half-steps of `fit` with a progress bar per half-step (or nothing when
-/// `quiet`), calling `on_step(phase, step, loss, seconds)` after every gradient step and printing
-/// `row_line` of every evaluated IPF iteration on stderr. Returns whether the fit is done.
-pub(super) fn run_with_progress(
-    fit: &mut Fit,
-    opts: &RunOptions,
-    quiet: bool,
-    mut on_step: impl FnMut(Phase, usize, f64, f64),
-    row_line: impl Fn(&FitRow) -> String,
-) -> anyhow::Result<bool> {
-    let mut pb: Option<ProgressBar> = None;
-    let done = fit.run(opts, |event| match event {
-        FitEvent::PhaseStart { phase, step, iters } => {
-            if let Some(p) = pb.take() {
-                p.finish_and_clear();
-            }
-            let half = match phase.half {
-                Half::Backward => "bwd",
-                Half::Forward => "fwd",
-            };
-            let p = bar(iters as u64, &format!("ipf{} {half}", phase.ipf), quiet);
-            p.set_position(step as u64);
-            pb = Some(p);
-        }
-        FitEvent::Step {
-            phase,
-            step,
-            loss,
-            seconds,
-        } => {
-            on_step(phase, step, loss, seconds);
-            if let Some(p) = &pb {
-                p.set_position(step as u64 + 1);
-                if step % 10 == 0 {
-                    p.set_message(format!("loss {loss:.4}"));
-                }
-            }
-        }
-        FitEvent::Row(row) => {
-            if let Some(p) = pb.take() {
-                p.finish_and_clear();
-            }
-            if !quiet {
-                eprintln!("{}", row_line(row));
-            }
-        }
-        FitEvent::Evaluating { ipf } => {
-            if let Some(p) = pb.take() {
-                p.finish_and_clear();
-            }
-            pb = Some(spinner(&format!("ipf{ipf}: evaluating"), quiet));
-        }
-        FitEvent::Checkpoint(_) => {}
-    })?;
-    if let Some(p) = pb.take() {
-        p.finish_and_clear();
-    }
-    Ok(done)
 }

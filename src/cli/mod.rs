@@ -10,6 +10,7 @@ mod fit_report;
 mod generate;
 mod progress;
 mod refine;
+mod run_control;
 mod sample;
 mod summary;
 mod targets;

@@ -107,12 +107,15 @@ pub struct CheckpointArgs<'a> {
     pub dir: Option<&'a Path>,
     /// Whether to continue the checkpoint in `dir`.
     pub resume: bool,
-    /// Training iterations between checkpoints.
+    /// Gradient steps between checkpoints.
     pub every: usize,
+    /// Stop after this many gradient steps (`--stop-after`).
+    pub stop_after: Option<usize>,
 }
 
 /// Runs the training and refinements of `spec` on `sampler` (or continues the run checkpointed
-/// in `ckpt.dir`), with progress bars, a line per IPF row, and checkpoints.
+/// in `ckpt.dir`), with progress bars, a line per IPF row, and checkpoints. `None` when the run
+/// stopped at `--stop-after` (after a checkpoint).
 pub fn run_diffusion(
     sampler: DiffusionSampler,
     spec: RunSpec,
@@ -120,7 +123,7 @@ pub fn run_diffusion(
     ckpt: &CheckpointArgs<'_>,
     rng: &mut RunRng,
     quiet: bool,
-) -> crate::error::Result<DiffusionRun> {
+) -> crate::error::Result<Option<DiffusionRun>> {
     let (mut run, mut sampler) = match ckpt.dir.filter(|_| ckpt.resume) {
         Some(dir) => {
             let (run, mut s, r) = SampleRun::resume(dir, Some(&spec), sampler.device())?;
@@ -133,6 +136,7 @@ pub fn run_diffusion(
     let checkpoints = ckpt.dir.map(|d| Checkpoints {
         dir: d.to_path_buf(),
         every: ckpt.every,
+        stop_after: ckpt.stop_after,
     });
     let (train_iters, ipf) = (
         run.spec().train.as_ref().map_or(0, |t| t.iterations),
@@ -164,7 +168,7 @@ pub fn run_diffusion(
         echo(&bar(0, "", true), format_row(row, log_z));
     }
     let mut pb = bar(0, "", true);
-    run.run(
+    let done = run.run(
         &mut sampler,
         target,
         rng,
@@ -184,7 +188,7 @@ pub fn run_diffusion(
             RunEvent::Checkpoint => {}
             RunEvent::Ipf(p) => match p {
                 IpfProgress::Forward { ipf: k, step, loss } => {
-                    if step == 0 {
+                    if step == 0 || pb.length() != Some(ipf.forward.iterations as u64) {
                         pb.finish_and_clear();
                         pb = bar(ipf.forward.iterations as u64, &format!("ipf{k} fwd"), quiet);
                     }
@@ -192,7 +196,7 @@ pub fn run_diffusion(
                     pb.set_message(format!("mean-matching loss {loss:.4}"));
                 }
                 IpfProgress::Backward { ipf: k, stats } => {
-                    if stats.iteration == 0 {
+                    if stats.iteration == 0 || pb.length() != Some(ipf.backward_iterations as u64) {
                         pb.finish_and_clear();
                         pb = bar(
                             ipf.backward_iterations as u64,
@@ -218,6 +222,9 @@ pub fn run_diffusion(
         },
     )?;
     pb.finish_and_clear();
+    if !done {
+        return Ok(None);
+    }
     let p = run.progress();
     let mut curve = String::from("iteration,loss,elbo,log_z,ess,grad_norm,nonfinite,ipf\n");
     for c in &p.curve {
@@ -227,11 +234,11 @@ pub fn run_diffusion(
             st.iteration, st.loss, e.elbo, e.log_z, e.ess, st.grad_norm, e.n_nonfinite, c.ipf
         ));
     }
-    Ok(DiffusionRun {
+    Ok(Some(DiffusionRun {
         train_report: p.train_report.clone(),
         rows: p.rows.clone(),
         seconds: p.seconds,
         curve,
         sampler,
-    })
+    }))
 }

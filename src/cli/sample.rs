@@ -143,13 +143,18 @@ pub struct SampleArgs {
     #[arg(long)]
     pub log: Option<PathBuf>,
     /// Write checkpoints of the training into this directory (created if missing): every
-    /// --checkpoint-every iterations, when training ends and after each IPF iteration. An
-    /// interrupted run continues with the same command line and --resume DIR instead.
+    /// --checkpoint-every gradient steps of a backward half-step (the training, or a
+    /// refinement's), when one ends, and after each half-step. An interrupted run continues
+    /// with the same command line and --resume DIR instead.
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub checkpoint: Option<PathBuf>,
-    /// Training iterations between two checkpoints.
+    /// Gradient steps between two checkpoints inside a backward half-step.
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
+    /// Stop after this many gradient steps of this command (training and refinement steps
+    /// together), with a checkpoint; continue with --resume. Needs --checkpoint or --resume.
+    #[arg(long, value_name = "STEPS")]
+    pub stop_after: Option<usize>,
     /// Continue the run checkpointed in DIR (by --checkpoint DIR), writing further checkpoints
     /// there. Give the interrupted run's command line: settings that differ are an error. The
     /// result is the one the uninterrupted run would have given.
@@ -223,6 +228,7 @@ fn diffusion_flags(a: &SampleArgs) -> Vec<&'static str> {
         (a.log.is_some(), "--log"),
         (a.checkpoint.is_some(), "--checkpoint"),
         (a.resume.is_some(), "--resume"),
+        (a.stop_after.is_some(), "--stop-after"),
         (a.ipf.ipf_iters > 0, "--ipf-iters"),
         (a.horizon.is_some(), "--horizon"),
         (a.length_scale.is_some(), "--length-scale"),
@@ -468,9 +474,26 @@ pub fn run(mut a: SampleArgs) -> anyhow::Result<()> {
             dir: a.checkpoint.as_deref().or(a.resume.as_deref()),
             resume: a.resume.is_some(),
             every: a.checkpoint_every,
+            stop_after: a.stop_after,
         };
         let quiet = a.quiet || a.json;
-        let done = run_diffusion(sampler, spec, target.as_ref(), &ckpt, &mut rng, quiet)?;
+        let Some(done) = run_diffusion(sampler, spec, target.as_ref(), &ckpt, &mut rng, quiet)?
+        else {
+            let dir = ckpt.dir.expect("--stop-after needs a checkpoint directory");
+            let msg = format!(
+                "stopped after {} gradient step(s) (--stop-after); checkpoint in {}; continue \
+                 with the same command line and --resume {}",
+                a.stop_after.unwrap_or(0),
+                dir.display(),
+                dir.display()
+            );
+            if a.json {
+                println!("{}", serde_json::json!({"stopped": true, "message": msg}));
+            } else {
+                eprintln!("{msg}");
+            }
+            return Ok(());
+        };
         if let Some(p) = &a.log {
             crate::io::atomic_write(p, done.curve.as_bytes())?;
         }
@@ -622,6 +645,9 @@ fn check_before_work(a: &SampleArgs) -> anyhow::Result<()> {
 fn check_checkpoint_flags(a: &SampleArgs) -> anyhow::Result<()> {
     if a.checkpoint_every == 0 {
         bail!("--checkpoint-every must be at least 1");
+    }
+    if a.stop_after.is_some() && a.checkpoint.is_none() && a.resume.is_none() {
+        bail!("--stop-after stops with a checkpoint: give --checkpoint DIR (or --resume DIR)");
     }
     if (a.checkpoint.is_some() || a.resume.is_some()) && a.load.is_some() && a.ipf.ipf_iters == 0 {
         bail!(

@@ -8,38 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// Which network a half-step trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Half {
-    /// The forward network, on cached paths of the backward process.
-    Forward,
-    /// The backward network, on data (iteration 0) or cached paths of the forward process.
-    Backward,
-}
-
-/// A half-step: its IPF iteration and which network it trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Phase {
-    /// The IPF iteration.
-    pub ipf: usize,
-    /// The network trained.
-    pub half: Half,
-}
-
-impl Phase {
-    /// Phase number p: 0 → (0, backward), 2n − 1 → (n, forward), 2n → (n, backward).
-    pub fn of(p: usize) -> Self {
-        Self {
-            ipf: p.div_ceil(2),
-            half: if p % 2 == 1 {
-                Half::Forward
-            } else {
-                Half::Backward
-            },
-        }
-    }
-}
+pub use crate::ipf::{Half, Phase};
 
 /// How far a run has got (saved in `model.json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

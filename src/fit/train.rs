@@ -2,8 +2,10 @@
 //! and each refinement n ≥ 1 fits the forward network to the reversal of the current backward
 //! process and then the backward network to the reversal of the new forward process.
 //!
-//! The run is a sequence of half-steps ("phases"): phase 0 is the backward half-step of
-//! iteration 0; phase 2n − 1 and 2n are the forward and backward half-steps of iteration n.
+//! The run is a sequence of half-steps ("phases") driven by the one IPF loop
+//! ([`crate::ipf::driver`], which the density sampler runs too): phase 0 is the backward
+//! half-step of iteration 0; phase 2n − 1 and 2n are the forward and backward half-steps of
+//! iteration n.
 //! Every random draw of gradient step i of phase p comes from a generator seeded by
 //! (seed, p, i), and every cache refill from one seeded by (seed, p, refill step), so a run
 //! continued from a checkpoint ([`super::checkpoint`]) draws what the uninterrupted run would.
@@ -16,11 +18,12 @@ use super::elbo::{ElboOptions, elbo};
 use super::evaluate::{BridgeMetrics, FitRow, prior_baseline, sample_metrics};
 use super::losses::{Loss, backward_loss_cached, backward_loss_reference, forward_loss_cached};
 use super::model::{FitModel, GenerateOptions, chunk_rows};
-use super::progress::{FitEvent, Half, Pending, Phase, Progress, RunOptions};
+use super::progress::{FitEvent, Pending, Progress, RunOptions};
 use super::tagged_rng;
 use crate::data::Points;
 use crate::error::{DsbError, Result};
 use crate::ipf::PathCache;
+use crate::ipf::driver::{self, Half, HalfSteps, LoopOptions, Moment, Phase, Position};
 use crate::train::Optimiser;
 use candle_core::Tensor;
 use rand::Rng;
@@ -124,131 +127,21 @@ impl Fit {
         prior_baseline(&self.model, &self.held_out, &self.config)
     }
 
-    /// Runs the remaining half-steps. Returns whether the fit is done (false when stopped by
-    /// `opts.stop_after`, after a checkpoint).
-    pub fn run(
-        &mut self,
-        opts: &RunOptions,
-        mut on_event: impl FnMut(FitEvent<'_>),
-    ) -> Result<bool> {
-        let mut steps_this_call = 0usize;
-        while !self.is_done() {
-            let phase = Phase::of(self.progress.phase);
-            let iters = self.config.iters_of(self.progress.phase);
-            if phase.half == Half::Forward {
-                self.model.enable_forward(self.config.seed)?;
-            }
-            let mut opt = {
-                let params = self.trained_params(phase.half);
-                Optimiser::new(
-                    params,
-                    self.config.lr,
-                    self.config.grad_clip,
-                    iters,
-                    self.config.ema,
-                )?
-            };
-            if self.progress.phase_step > 0 {
-                let pending = self.pending.take().ok_or_else(|| {
-                    DsbError::InvalidInput(
-                        "the run stopped inside a half-step but its optimiser state is missing"
-                            .into(),
-                    )
-                })?;
-                self.trained_params(phase.half)
-                    .assign(&pending.weights, Path::new("train-state.safetensors"))?;
-                opt.restore(pending.optimiser)?;
-            }
-            on_event(FitEvent::PhaseStart {
-                phase,
-                step: self.progress.phase_step,
-                iters,
-            });
-            let mut cache: Option<PathCache> = None;
-            let mut bad = 0;
-            let mut watch = crate::train::ExplosionWatch::default();
-            let mut trained_here = false;
-            while self.progress.phase_step < iters {
-                if opts.stop_after.is_some_and(|s| steps_this_call >= s) {
-                    self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
-                    return Ok(false);
-                }
-                let start = Instant::now();
-                let i = self.progress.phase_step;
-                let refill = i - i % self.config.refresh;
-                if phase != Phase::of(0) && (cache.is_none() || i == refill) {
-                    cache = Some(self.fill_cache(phase, refill)?);
-                }
-                let mut rng = tagged_rng(
-                    self.config.seed,
-                    TAG_STEP + 16 * self.progress.phase as u64,
-                    i as u64,
-                );
-                let loss = self.loss(phase, cache.as_ref(), &mut rng)?;
-                let value = loss.reported;
-                let grad_norm = if value.is_finite() {
-                    opt.step(i, &loss.tensor, self.trained_params(phase.half))?
-                } else {
-                    f64::NAN
-                };
-                let stepped = grad_norm.is_finite();
-                bad = if stepped { 0 } else { bad + 1 };
-                if let Some(why) = watch.see(value, grad_norm)
-                    && (watch.stop() || i + 1 == iters)
-                {
-                    return Err(DsbError::Diverged {
-                        iteration: self.progress.global_step,
-                        loss: value,
-                        why,
-                        advice: crate::error::FIT_DIVERGENCE_ADVICE,
-                    });
-                }
-                if bad >= PATIENCE {
-                    return Err(DsbError::Diverged {
-                        iteration: self.progress.global_step,
-                        loss: value,
-                        why: format!(
-                            "loss {value} or its gradient not finite {bad} times in a row"
-                        ),
-                        advice: crate::error::FIT_DIVERGENCE_ADVICE,
-                    });
-                }
-                let p = &mut self.progress;
-                if i >= iters - iters.div_ceil(10) {
-                    p.tail = (p.tail.0 + value, p.tail.1 + 1);
-                }
-                p.phase_step += 1;
-                p.global_step += 1;
-                let secs = start.elapsed().as_secs_f64();
-                p.train_seconds += secs;
-                p.iteration_time = (p.iteration_time.0 + secs, p.iteration_time.1 + 1);
-                steps_this_call += 1;
-                trained_here = true;
-                on_event(FitEvent::Step {
-                    phase,
-                    step: i,
-                    loss: value,
-                    seconds: secs,
-                });
-                let every = opts.checkpoint_every;
-                if every > 0
-                    && self.progress.global_step.is_multiple_of(every)
-                    && self.progress.phase_step < iters
-                {
-                    self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
-                }
-            }
-            // The trained weights are checkpointed as soon as training ends, before the
-            // evaluation (which can take long): an interrupted evaluation loses no training, and
-            // `--resume` then only evaluates.
-            if trained_here {
-                self.checkpoint(opts, Some((&opt, phase.half)), &mut on_event)?;
-            }
-            opt.finish(self.trained_params(phase.half))?;
-            self.end_phase(phase, &mut on_event)?;
-            self.checkpoint(opts, None, &mut on_event)?;
-        }
-        Ok(true)
+    /// Runs the remaining half-steps through the one IPF loop ([`crate::ipf::driver`]).
+    /// Returns whether the fit is done (false when stopped by `opts.stop_after`, after a
+    /// checkpoint).
+    pub fn run(&mut self, opts: &RunOptions, on_event: impl FnMut(FitEvent<'_>)) -> Result<bool> {
+        let loop_opts = LoopOptions {
+            checkpoint_every: opts.checkpoint_every,
+            stop_after: opts.stop_after,
+        };
+        let mut steps = FitSteps {
+            fit: self,
+            opts,
+            on_event,
+            open: None,
+        };
+        driver::drive(&mut steps, &loop_opts)
     }
 
     /// The parameters of the network that `half` trains.
@@ -330,8 +223,6 @@ impl Fit {
             f64::NAN
         };
         p.tail = (0.0, 0);
-        p.phase += 1;
-        p.phase_step = 0;
         p.optimiser_step = 0;
         p.ema_updates = 0;
         if phase.half == Half::Forward {
@@ -452,6 +343,163 @@ impl Fit {
             on_event(FitEvent::Checkpoint(self.progress.global_step));
         }
         Ok(())
+    }
+}
+
+/// A [`Fit`] with its run's options and the half-step in progress: the engine
+/// [`driver::drive`] runs.
+struct FitSteps<'a, F> {
+    fit: &'a mut Fit,
+    opts: &'a RunOptions,
+    on_event: F,
+    open: Option<OpenPhase>,
+}
+
+/// The state of the half-step in progress.
+struct OpenPhase {
+    opt: Optimiser,
+    iters: usize,
+    cache: Option<PathCache>,
+    /// Non-finite losses in a row.
+    bad: usize,
+    watch: crate::train::ExplosionWatch,
+}
+
+impl<F: FnMut(FitEvent<'_>)> HalfSteps for FitSteps<'_, F> {
+    fn phases(&self) -> usize {
+        self.fit.total_phases()
+    }
+
+    fn position(&self) -> Position {
+        let p = &self.fit.progress;
+        Position {
+            phase: p.phase,
+            phase_step: p.phase_step,
+            global_step: p.global_step,
+        }
+    }
+
+    fn set_position(&mut self, at: Position) {
+        let p = &mut self.fit.progress;
+        (p.phase, p.phase_step, p.global_step) = (at.phase, at.phase_step, at.global_step);
+    }
+
+    fn open(&mut self, phase: Phase) -> Result<()> {
+        let fit = &mut *self.fit;
+        let iters = fit.config.iters_of(fit.progress.phase);
+        if phase.half == Half::Forward {
+            fit.model.enable_forward(fit.config.seed)?;
+        }
+        let c = &fit.config;
+        let mut opt = Optimiser::new(
+            fit.trained_params(phase.half),
+            c.lr,
+            c.grad_clip,
+            iters,
+            c.ema,
+        )?;
+        if fit.progress.phase_step > 0 {
+            let pending = fit.pending.take().ok_or_else(|| {
+                DsbError::InvalidInput(
+                    "the run stopped inside a half-step but its optimiser state is missing".into(),
+                )
+            })?;
+            fit.trained_params(phase.half)
+                .assign(&pending.weights, Path::new("train-state.safetensors"))?;
+            opt.restore(pending.optimiser)?;
+        }
+        (self.on_event)(FitEvent::PhaseStart {
+            phase,
+            step: fit.progress.phase_step,
+            iters,
+        });
+        self.open = Some(OpenPhase {
+            opt,
+            iters,
+            cache: None,
+            bad: 0,
+            watch: Default::default(),
+        });
+        Ok(())
+    }
+
+    fn more(&self, _: Phase) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|o| self.fit.progress.phase_step < o.iters)
+    }
+
+    fn step(&mut self, phase: Phase) -> Result<()> {
+        let (fit, o) = (&mut *self.fit, self.open.as_mut().expect("opened"));
+        let start = Instant::now();
+        let (i, iters) = (fit.progress.phase_step, o.iters);
+        let refill = i - i % fit.config.refresh;
+        if phase != Phase::of(0) && (o.cache.is_none() || i == refill) {
+            o.cache = Some(fit.fill_cache(phase, refill)?);
+        }
+        let mut rng = tagged_rng(
+            fit.config.seed,
+            TAG_STEP + 16 * fit.progress.phase as u64,
+            i as u64,
+        );
+        let loss = fit.loss(phase, o.cache.as_ref(), &mut rng)?;
+        let value = loss.reported;
+        let grad_norm = if value.is_finite() {
+            o.opt
+                .step(i, &loss.tensor, fit.trained_params(phase.half))?
+        } else {
+            f64::NAN
+        };
+        o.bad = if grad_norm.is_finite() { 0 } else { o.bad + 1 };
+        let diverged = |why| DsbError::Diverged {
+            iteration: fit.progress.global_step,
+            loss: value,
+            why,
+            advice: crate::error::FIT_DIVERGENCE_ADVICE,
+        };
+        if let Some(why) = o.watch.see(value, grad_norm)
+            && (o.watch.stop() || i + 1 == iters)
+        {
+            return Err(diverged(why));
+        }
+        if o.bad >= PATIENCE {
+            let bad = o.bad;
+            return Err(diverged(format!(
+                "loss {value} or its gradient not finite {bad} times in a row"
+            )));
+        }
+        let p = &mut fit.progress;
+        if i >= iters - iters.div_ceil(10) {
+            p.tail = (p.tail.0 + value, p.tail.1 + 1);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        p.train_seconds += secs;
+        p.iteration_time = (p.iteration_time.0 + secs, p.iteration_time.1 + 1);
+        (self.on_event)(FitEvent::Step {
+            phase,
+            step: i,
+            loss: value,
+            seconds: secs,
+        });
+        Ok(())
+    }
+
+    fn resumable_within(&self, _: Phase) -> bool {
+        true
+    }
+
+    fn close(&mut self, phase: Phase) -> Result<()> {
+        let o = self.open.take().expect("opened");
+        o.opt.finish(self.fit.trained_params(phase.half))?;
+        self.fit.end_phase(phase, &mut self.on_event)
+    }
+
+    fn checkpoint(&mut self, at: Moment) -> Result<()> {
+        let training = match (at, &self.open) {
+            (Moment::Within(phase), Some(o)) => Some((&o.opt, phase.half)),
+            _ => None,
+        };
+        self.fit.checkpoint(self.opts, training, &mut self.on_event)
     }
 }
 

@@ -110,73 +110,121 @@ pub fn fit_forward(
     rng: &mut impl rand::Rng,
     mut on_iter: impl FnMut(usize, f64),
 ) -> Result<f64> {
-    cfg.validate()?;
-    sampler.enable_forward(seed)?;
-    let n = sampler.grid().steps();
-    let dim = sampler.dim();
-    let (a, c, s) = sampler.all_step_coefficients()?;
-    let gain = c.broadcast_div(&s)?;
-    let dev = sampler.device().clone();
-    let mut opt = {
-        let fw = sampler.forward.as_ref().expect("forward drift enabled");
-        Optimiser::new(&fw.params, cfg.lr, cfg.grad_clip, cfg.iterations, cfg.ema)?
-    };
-    let chunk = cfg.batch.max(256);
-    let mut cache = fill_cache(sampler, target, cfg.cache, chunk, rng)?;
-    let tail_start = cfg.iterations - cfg.iterations.div_ceil(10);
-    let (mut tail_sum, mut tail_n) = (0.0, 0usize);
-    let mut bad = 0;
+    let mut fit = ForwardFit::new(sampler, cfg, seed)?;
     for it in 0..cfg.iterations {
-        if it > 0 && it % cfg.refresh == 0 {
-            cache = fill_cache(sampler, target, cfg.cache, chunk, rng)?;
+        on_iter(it, fit.step(sampler, target, rng)?);
+    }
+    fit.finish(sampler)
+}
+
+/// The forward half-step in progress, one gradient step at a time (what [`fit_forward`] and
+/// the IPF loop of [`super::SampleRun`] run). It keeps no state across a checkpoint: an
+/// interrupted forward half-step starts again.
+#[derive(Debug)]
+pub(crate) struct ForwardFit {
+    cfg: ForwardFitConfig,
+    opt: Optimiser,
+    cache: Option<PathCache>,
+    /// Per-step coefficients a_k, s_k and the gain c_k/s_k, `[n, 1, 1]`.
+    a: Tensor,
+    s: Tensor,
+    gain: Tensor,
+    it: usize,
+    bad: usize,
+    tail: (f64, usize),
+}
+
+impl ForwardFit {
+    /// Starts the half-step: checks the settings and adds the forward drift if absent
+    /// (initialised from `seed`).
+    pub(crate) fn new(
+        sampler: &mut DiffusionSampler,
+        cfg: &ForwardFitConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        sampler.enable_forward(seed)?;
+        let (a, c, s) = sampler.all_step_coefficients()?;
+        let gain = c.broadcast_div(&s)?;
+        let fw = sampler.forward.as_ref().expect("forward drift enabled");
+        let opt = Optimiser::new(&fw.params, cfg.lr, cfg.grad_clip, cfg.iterations, cfg.ema)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            opt,
+            cache: None,
+            a,
+            s,
+            gain,
+            it: 0,
+            bad: 0,
+            tail: (0.0, 0),
+        })
+    }
+
+    /// One gradient step (refilling the cache first every `refresh` steps, and at the first).
+    /// Returns its loss.
+    pub(crate) fn step(
+        &mut self,
+        sampler: &DiffusionSampler,
+        target: &dyn Target,
+        rng: &mut impl rand::Rng,
+    ) -> Result<f64> {
+        let cfg = &self.cfg;
+        let it = self.it;
+        if it.is_multiple_of(cfg.refresh) {
+            let chunk = cfg.batch.max(256);
+            self.cache = Some(fill_cache(sampler, target, cfg.cache, chunk, rng)?);
         }
+        let cache = self.cache.as_ref().expect("filled at the first step");
+        let (n, dim) = (sampler.grid().steps(), sampler.dim());
         let b = cfg.batch.min(cfg.cache);
         let idx: Vec<u32> = (0..b)
             .map(|_| rng.random_range(0..cfg.cache) as u32)
             .collect();
-        let idx = Tensor::from_vec(idx, b, &dev)?;
+        let idx = Tensor::from_vec(idx, b, sampler.device())?;
         let (cur, next) = cache.transitions(&idx)?;
         // Standardised targets (x_{k+1} − a_k x_k)/s_k.
-        let y = (next - cur.broadcast_mul(&a)?)?.broadcast_div(&s)?;
+        let y = (next - cur.broadcast_mul(&self.a)?)?.broadcast_div(&self.s)?;
         let x = cur.reshape((n * b, dim))?;
         let tf = sampler
             .forward_time_features()?
             .expect("forward drift enabled");
         let f = sampler.forward_output(&x, &tf)?.reshape((n, b, dim))?;
-        let err = (f.broadcast_mul(&gain)? - y)?;
+        let err = (f.broadcast_mul(&self.gain)? - y)?;
         let loss = (err.sqr()?.sum(2)?.mean_all()? * 0.5)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let fw = sampler.forward.as_ref().expect("forward drift enabled");
-        let stepped = value.is_finite() && opt.step(it, &loss, &fw.params)?.is_finite();
-        bad = if stepped { 0 } else { bad + 1 };
-        if bad >= 20 {
+        let stepped = value.is_finite() && self.opt.step(it, &loss, &fw.params)?.is_finite();
+        self.bad = if stepped { 0 } else { self.bad + 1 };
+        if self.bad >= 20 {
             return Err(DsbError::Diverged {
                 iteration: it,
                 loss: value,
                 why: format!(
-                    "forward-drift fit: loss {value} or its gradient not finite {bad} times in a row"
+                    "forward-drift fit: loss {value} or its gradient not finite {} times in a row",
+                    self.bad
                 ),
                 advice: crate::error::SAMPLE_DIVERGENCE_ADVICE,
             });
         }
-        if it >= tail_start {
-            tail_sum += value;
-            tail_n += 1;
+        if it >= cfg.iterations - cfg.iterations.div_ceil(10) {
+            self.tail = (self.tail.0 + value, self.tail.1 + 1);
         }
-        on_iter(it, value);
+        self.it += 1;
+        Ok(value)
     }
-    opt.finish(
-        &sampler
-            .forward
-            .as_ref()
-            .expect("forward drift enabled")
-            .params,
-    )?;
-    Ok(if tail_n > 0 {
-        tail_sum / tail_n as f64
-    } else {
-        f64::NAN
-    })
+
+    /// Ends the half-step: the forward drift takes its EMA. Returns the mean loss of the last
+    /// tenth of the steps.
+    pub(crate) fn finish(self, sampler: &DiffusionSampler) -> Result<f64> {
+        let fw = sampler.forward.as_ref().expect("forward drift enabled");
+        self.opt.finish(&fw.params)?;
+        Ok(if self.tail.1 > 0 {
+            self.tail.0 / self.tail.1 as f64
+        } else {
+            f64::NAN
+        })
+    }
 }
 
 #[cfg(test)]

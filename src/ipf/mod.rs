@@ -17,10 +17,12 @@
 //! weights give log Ẑ, ELBO and ESS (an [`IpfRow`]), so a user sees whether refinement helps.
 
 mod cache;
+pub mod driver;
 mod forward_fit;
 mod resumable;
 
 pub use cache::PathCache;
+pub use driver::{Half, Phase, Position};
 pub use forward_fit::{ForwardFitConfig, fit_forward};
 pub use resumable::{Checkpoints, CurvePoint, RunEvent, RunProgress, RunSpec, SampleRun, SavedRun};
 
@@ -28,9 +30,8 @@ use crate::error::Result;
 use crate::estimate::Estimates;
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
-use crate::train::{IterStats, TrainConfig, train};
+use crate::train::{IterStats, TrainConfig};
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
 
 /// Settings of the refinement.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,7 +124,8 @@ pub fn fresh_estimates(
 }
 
 /// Runs IPF iterations `first..first + cfg.refinements` on an already trained sampler
-/// (iteration 0, or a loaded bridge). `train_cfg` gives the backward objective and optimiser;
+/// (iteration 0, or a loaded bridge), in memory: the loop of [`SampleRun`] without checkpoints
+/// and without the opening evaluation. `train_cfg` gives the backward objective and optimiser;
 /// its iteration count is replaced by `cfg.backward_iterations`.
 #[allow(clippy::too_many_arguments)]
 pub fn refine(
@@ -137,34 +139,37 @@ pub fn refine(
     mut on_progress: impl FnMut(IpfProgress<'_>),
 ) -> Result<Vec<IpfRow>> {
     cfg.validate()?;
-    let mut rows = Vec::with_capacity(cfg.refinements);
-    let back_cfg = TrainConfig {
-        iterations: cfg.backward_iterations,
-        ..train_cfg.clone()
-    };
-    for ipf in first..first + cfg.refinements {
-        let start = Instant::now();
-        let fwd_loss = fit_forward(sampler, target, &cfg.forward, seed, rng, |step, loss| {
-            on_progress(IpfProgress::Forward { ipf, step, loss })
-        })?;
-        let report = train(sampler, target, &back_cfg, rng, |stats| {
-            on_progress(IpfProgress::Backward { ipf, stats })
-        })?;
-        let seconds = start.elapsed().as_secs_f64();
-        let estimates = fresh_estimates(sampler, target, cfg.eval_samples, rng)?;
-        let row = IpfRow {
-            iteration: ipf,
-            estimates,
-            forward_loss: Some(fwd_loss),
-            backward_loss: report.last.map(|s| s.loss),
-            seconds,
-            gradient_evaluations: sampler.gradient_evaluations(),
-        };
-        sampler.refinements = ipf;
-        on_progress(IpfProgress::Row(&row));
-        rows.push(row);
+    if cfg.refinements == 0 {
+        return Ok(Vec::new());
     }
-    Ok(rows)
+    let spec = in_memory_spec(sampler, target, None, train_cfg, cfg, first, seed);
+    SampleRun::new(spec, sampler)?.run_in_memory(sampler, target, rng, false, |e| {
+        if let RunEvent::Ipf(p) = e {
+            on_progress(p)
+        }
+    })
+}
+
+/// The spec of a run that [`run`] or [`refine`] drives in memory.
+fn in_memory_spec(
+    sampler: &DiffusionSampler,
+    target: &dyn Target,
+    train: Option<&TrainConfig>,
+    refine: &TrainConfig,
+    ipf: &IpfConfig,
+    first_ipf: usize,
+    seed: u64,
+) -> RunSpec {
+    RunSpec {
+        target: target.name().into(),
+        dim: sampler.dim(),
+        sampler: sampler.config().clone(),
+        train: train.cloned(),
+        refine: refine.clone(),
+        ipf: ipf.clone(),
+        first_ipf,
+        seed,
+    }
 }
 
 /// Trains iteration 0 (the diffusion sampler) and then runs `cfg.refinements` IPF refinements:
@@ -200,30 +205,10 @@ pub fn run(
     mut on_progress: impl FnMut(IpfProgress<'_>),
 ) -> Result<Vec<IpfRow>> {
     cfg.validate()?;
-    let start = Instant::now();
-    let report = train(sampler, target, train_cfg, rng, |stats| {
-        on_progress(IpfProgress::Backward { ipf: 0, stats })
-    })?;
-    let seconds = start.elapsed().as_secs_f64();
-    let row0 = IpfRow {
-        iteration: 0,
-        estimates: fresh_estimates(sampler, target, cfg.eval_samples, rng)?,
-        forward_loss: None,
-        backward_loss: report.last.map(|s| s.loss),
-        seconds,
-        gradient_evaluations: sampler.gradient_evaluations(),
-    };
-    on_progress(IpfProgress::Row(&row0));
-    let mut rows = vec![row0];
-    rows.extend(refine(
-        sampler,
-        target,
-        train_cfg,
-        cfg,
-        1,
-        seed,
-        rng,
-        on_progress,
-    )?);
-    Ok(rows)
+    let spec = in_memory_spec(sampler, target, Some(train_cfg), train_cfg, cfg, 1, seed);
+    SampleRun::new(spec, sampler)?.run_in_memory(sampler, target, rng, true, |e| match e {
+        RunEvent::Train(stats) => on_progress(IpfProgress::Backward { ipf: 0, stats }),
+        RunEvent::Ipf(p) => on_progress(p),
+        RunEvent::TrainDone | RunEvent::Checkpoint => {}
+    })
 }

@@ -6,13 +6,16 @@
 //! `model.safetensors` (both networks; the EMA of the backward network while its training is in
 //! progress), `model.json` ([`SavedRun`]: the settings and the progress, including the random
 //! generator's state) and `train-state.safetensors` (the raw weights, Adam's moments, the EMA and
-//! the replay chains of the training in progress). A checkpoint is written every
-//! [`Checkpoints::every`] training iterations, when training ends, after the evaluation that
-//! opens the refinements and after each refinement. A refinement interrupted halfway starts
-//! again from its beginning on resuming (its forward fit keeps no state across a checkpoint),
-//! which gives the same result as the uninterrupted run, since the generator is restored too.
+//! the replay chains of the training in progress). The run goes through the one IPF loop,
+//! [`super::driver::drive`]: a checkpoint is written every [`Checkpoints::every`] gradient
+//! steps inside a backward half-step, when one ends, and after every half-step (after the
+//! evaluation of each IPF iteration). A forward half-step interrupted halfway starts again from
+//! its beginning on resuming (it keeps no state across a checkpoint), which gives the same
+//! result as the uninterrupted run, since the generator is restored too.
 
-use super::{IpfConfig, IpfProgress, IpfRow, fresh_estimates, refine};
+use super::driver::{self, Half, HalfSteps, LoopOptions, Moment, Phase, Position};
+use super::forward_fit::ForwardFit;
+use super::{IpfConfig, IpfProgress, IpfRow, fresh_estimates};
 use crate::error::{DsbError, Result};
 use crate::sampler::{DiffusionSampler, SamplerConfig};
 use crate::target::Target;
@@ -26,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Version of [`SavedRun`].
-const FORMAT: u32 = 1;
+/// Version of [`SavedRun`] (2: the position of the one IPF loop replaced `next_ipf`).
+const FORMAT: u32 = 2;
 /// What [`SavedRun::kind`] says, so that a `dsb fit` directory is told apart.
 const KIND: &str = "dsb sample";
 
@@ -76,10 +79,15 @@ pub struct RunProgress {
     pub curve: Vec<CurvePoint>,
     /// The IPF rows so far: the evaluation that opens the refinements, then one per refinement.
     pub rows: Vec<IpfRow>,
-    /// The next refinement to run.
-    pub next_ipf: usize,
+    /// Where the run stands in the IPF loop (phase 0: the training; 2n − 1 and 2n: the forward
+    /// and backward half-steps of the run's n-th refinement).
+    pub position: Position,
+    /// The final loss of the forward half-step of the refinement in progress.
+    pub forward_loss: Option<f64>,
     /// Seconds spent training so far.
     pub seconds: f64,
+    /// Seconds spent training in the refinement in progress.
+    pub iteration_seconds: f64,
     /// The sampler's target gradient evaluations so far.
     pub gradient_evaluations: u64,
     /// The sampler's refinements.
@@ -108,8 +116,11 @@ pub struct SavedRun {
 pub struct Checkpoints {
     /// The directory (created if missing).
     pub dir: PathBuf,
-    /// Training iterations between two checkpoints (≥ 1).
+    /// Gradient steps between two checkpoints inside a backward half-step (≥ 1).
     pub every: usize,
+    /// Stop, with a checkpoint, after this many gradient steps of this call (continue with
+    /// [`SampleRun::resume`]).
+    pub stop_after: Option<usize>,
 }
 
 /// What a run reports as it goes.
@@ -150,8 +161,8 @@ pub enum RunEvent<'a> {
 /// let mut run = SampleRun::new(spec.clone(), &sampler).unwrap();
 /// let mut rng = RunRng::seed_from_u64(0);
 /// let dir = tempfile::tempdir().unwrap();
-/// let checkpoints = Checkpoints { dir: dir.path().into(), every: 10 };
-/// run.run(&mut sampler, &target, &mut rng, Some(&checkpoints), |_| {}).unwrap();
+/// let checkpoints = Checkpoints { dir: dir.path().into(), every: 10, stop_after: None };
+/// assert!(run.run(&mut sampler, &target, &mut rng, Some(&checkpoints), |_| {}).unwrap());
 /// assert!(run.is_done());
 ///
 /// // A later process continues from the directory (here: the finished run) and samples.
@@ -164,8 +175,15 @@ pub enum RunEvent<'a> {
 pub struct SampleRun {
     spec: RunSpec,
     progress: RunProgress,
+    /// The backward half-step in progress.
     trainer: Option<Trainer>,
+    /// Whether IPF iteration 0 ends with an evaluation row (when refinements follow, and for
+    /// [`super::run`]; never for [`super::refine`], which continues a caller's loop).
+    opening_row: bool,
 }
+
+/// A signature of the function that writes a checkpoint of a run.
+type Save<'a, R> = &'a dyn Fn(&mut SampleRun, &DiffusionSampler, &R) -> Result<()>;
 
 impl SampleRun {
     /// A new run of `spec` for `sampler` (untrained when `spec.train` is set; trained otherwise).
@@ -173,28 +191,30 @@ impl SampleRun {
     pub fn new(spec: RunSpec, sampler: &DiffusionSampler) -> Result<Self> {
         if spec.ipf.refinements > 0 {
             spec.ipf.validate()?;
+            crate::train::validate_config(&spec.refine)?;
         }
         crate::error::ensure_valid!(
             spec.train.is_some() || spec.ipf.refinements > 0,
             "the run has nothing to do: no training (the sampler is loaded) and no refinement \
              (--ipf-iters 0)"
         );
-        let trainer = spec
-            .train
-            .as_ref()
-            .map(|cfg| Trainer::new(sampler, cfg))
-            .transpose()?;
+        if let Some(cfg) = &spec.train {
+            crate::train::validate_config(cfg)?;
+        }
+        crate::error::ensure_valid!(
+            spec.first_ipf >= 1,
+            "the first refinement is IPF iteration 1 or later"
+        );
         let progress = RunProgress {
-            trainer: trainer.as_ref().map(|_| TrainerCounters::default()),
-            next_ipf: spec.first_ipf,
             refinements: sampler.refinements(),
             has_forward: sampler.has_learned_forward(),
             ..Default::default()
         };
         Ok(Self {
+            opening_row: spec.ipf.refinements > 0,
             spec,
             progress,
-            trainer,
+            trainer: None,
         })
     }
 
@@ -210,120 +230,87 @@ impl SampleRun {
 
     /// Whether training and all refinements are done.
     pub fn is_done(&self) -> bool {
-        self.trainer.is_none()
-            && (self.spec.ipf.refinements == 0
-                || self.progress.next_ipf >= self.spec.first_ipf + self.spec.ipf.refinements)
+        self.progress.position.phase >= self.phases()
+    }
+
+    /// Phases of the IPF loop: the training, then two per refinement.
+    fn phases(&self) -> usize {
+        1 + 2 * self.spec.ipf.refinements
     }
 
     /// Runs what is left: the training, then the evaluation that opens the refinements and the
     /// refinements, writing checkpoints when `checkpoints` is given. `rng` must be the
-    /// generator the run was started with (or the one [`SampleRun::resume`] returned).
+    /// generator the run was started with (or the one [`SampleRun::resume`] returned). Returns
+    /// whether the run is done (false when it stopped at [`Checkpoints::stop_after`]).
     pub fn run(
         &mut self,
         sampler: &mut DiffusionSampler,
         target: &dyn Target,
         rng: &mut RunRng,
         checkpoints: Option<&Checkpoints>,
-        mut on_event: impl FnMut(RunEvent<'_>),
-    ) -> Result<()> {
-        crate::target::check_dimension(target, self.spec.dim)?;
-        if let Some(c) = checkpoints {
-            crate::error::ensure_valid!(c.every >= 1, "--checkpoint-every must be at least 1");
-            std::fs::create_dir_all(&c.dir).map_err(|e| DsbError::io(&c.dir, e))?;
-        }
-        if let Some(mut trainer) = self.trainer.take() {
-            let start = Instant::now();
-            let before = self.progress.seconds;
-            while !trainer.is_done() {
-                let curve = &mut self.progress.curve;
-                trainer.step(sampler, target, rng, |stats| {
-                    curve.push(CurvePoint {
-                        ipf: 0,
-                        stats: *stats,
-                    });
-                    on_event(RunEvent::Train(stats));
-                })?;
-                self.progress.seconds = before + start.elapsed().as_secs_f64();
-                let every = checkpoints.map_or(usize::MAX, |c| c.every);
-                if !trainer.is_done() && trainer.iterations() % every == 0 {
-                    self.trainer = Some(trainer);
-                    self.checkpoint(checkpoints, sampler, rng, &mut on_event)?;
-                    trainer = self.trainer.take().expect("just put back");
-                }
-            }
-            self.progress.train_report = Some(trainer.finish(sampler)?);
-            self.progress.trainer = None;
-            on_event(RunEvent::TrainDone);
-            self.checkpoint(checkpoints, sampler, rng, &mut on_event)?;
-        }
-        if self.spec.ipf.refinements == 0 {
-            return Ok(());
-        }
-        let eval = self.spec.ipf.eval_samples;
-        if self.progress.rows.is_empty() {
-            let row = IpfRow {
-                iteration: self.spec.first_ipf - 1,
-                estimates: fresh_estimates(sampler, target, eval, rng)?,
-                forward_loss: None,
-                backward_loss: self
-                    .progress
-                    .train_report
-                    .as_ref()
-                    .and_then(|r| r.last)
-                    .map(|s| s.loss),
-                seconds: self.progress.seconds,
-                gradient_evaluations: sampler.gradient_evaluations(),
-            };
-            on_event(RunEvent::Ipf(IpfProgress::Row(&row)));
-            self.progress.rows.push(row);
-            self.checkpoint(checkpoints, sampler, rng, &mut on_event)?;
-        }
-        let one = IpfConfig {
-            refinements: 1,
-            ..self.spec.ipf.clone()
+        on_event: impl FnMut(RunEvent<'_>),
+    ) -> Result<bool> {
+        let Some(c) = checkpoints else {
+            return self.drive(sampler, target, rng, None, LoopOptions::default(), on_event);
         };
-        while !self.is_done() {
-            let ipf = self.progress.next_ipf;
-            let curve = &mut self.progress.curve;
-            let rows = refine(
-                sampler,
-                target,
-                &self.spec.refine,
-                &one,
-                ipf,
-                self.spec.seed,
-                rng,
-                |p| {
-                    if let IpfProgress::Backward { ipf, stats } = &p {
-                        curve.push(CurvePoint {
-                            ipf: *ipf,
-                            stats: **stats,
-                        });
-                    }
-                    on_event(RunEvent::Ipf(p));
-                },
-            )?;
-            self.progress.seconds += rows.iter().map(|r| r.seconds).sum::<f64>();
-            self.progress.rows.extend(rows);
-            self.progress.next_ipf = ipf + 1;
-            self.checkpoint(checkpoints, sampler, rng, &mut on_event)?;
-        }
-        Ok(())
+        crate::error::ensure_valid!(c.every >= 1, "--checkpoint-every must be at least 1");
+        std::fs::create_dir_all(&c.dir).map_err(|e| DsbError::io(&c.dir, e))?;
+        let save = |run: &mut SampleRun, sampler: &DiffusionSampler, rng: &RunRng| {
+            run.save(&c.dir, sampler, rng)
+        };
+        let opts = LoopOptions {
+            checkpoint_every: c.every,
+            stop_after: c.stop_after,
+        };
+        self.drive(sampler, target, rng, Some(&save), opts, on_event)
     }
 
-    /// Writes a checkpoint, when the run writes them, and says so.
-    fn checkpoint(
+    /// Runs the whole loop in memory with any generator ([`super::run`], [`super::refine`]).
+    pub(crate) fn run_in_memory<R: rand::Rng>(
         &mut self,
-        checkpoints: Option<&Checkpoints>,
-        sampler: &DiffusionSampler,
-        rng: &RunRng,
-        on_event: &mut impl FnMut(RunEvent<'_>),
-    ) -> Result<()> {
-        if let Some(c) = checkpoints {
-            self.save(&c.dir, sampler, rng)?;
-            on_event(RunEvent::Checkpoint);
+        sampler: &mut DiffusionSampler,
+        target: &dyn Target,
+        rng: &mut R,
+        opening_row: bool,
+        on_event: impl FnMut(RunEvent<'_>),
+    ) -> Result<Vec<IpfRow>> {
+        self.opening_row = opening_row;
+        self.drive(sampler, target, rng, None, LoopOptions::default(), on_event)?;
+        Ok(std::mem::take(&mut self.progress.rows))
+    }
+
+    fn drive<R: rand::Rng>(
+        &mut self,
+        sampler: &mut DiffusionSampler,
+        target: &dyn Target,
+        rng: &mut R,
+        save: Option<Save<'_, R>>,
+        opts: LoopOptions,
+        on_event: impl FnMut(RunEvent<'_>),
+    ) -> Result<bool> {
+        crate::target::check_dimension(target, self.spec.dim)?;
+        let mut steps = SampleSteps {
+            run: self,
+            sampler,
+            target,
+            rng,
+            save,
+            on_event,
+            forward: None,
+        };
+        driver::drive(&mut steps, &opts)
+    }
+
+    /// The backward training settings of a phase (none for a loaded sampler's phase 0).
+    fn backward_config(&self, phase: Phase) -> Option<TrainConfig> {
+        if phase.ipf == 0 {
+            self.spec.train.clone()
+        } else {
+            Some(TrainConfig {
+                iterations: self.spec.ipf.backward_iterations,
+                ..self.spec.refine.clone()
+            })
         }
-        Ok(())
     }
 
     /// Writes the checkpoint of the run as it stands into `dir`.
@@ -420,14 +407,21 @@ impl SampleRun {
         sampler.assign_weights(&weights, progress.has_forward, &wp)?;
         sampler.refinements = progress.refinements;
         sampler.set_gradient_evaluations(progress.gradient_evaluations);
-        let trainer = match (&progress.trainer, &spec.train) {
+        let phase = Phase::of(progress.position.phase);
+        let resumed = Self {
+            spec,
+            progress,
+            trainer: None,
+            opening_row: false,
+        };
+        let trainer = match (&resumed.progress.trainer, resumed.backward_config(phase)) {
             (Some(counters), Some(cfg)) => {
                 let tp = dir.join(TRAIN_STATE);
                 let state = read_tensors(&tp, "the state of the training in progress")?;
                 check_marker(&state, step, &tp)?;
                 Some(Trainer::resume(
                     &sampler,
-                    cfg,
+                    &cfg,
                     counters.clone(),
                     &state,
                     &tp,
@@ -443,13 +437,178 @@ impl SampleRun {
         };
         Ok((
             Self {
-                spec,
-                progress,
                 trainer,
+                opening_row: resumed.spec.ipf.refinements > 0,
+                ..resumed
             },
             sampler,
             rng,
         ))
+    }
+}
+
+/// A [`SampleRun`] with what its IPF loop works on: the engine [`driver::drive`] runs. Phase 0
+/// trains the sampler (a [`Trainer`]); a refinement fits the forward drift ([`ForwardFit`]) and
+/// then trains the backward drift against it.
+struct SampleSteps<'a, R, F> {
+    run: &'a mut SampleRun,
+    sampler: &'a mut DiffusionSampler,
+    target: &'a dyn Target,
+    rng: &'a mut R,
+    save: Option<Save<'a, R>>,
+    on_event: F,
+    /// The forward half-step in progress.
+    forward: Option<ForwardFit>,
+}
+
+impl<R: rand::Rng, F: FnMut(RunEvent<'_>)> SampleSteps<'_, R, F> {
+    /// The IPF iteration of a phase, counted as the sampler counts them.
+    fn iteration(&self, phase: Phase) -> usize {
+        self.run.spec.first_ipf - 1 + phase.ipf
+    }
+
+    /// Evaluates the sampler after a backward half-step into a row.
+    fn row(&mut self, phase: Phase, backward_loss: Option<f64>) -> Result<()> {
+        let p = &mut self.run.progress;
+        let (forward_loss, seconds) = if phase.ipf == 0 {
+            (None, p.seconds)
+        } else {
+            (
+                p.forward_loss.take(),
+                std::mem::take(&mut p.iteration_seconds),
+            )
+        };
+        let eval = self.run.spec.ipf.eval_samples;
+        let row = IpfRow {
+            iteration: self.iteration(phase),
+            estimates: fresh_estimates(self.sampler, self.target, eval, self.rng)?,
+            forward_loss,
+            backward_loss,
+            seconds,
+            gradient_evaluations: self.sampler.gradient_evaluations(),
+        };
+        if phase.ipf > 0 {
+            self.sampler.refinements = row.iteration;
+        }
+        (self.on_event)(RunEvent::Ipf(IpfProgress::Row(&row)));
+        self.run.progress.rows.push(row);
+        Ok(())
+    }
+}
+
+impl<R: rand::Rng, F: FnMut(RunEvent<'_>)> HalfSteps for SampleSteps<'_, R, F> {
+    fn phases(&self) -> usize {
+        self.run.phases()
+    }
+
+    fn position(&self) -> Position {
+        self.run.progress.position
+    }
+
+    fn set_position(&mut self, position: Position) {
+        self.run.progress.position = position;
+    }
+
+    fn open(&mut self, phase: Phase) -> Result<()> {
+        match phase.half {
+            Half::Forward => {
+                let cfg = &self.run.spec.ipf.forward;
+                self.forward = Some(ForwardFit::new(self.sampler, cfg, self.run.spec.seed)?);
+            }
+            Half::Backward if self.run.trainer.is_none() => {
+                if self.run.progress.position.phase_step > 0 {
+                    return Err(DsbError::InvalidInput(
+                        "the run stopped inside a half-step but its training state is missing"
+                            .into(),
+                    ));
+                }
+                self.run.trainer = self
+                    .run
+                    .backward_config(phase)
+                    .map(|cfg| Trainer::new(self.sampler, &cfg))
+                    .transpose()?;
+            }
+            Half::Backward => {}
+        }
+        Ok(())
+    }
+
+    fn more(&self, phase: Phase) -> bool {
+        match phase.half {
+            Half::Forward => {
+                self.run.progress.position.phase_step < self.run.spec.ipf.forward.iterations
+            }
+            Half::Backward => self.run.trainer.as_ref().is_some_and(|t| !t.is_done()),
+        }
+    }
+
+    fn step(&mut self, phase: Phase) -> Result<()> {
+        let start = Instant::now();
+        let ipf = self.iteration(phase);
+        match phase.half {
+            Half::Forward => {
+                let fit = self.forward.as_mut().expect("opened");
+                let loss = fit.step(self.sampler, self.target, self.rng)?;
+                let step = self.run.progress.position.phase_step;
+                (self.on_event)(RunEvent::Ipf(IpfProgress::Forward { ipf, step, loss }));
+            }
+            Half::Backward => {
+                let trainer = self.run.trainer.as_mut().expect("more() saw it");
+                let curve = &mut self.run.progress.curve;
+                let on_event = &mut self.on_event;
+                trainer.step(self.sampler, self.target, self.rng, |stats| {
+                    curve.push(CurvePoint { ipf, stats: *stats });
+                    on_event(if phase.ipf == 0 {
+                        RunEvent::Train(stats)
+                    } else {
+                        RunEvent::Ipf(IpfProgress::Backward { ipf, stats })
+                    });
+                })?;
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        self.run.progress.seconds += seconds;
+        if phase.ipf > 0 {
+            self.run.progress.iteration_seconds += seconds;
+        }
+        Ok(())
+    }
+
+    fn resumable_within(&self, phase: Phase) -> bool {
+        phase.half == Half::Backward
+    }
+
+    fn close(&mut self, phase: Phase) -> Result<()> {
+        if phase.half == Half::Forward {
+            let fit = self.forward.take().expect("opened");
+            self.run.progress.forward_loss = Some(fit.finish(self.sampler)?);
+            return Ok(());
+        }
+        let report = match self.run.trainer.take() {
+            Some(t) => Some(t.finish(self.sampler)?),
+            None => None,
+        };
+        let backward_loss = report.as_ref().and_then(|r| r.last).map(|s| s.loss);
+        if phase.ipf > 0 {
+            return self.row(phase, backward_loss);
+        }
+        if let Some(r) = report {
+            self.run.progress.train_report = Some(r);
+            (self.on_event)(RunEvent::TrainDone);
+        }
+        if !self.run.opening_row {
+            return Ok(());
+        }
+        let backward_loss = self.run.progress.train_report.as_ref().and_then(|r| r.last);
+        self.row(phase, backward_loss.map(|s| s.loss))
+    }
+
+    fn checkpoint(&mut self, _: Moment) -> Result<()> {
+        if let Some(save) = self.save {
+            save(self.run, self.sampler, self.rng)?;
+            (self.on_event)(RunEvent::Checkpoint);
+        }
+        Ok(())
     }
 }
 
@@ -551,6 +710,7 @@ mod tests {
         let ckpt = Checkpoints {
             dir: full_dir.clone(),
             every: 5,
+            stop_after: None,
         };
         let mut snapshots = 0;
         run.run(&mut sampler, &target, &mut rng, Some(&ckpt), |e| {
@@ -560,9 +720,11 @@ mod tests {
             }
         })
         .unwrap();
-        // Saves after iterations 5 and 10, at the end of training, after the opening row and
-        // after each of the two refinements.
-        assert_eq!(snapshots, 6);
+        // Saves after iterations 5 and 10, at the end of training (before its evaluation),
+        // after the opening row, after each forward half-step, at the end of each refinement's
+        // backward training and after its row, and at global step 25 (inside the second
+        // refinement's backward training).
+        assert_eq!(snapshots, 11);
         assert!(run.is_done());
         let expected = outcome(&run, &sampler, &mut rng);
         assert_eq!(expected.1.len(), 12 + 2 * 4);
@@ -577,6 +739,7 @@ mod tests {
                 Some(&Checkpoints {
                     dir: dir.clone(),
                     every: 5,
+                    stop_after: None,
                 }),
                 |_| {},
             )
@@ -604,6 +767,7 @@ mod tests {
         let ckpt = Checkpoints {
             dir: dir.clone(),
             every: 5,
+            stop_after: None,
         };
         run.run(&mut sampler, &target, &mut rng, Some(&ckpt), |_| {})
             .unwrap();
@@ -619,7 +783,7 @@ mod tests {
         );
         // Weights from another step than the settings: refused.
         let settings = std::fs::read_to_string(dir.join(MODEL_SETTINGS)).unwrap();
-        let edited = settings.replace("\"saves\": 3", "\"saves\": 2");
+        let edited = settings.replace("\"saves\": 4", "\"saves\": 3");
         assert_ne!(edited, settings);
         std::fs::write(dir.join(MODEL_SETTINGS), edited).unwrap();
         let e = SampleRun::resume(&dir, Some(&s), &dev)

@@ -26,6 +26,7 @@ pub use loss::{
     reverse_kl_loss,
 };
 pub use optim::{Optimiser, OptimiserState, clip_grad_norm, cosine_lr};
+pub(crate) use trainer::validate as validate_config;
 pub use trainer::{Trainer, TrainerCounters};
 
 use crate::error::Result;

@@ -68,7 +68,7 @@ pub struct Trainer {
 }
 
 /// Checks the training settings, so that a bad value fails before any work.
-fn validate(cfg: &TrainConfig) -> Result<()> {
+pub(crate) fn validate(cfg: &TrainConfig) -> Result<()> {
     crate::error::ensure_valid!(
         cfg.iterations > 0,
         "--iters must be at least 1: an untrained sampler's estimates mean nothing (to sample a \
