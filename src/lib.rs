@@ -45,6 +45,7 @@ pub mod bridge;
 /// The command-line interface (used by the binary; not part of the library's API).
 #[doc(hidden)]
 pub mod cli;
+pub mod condition;
 pub mod csv_table;
 pub mod data;
 pub mod distance;

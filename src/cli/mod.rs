@@ -4,6 +4,7 @@ mod baseline;
 mod bench;
 mod bridge;
 mod checks;
+mod condition;
 mod eval;
 mod fit;
 mod fit_report;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Evaluate a fitted model: classifier-Fréchet distance and bits/dim for images, MMD and
     /// energy distance for points.
     Eval(eval::EvalArgs),
+    /// Sample a fitted model conditioned on an observation: inpainting, denoising, observed
+    /// coordinates (sequential Monte Carlo over its backward process).
+    Condition(condition::ConditionArgs),
     /// Train the small digit classifier whose features `dsb eval` compares (the fixed recipe).
     TrainClassifier(eval::TrainClassifierArgs),
 }
@@ -111,6 +115,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Bridge(a) => bridge::run(*a),
         Command::Generate(a) => generate::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Condition(a) => condition::run(a),
         Command::TrainClassifier(a) => eval::run_train_classifier(a),
     }
 }
