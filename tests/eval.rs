@@ -216,6 +216,27 @@ fn cli_trains_the_classifier_and_evaluates_image_and_point_models() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["kind"], "points");
     assert!(v["mmd2"].as_f64().unwrap().is_finite());
+    // The bound on the finer grid and the entropy bounds of every step, with their plot.
+    let steps = v["entropy_bounds"].as_array().unwrap().len();
+    assert!(steps > 0);
+    assert_eq!(v["bound_fine"]["steps"], (1000 / steps) * steps);
+    assert!(
+        v["bound_fine"]["bound"]["nats_per_dim"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
+    assert!(moons.join("entropy.png").exists());
+    assert_clear_error(
+        &dsb(&[
+            "eval",
+            "--model",
+            run.to_str().unwrap(),
+            "--fine-steps",
+            "500",
+        ]),
+        "--fine-steps: the bound on a finer grid is for models of points only",
+    );
 
     let missing = tmp.path().join("missing");
     assert_clear_error(

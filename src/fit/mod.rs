@@ -60,7 +60,7 @@ pub use crate::process::{Kernels, StepKernel};
 pub use crate::train::checkpoint::{MODEL_SETTINGS, MODEL_WEIGHTS, TRAIN_STATE};
 pub use checkpoint::{SavedFit, load_model};
 pub use config::{DataSpec, FitConfig, FitData, is_image_data};
-pub use elbo::{Elbo, ElboOptions, elbo};
+pub use elbo::{Elbo, ElboOptions, elbo, elbo_subdivided};
 pub use evaluate::{BridgeMetrics, FitRow, prior_baseline, sample_metrics};
 pub use model::{FitModel, GenerateOptions, ModelSettings};
 pub use net::{MlpNet, NetworkSpec, TimeNet, UNetNet};

@@ -203,7 +203,18 @@ impl FitModel {
 
     /// The mean of the backward kernel `step` at states `x` (`[B, d]`).
     pub fn backward_mean(&self, x: &Tensor, step: &StepKernel) -> Result<Tensor> {
-        let t = self.times(self.kernels.normalised_time(step.from), x.dim(0)?)?;
+        self.backward_mean_on(&self.kernels, x, step)
+    }
+
+    /// The mean of the backward kernel `step` of `kernels` (the model's own, or those of a
+    /// finer grid of the same process) at states `x`.
+    pub(crate) fn backward_mean_on(
+        &self,
+        kernels: &Kernels,
+        x: &Tensor,
+        step: &StepKernel,
+    ) -> Result<Tensor> {
+        let t = self.times(kernels.normalised_time(step.from), x.dim(0)?)?;
         let g = self.backward.forward(x, &t)?;
         Ok(((x * step.state)? + (g * step.net)?)?)
     }

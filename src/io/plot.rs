@@ -12,7 +12,7 @@ use std::sync::Once;
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn ensure_font() {
+pub(super) fn ensure_font() {
     REGISTER.call_once(|| {
         // Registering can only fail on a malformed font file, which is embedded and fixed.
         let _ = register_font("sans-serif", FontStyle::Normal, FONT);
@@ -20,10 +20,10 @@ fn ensure_font() {
 }
 
 /// A drawing that can fail inside plotters.
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+pub(super) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
 /// Draws a PNG to `path` atomically: `draw` writes it to the temporary path it is given.
-fn write_png(path: &Path, draw: impl FnOnce(&Path) -> DrawResult) -> Result<()> {
+pub(super) fn write_png(path: &Path, draw: impl FnOnce(&Path) -> DrawResult) -> Result<()> {
     atomic_write_with(path, |tmp| {
         draw(tmp).map_err(|e| {
             DsbError::InvalidInput(format!("{}: cannot draw the plot: {e}", path.display()))

@@ -96,6 +96,35 @@ impl StepKernel {
     }
 }
 
+/// Sohl-Dickstein et al.'s (2015, § 2.4) bounds on the entropy of one step of the true reverse
+/// process, H(X_k | X_{k+1}), in nats per dimension (the model's standardised coordinates).
+/// They depend only on the forward process:
+///
+/// H(X_{k+1} | X_k) + H(X_k | X_0) − H(X_{k+1} | X_0) ≤ H(X_k | X_{k+1}) ≤ H(X_{k+1} | X_k).
+///
+/// The upper bound holds when the marginal entropy grows along the forward process (as for
+/// data standardised to unit variance under the OU reference, and always under the Brownian
+/// one); the lower bound because conditioning on X_0 lowers entropy. For Gaussian kernels they
+/// are ½ log(2πe s_k²) and ½ log(2πe ν_k² s_k² / ν_{k+1}²), the latter the entropy of the
+/// reference's posterior q(x_k | x_{k+1}, x_0).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct StepEntropy {
+    /// The step k (between x_k and x_{k+1}).
+    pub step: usize,
+    /// t_k.
+    pub t: f64,
+    /// t_{k+1}.
+    pub t_next: f64,
+    /// The lower bound (none at k = 0, where H(X_0 | X_0) = −∞).
+    pub lower: Option<f64>,
+    /// The upper bound.
+    pub upper: f64,
+    /// The entropy of the model's Gaussian backward kernel, ½ log(2πe sd_k²). dsb's backward
+    /// kernels share the forward variance s_k², so this is the upper bound (DDPM's σ_t² = β_t;
+    /// the lower bound is its other choice, the posterior variance β̃_t).
+    pub model: f64,
+}
+
 /// The forward and backward kernels of one reference process on a time grid under one
 /// parametrisation.
 #[derive(Debug, Clone)]
@@ -147,6 +176,25 @@ impl Kernels {
     /// Number of steps N.
     pub fn steps(&self) -> usize {
         self.grid.steps()
+    }
+
+    /// The entropy bounds of every step ([`StepEntropy`]), in nats per dimension.
+    pub fn entropy_bounds(&self) -> Vec<StepEntropy> {
+        let h = |var: f64| 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * var).ln();
+        let times = self.grid.times();
+        (0..self.steps())
+            .map(|k| {
+                let s2 = self.sd(k).powi(2);
+                StepEntropy {
+                    step: k,
+                    t: times[k],
+                    t_next: times[k + 1],
+                    lower: (k > 0).then(|| h(self.var[k] * s2 / self.var[k + 1])),
+                    upper: h(s2),
+                    model: h(self.backward(k).sd.powi(2)),
+                }
+            })
+            .collect()
     }
 
     /// t_j / T, the time the networks see, for j = 0..=N.
@@ -251,6 +299,29 @@ impl Kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The entropy bounds follow the schedule: lower < upper at every step; the backward
+    /// kernels share the forward variance s_k², so their entropy is the upper bound; on a uniform OU grid the upper bound is ½ log(2πe(1 − e^{−2γ})); and cutting every
+    /// step in two keeps the times.
+    #[test]
+    fn entropy_bounds_bracket_the_reverse_kernels() {
+        let grid = TimeGrid::new(10, 2.0, Schedule::Uniform, 0.0);
+        let k = Kernels::new(ReferenceKind::Ou, grid.clone(), Parametrisation::Tweedie);
+        let b = k.entropy_bounds();
+        assert_eq!(b.len(), 10);
+        assert!(b[0].lower.is_none());
+        let h = |v: f64| 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * v).ln();
+        for s in &b[1..] {
+            let lower = s.lower.unwrap();
+            assert!(lower < s.upper, "{s:?}");
+            assert!((s.model - s.upper).abs() < 1e-12, "{s:?}");
+        }
+        assert!((b[3].upper - h(k.sd(3).powi(2))).abs() < 1e-12);
+        let fine = grid.subdivided(2);
+        assert_eq!(fine.steps(), 20);
+        assert_eq!(fine.times()[4], grid.times()[2]);
+        assert!((fine.times()[5] - 0.5 * (grid.times()[2] + grid.times()[3])).abs() < 1e-12);
+    }
     use crate::process::Schedule;
 
     #[test]

@@ -8,7 +8,7 @@
 
 mod kernels;
 
-pub use kernels::{Kernels, Parametrisation, StepKernel};
+pub use kernels::{Kernels, Parametrisation, StepEntropy, StepKernel};
 
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,24 @@ impl TimeGrid {
             times.push(t);
         }
         *times.last_mut().expect("at least one step") = horizon;
+        Self { times }
+    }
+
+    /// The grid with each step cut into `parts` equal steps (N·parts steps, the same times
+    /// among them): the same process, discretised more finely.
+    pub fn subdivided(&self, parts: usize) -> Self {
+        let parts = parts.max(1);
+        let mut times = Vec::with_capacity(self.steps() * parts + 1);
+        times.push(0.0);
+        for w in self.times.windows(2) {
+            for i in 1..=parts {
+                times.push(if i == parts {
+                    w[1]
+                } else {
+                    w[0] + (w[1] - w[0]) * i as f64 / parts as f64
+                });
+            }
+        }
         Self { times }
     }
 
