@@ -41,6 +41,7 @@ pub mod baseline;
 /// The `dsb bench` suite (used by the binary; not part of the library's API).
 #[doc(hidden)]
 pub mod bench;
+pub mod binomial;
 pub mod bridge;
 /// The command-line interface (used by the binary; not part of the library's API).
 #[doc(hidden)]
