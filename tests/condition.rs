@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_clear_error, assert_ok, dsb, mnist_fixture};
+use common::{TINY_UNET_FLAGS, assert_clear_error, assert_ok, dsb, mnist_fixture};
 
 fn json(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
@@ -94,27 +94,9 @@ fn image_model_inpaints_and_denoises() {
     let m = model.to_str().unwrap();
     let fixture = mnist_fixture();
     let f = fixture.to_str().unwrap();
-    assert_ok(&dsb(&[
-        "fit",
-        "--data",
-        "mnist",
-        "--data-dir",
-        f,
-        "--n-data",
-        "64",
-        "--unet-width",
-        "8",
-        "--unet-levels",
-        "2",
-        "--unet-blocks",
-        "1",
-        "--unet-groups",
-        "4",
-        "--no-attention",
-        "--steps",
-        "4",
-        "--horizon",
-        "3",
+    let mut args = vec!["fit", "--data", "mnist", "--data-dir", f, "--n-data", "64"];
+    args.extend(TINY_UNET_FLAGS);
+    args.extend([
         "--iters",
         "4",
         "--batch",
@@ -124,7 +106,8 @@ fn image_model_inpaints_and_denoises() {
         "--quiet",
         "--out",
         m,
-    ]));
+    ]);
+    assert_ok(&dsb(&args));
     let o = dsb(&[
         "condition",
         "--model",

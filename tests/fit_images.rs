@@ -131,7 +131,7 @@ fn cli_fits_mnist_with_the_unet_and_generates_a_grid() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let fixture = common::mnist_fixture();
-    let args = [
+    let mut args = vec![
         "fit",
         "--data",
         "mnist",
@@ -139,19 +139,9 @@ fn cli_fits_mnist_with_the_unet_and_generates_a_grid() {
         fixture.to_str().unwrap(),
         "--n-data",
         "64",
-        "--unet-width",
-        "8",
-        "--unet-levels",
-        "2",
-        "--unet-blocks",
-        "1",
-        "--unet-groups",
-        "4",
-        "--no-attention",
-        "--steps",
-        "4",
-        "--horizon",
-        "3",
+    ];
+    args.extend(common::TINY_UNET_FLAGS);
+    args.extend([
         "--iters",
         "6",
         "--batch",
@@ -161,7 +151,7 @@ fn cli_fits_mnist_with_the_unet_and_generates_a_grid() {
         "--quiet",
         "--out",
         out.to_str().unwrap(),
-    ];
+    ]);
     assert_ok(&dsb(&args));
     let png_size = |p: &std::path::Path| {
         let bytes = std::fs::read(p).unwrap();

@@ -87,6 +87,24 @@ pub fn mnist_fixture() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-5k")
 }
 
+/// The flags of a tiny UNet on 28×28 digits for `dsb fit` (as [`tiny_unet`], with 4 steps on
+/// [0, 3]), for end-to-end runs that must take seconds.
+pub const TINY_UNET_FLAGS: [&str; 13] = [
+    "--unet-width",
+    "8",
+    "--unet-levels",
+    "2",
+    "--unet-blocks",
+    "1",
+    "--unet-groups",
+    "4",
+    "--no-attention",
+    "--steps",
+    "4",
+    "--horizon",
+    "3",
+];
+
 /// `n` training digits of the fixture (a seeded random subset: the file is sorted by class) and
 /// the fraction `held_out` of the fixture held out, split with seed 1.
 pub fn mnist_digits(n: usize, held_out: f64) -> dsb::fit::DataSpec {
