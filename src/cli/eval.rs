@@ -348,7 +348,7 @@ fn entropy_plot(
     let curve = |f: &dyn Fn(&crate::process::StepEntropy) -> Option<f64>| -> Vec<(f64, f64)> {
         bounds
             .iter()
-            .filter_map(|b| f(b).map(|v| (b.t_next, v)))
+            .filter_map(|b| f(b).map(|v| ((b.step + 1) as f64, v)))
             .collect()
     };
     let plot = LinePlot {
