@@ -94,6 +94,17 @@ impl Default for BinomialTrainConfig {
     }
 }
 
+/// The forward kernel at step t as a probability: P(x_t = 1 | x_{t−1} = x) = x (1 − β) + β/2
+/// (also P(x_t | x_{t−1} = 1) for a state x_t, the kernel being symmetric).
+fn flip_prob(x: &Tensor, beta: f64) -> Result<Tensor> {
+    Ok(x.affine(1.0 - beta, beta / 2.0)?)
+}
+
+/// log(p / (1 − p)).
+fn logit(p: &Tensor) -> Result<Tensor> {
+    Ok((p.log()? - (1.0 - p)?.log()?)?)
+}
+
 /// log σ(l) = −softplus(−l), computed stably.
 fn log_sigmoid(l: &Tensor) -> Result<Tensor> {
     // −softplus(−l) = min(l, 0) − log(1 + e^{−|l|}).
@@ -150,8 +161,7 @@ impl BinomialModel {
     /// The logits of p(x_{t−1} = 1 | x_t) for states `x` (`[B, d]`, 0/1), t in 1..=T.
     pub fn reverse_logits(&self, x: &Tensor, t: usize) -> Result<Tensor> {
         let b = self.betas[t - 1];
-        let p = ((x * (1.0 - b))? + b / 2.0)?;
-        let base = (p.log()? - (1.0 - &p)?.log()?)?;
+        let base = logit(&flip_prob(x, b)?)?;
         let rows = x.dim(0)?;
         let time = Tensor::full((t as f64 / self.steps() as f64) as f32, rows, &self.device)?;
         let f = self.net.forward(&((x * 2.0)? - 1.0)?, &time)?;
@@ -167,9 +177,7 @@ impl BinomialModel {
 
     /// One forward step from `x` (0/1) at step t.
     fn forward_step(&self, x: &Tensor, t: usize, rng: &mut impl Rng) -> Result<Tensor> {
-        let b = self.betas[t - 1];
-        let p = ((x * (1.0 - b))? + b / 2.0)?;
-        bernoulli(&p, rng)
+        bernoulli(&flip_prob(x, self.betas[t - 1])?, rng)
     }
 
     /// The training loss of a batch `x0` (`[B, d]`, 0/1): T times one random step's term per
@@ -200,8 +208,8 @@ impl BinomialModel {
                 // The posterior q(x_{t−1} = 1 | x_t, x_0).
                 let (kp, b) = (self.keep[t - 1], self.betas[t - 1]);
                 let m = ((&x * kp)? + (1.0 - kp) / 2.0)?;
-                let l1 = ((&xt * (1.0 - b))? + b / 2.0)?;
-                let l0 = ((1.0 - &xt)? * (1.0 - b))?.affine(1.0, b / 2.0)?;
+                let l1 = flip_prob(&xt, b)?;
+                let l0 = flip_prob(&(1.0 - &xt)?, b)?;
                 let num = (&m * &l1)?;
                 let post = (&num / (&num + ((1.0 - &m)? * &l0)?)?)?.clamp(1e-7, 1.0 - 1e-7)?;
                 let lp1 = log_sigmoid(&logits)?;
@@ -230,9 +238,7 @@ impl BinomialModel {
             let mut lw = vec![0.0f64; rows];
             for t in 1..=self.steps() {
                 let next = self.forward_step(&x, t, rng)?;
-                let b = self.betas[t - 1];
-                let q = ((&x * (1.0 - b))? + b / 2.0)?;
-                let fwd_logits = (q.log()? - (1.0 - &q)?.log()?)?;
+                let fwd_logits = logit(&flip_prob(&x, self.betas[t - 1])?)?;
                 let lq = to_f64(&Self::log_bernoulli(&fwd_logits, &next)?)?;
                 let lp = to_f64(&Self::log_bernoulli(&self.reverse_logits(&next, t)?, &x)?)?;
                 for ((w, p), q) in lw.iter_mut().zip(lp).zip(lq) {

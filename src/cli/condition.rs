@@ -33,7 +33,7 @@ pub struct ConditionArgs {
     /// The model directory written by `dsb fit`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Points: observed coordinates as NAME=VALUE (x1=0.5, or the data's column names),
+    /// Points: observed coordinates as NAME=VALUE with names x1..xd (x1=0.5),
     /// comma-separated; each is seen with noise of sd --noise-sd.
     #[arg(long, value_delimiter = ',')]
     pub observe: Vec<String>,
@@ -86,18 +86,6 @@ fn mask(
     w: usize,
     rng: &mut impl rand::Rng,
 ) -> anyhow::Result<Vec<bool>> {
-    let known = |y: usize, x: usize| -> anyhow::Result<bool> {
-        Ok(match kind {
-            "left" => x < w / 2,
-            "right" => x >= w / 2,
-            "top" => y < h / 2,
-            "bottom" => y >= h / 2,
-            "centre" | "center" => {
-                !(y >= h / 4 && y < h / 4 + h / 2 && x >= w / 4 && x < w / 4 + w / 2)
-            }
-            _ => bail!("--mask {kind}: use left, right, top, bottom, centre or random:FRAC"),
-        })
-    };
     if let Some(frac) = kind.strip_prefix("random:") {
         let p: f64 = frac
             .parse()
@@ -106,11 +94,24 @@ fn mask(
             .with_context(|| format!("--mask {kind}: FRAC must be a number in [0, 1]"))?;
         return Ok((0..c * h * w).map(|_| rng.random::<f64>() < p).collect());
     }
+    let (h2, w2) = (h / 2, w / 2);
+    let known: fn(usize, usize, usize, usize) -> bool = match kind {
+        "left" => |_, x, _, w2| x < w2,
+        "right" => |_, x, _, w2| x >= w2,
+        "top" => |y, _, h2, _| y < h2,
+        "bottom" => |y, _, h2, _| y >= h2,
+        // All but the central square of half the size.
+        "centre" | "center" => |y, x, h2, w2| {
+            let (h4, w4) = (h2 / 2, w2 / 2);
+            !(y >= h4 && y < h4 + h2 && x >= w4 && x < w4 + w2)
+        },
+        _ => bail!("--mask {kind}: use left, right, top, bottom, centre or random:FRAC"),
+    };
     let mut m = Vec::with_capacity(c * h * w);
     for _ in 0..c {
         for y in 0..h {
             for x in 0..w {
-                m.push(known(y, x)?);
+                m.push(known(y, x, h2, w2));
             }
         }
     }
@@ -183,9 +184,7 @@ pub fn run(a: ConditionArgs) -> anyhow::Result<()> {
             );
         }
         if a.observe.is_empty() {
-            bail!(
-                "give the observed coordinates: --observe x1=0.5 (names x1..x{d}, or the data's column names)"
-            );
+            bail!("give the observed coordinates: --observe x1=0.5 (names x1..x{d})");
         }
         let names: Vec<String> = saved
             .model
@@ -245,10 +244,12 @@ pub fn run(a: ConditionArgs) -> anyhow::Result<()> {
     let result =
         condition_with_progress(&model, &obs, &opts, &mut rng, |k| pb.set_position(k as u64))?;
     pb.finish_and_clear();
+    let mean = result.weighted_mean();
     write_outputs(
         &a,
         &out,
         &result,
+        &mean,
         truth.as_deref(),
         &obs,
         &saved.model.example_shape,
@@ -258,6 +259,7 @@ pub fn run(a: ConditionArgs) -> anyhow::Result<()> {
         &a,
         &out,
         &result,
+        &mean,
         truth.as_deref(),
         &known,
         start.elapsed().as_secs_f64(),
@@ -291,11 +293,6 @@ pub fn run(a: ConditionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The weighted mean of the particles (data coordinates).
-fn weighted_mean(r: &Conditioned) -> Vec<f64> {
-    r.weighted_mean()
-}
-
 /// RMSE over the coordinates where `mask == want` of `x` against `truth`.
 fn rmse(x: &[f64], truth: &[f32], mask: &[bool], want: bool) -> Option<f64> {
     let (s, n) = x
@@ -313,11 +310,11 @@ fn summary(
     a: &ConditionArgs,
     out: &std::path::Path,
     r: &Conditioned,
+    mean: &[f64],
     truth: Option<&[f32]>,
     known: &[bool],
     seconds: f64,
 ) -> serde_json::Value {
-    let mean = weighted_mean(r);
     let mut s = json!({
         "model": a.model,
         "out": out,
@@ -333,8 +330,8 @@ fn summary(
         "seconds": seconds,
     });
     if let Some(t) = truth {
-        s["unknown_rmse"] = json!(rmse(&mean, t, known, false));
-        s["known_rmse"] = json!(rmse(&mean, t, known, true));
+        s["unknown_rmse"] = json!(rmse(mean, t, known, false));
+        s["known_rmse"] = json!(rmse(mean, t, known, true));
         s["truth_index"] = json!(a.truth.unwrap_or(0));
     }
     s
@@ -345,6 +342,7 @@ fn write_outputs(
     a: &ConditionArgs,
     out: &std::path::Path,
     r: &Conditioned,
+    mean: &[f64],
     truth: Option<&[f32]>,
     obs: &Observation,
     shape: &[usize],
@@ -381,7 +379,7 @@ fn write_outputs(
             }
             let mut grid = seen;
             grid.extend_from_slice(t);
-            grid.extend(weighted_mean(r).iter().map(|&v| v as f32));
+            grid.extend(mean.iter().map(|&v| v as f32));
             grid.extend(r.resampled(6, rng)?.data);
             image_grid_png(&out.join("grid.png"), &grid, 9, shape)?;
         }

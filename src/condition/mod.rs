@@ -210,26 +210,13 @@ pub struct Conditioned {
 impl Conditioned {
     /// The self-normalised weights.
     pub fn normalised_weights(&self) -> Vec<f64> {
-        let m = self
-            .log_weights
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        let w: Vec<f64> = self.log_weights.iter().map(|l| (l - m).exp()).collect();
-        let s: f64 = w.iter().sum();
-        w.into_iter().map(|x| x / s).collect()
+        crate::estimate::normalised_weights(&self.log_weights)
     }
 
     /// The weighted mean of the samples (data coordinates).
     pub fn weighted_mean(&self) -> Vec<f64> {
-        let (d, w) = (self.samples.dim, self.normalised_weights());
-        let mut m = vec![0.0; d];
-        for (row, wi) in self.samples.data.chunks(d).zip(&w) {
-            for (mj, x) in m.iter_mut().zip(row) {
-                *mj += wi * *x as f64;
-            }
-        }
-        m
+        let w = self.normalised_weights();
+        crate::estimate::weighted_mean_var(&self.samples.data, self.samples.dim, &w).0
     }
 
     /// The weighted covariance of the samples (data coordinates), `[d, d]`.

@@ -87,9 +87,29 @@ pub fn condition_with_progress(
         Potential::Tempered(f) => likelihood_curvature(f.as_ref(), d)?,
         _ => 0.0,
     };
-    // log r_k(x) for all particles (states z, row-major), and its gradient when asked.
-    let log_r = |k: usize, z: &[f64], grad: bool| -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+    // What r_k needs at step k, computed once per step: the reference's marginal (ā_k, ν_k²)
+    // and, for a linear measurement, the Cholesky factor of C_k and its log-determinant.
+    let prepare = |k: usize| -> Result<Step> {
         let (a, nu2) = kern.marginal(k);
+        let linear = match &potential {
+            Potential::Linear { a: am, y, var } => {
+                // x₀ ≈ x_k / a with the forward noise ν²/a² (in z): y ~ N(A z / a, C_k),
+                // C_k = σ² I + (ν²/a²) A Aᵀ.
+                let m = y.len();
+                let c = DMatrix::identity(m, m) * *var + am * am.transpose() * (nu2 / (a * a));
+                let chol = c.cholesky().ok_or_else(|| {
+                    DsbError::InvalidInput("the measurement's covariance is singular".into())
+                })?;
+                let log_det = 2.0 * chol.l().diagonal().iter().map(|v| v.ln()).sum::<f64>();
+                Some((chol, log_det))
+            }
+            _ => None,
+        };
+        Ok(Step { a, nu2, linear })
+    };
+    // log r_k(x) for all particles (states z, row-major), and its gradient when asked.
+    let log_r = |p: &Step, z: &[f64], grad: bool| -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+        let (a, nu2) = (p.a, p.nu2);
         match &potential {
             Potential::Diagonal { idx, y, sd, .. } => {
                 let mut lr = vec![0.0; n];
@@ -100,15 +120,9 @@ pub fn condition_with_progress(
                 }
                 Ok((lr, None))
             }
-            Potential::Linear { a: am, y, var } => {
-                // x₀ ≈ x_k / a with the forward noise ν²/a² (in z): y ~ N(A z / a, C_k),
-                // C_k = σ² I + (ν²/a²) A Aᵀ.
+            Potential::Linear { a: am, y, .. } => {
+                let (chol, log_det) = p.linear.as_ref().expect("prepared for the measurement");
                 let m = y.len();
-                let c = DMatrix::identity(m, m) * *var + am * am.transpose() * (nu2 / (a * a));
-                let chol = c.cholesky().ok_or_else(|| {
-                    DsbError::InvalidInput("the measurement's covariance is singular".into())
-                })?;
-                let log_det = 2.0 * chol.l().diagonal().iter().map(|v| v.ln()).sum::<f64>();
                 let mut lr = Vec::with_capacity(n);
                 let mut g = grad.then(|| Vec::with_capacity(n * d));
                 for row in z.chunks(d) {
@@ -141,7 +155,7 @@ pub fn condition_with_progress(
 
     // x_N from the prior N(0, I); the first potential r_N.
     let mut z: Vec<f64> = (0..n * d).map(|_| StandardNormal.sample(rng)).collect();
-    let (mut prev_r, _) = log_r(n_steps, &z, false)?;
+    let (mut prev_r, _) = log_r(&prepare(n_steps)?, &z, false)?;
     let mut lw = prev_r.clone();
     let mut log_evidence = 0.0;
     let mut min_ess: f64 = 1.0;
@@ -149,6 +163,7 @@ pub fn condition_with_progress(
     for k in (0..n_steps).rev() {
         on_step(n_steps - 1 - k);
         let step = kern.backward(k);
+        let here = prepare(k)?;
         let x = Tensor::from_vec(z.iter().map(|&v| v as f32).collect(), (n, d), dev)?;
         let mean: Vec<f64> = model
             .backward_mean(&x, &step)?
@@ -164,7 +179,7 @@ pub fn condition_with_progress(
                 // The product of N(x; μ, s²) and r_k is Gaussian; its mass N(y; μ/a, v + s²/a²)
                 // is the weight, which does not depend on the new state: weight and resample
                 // first (fully adapted), then draw.
-                let (a, nu2) = kern.marginal(k);
+                let (a, nu2) = (here.a, here.nu2);
                 for (i, m) in mean.chunks(d).enumerate() {
                     let mut add = 0.0;
                     for ((&j, &yj), &sj) in idx.iter().zip(y).zip(sd) {
@@ -201,7 +216,7 @@ pub fn condition_with_progress(
                     }
                 }
                 z = next;
-                prev_r = log_r(k, &z, false)?.0;
+                prev_r = log_r(&here, &z, false)?.0;
             }
             Potential::Linear { .. } | Potential::Tempered(_) => {
                 // The paper's perturbation, damped: the mean moves by s² ∇ log r_k(μ) / (1 + s² c)
@@ -210,9 +225,13 @@ pub fn condition_with_progress(
                 // evaluation). For a Gaussian r with a diagonal Hessian this is the exact product
                 // of the kernel and r_k; without the damping a sharp r overshoots (s²c > 2 is
                 // unstable) and the weights degenerate.
-                let g0 = log_r(k, &mean, true)?.1.expect("asked for the gradient");
+                let g0 = log_r(&here, &mean, true)?
+                    .1
+                    .expect("asked for the gradient");
                 let probe: Vec<f64> = mean.iter().zip(&g0).map(|(m, g)| m + s2 * g).collect();
-                let g1 = log_r(k, &probe, true)?.1.expect("asked for the gradient");
+                let g1 = log_r(&here, &probe, true)?
+                    .1
+                    .expect("asked for the gradient");
                 let mut log_ratio = vec![0.0; n];
                 for (i, ratio) in log_ratio.iter_mut().enumerate() {
                     for j in 0..d {
@@ -234,7 +253,7 @@ pub fn condition_with_progress(
                             -(x - m).powi(2) / (2.0 * s2) + 0.5 * eps * eps + (sd / step.sd).ln();
                     }
                 }
-                let (r_now, _) = log_r(k, &next, false)?;
+                let (r_now, _) = log_r(&here, &next, false)?;
                 for i in 0..n {
                     lw[i] += log_ratio[i] + r_now[i] - prev_r[i];
                 }
@@ -281,6 +300,16 @@ pub fn condition_with_progress(
         min_ess,
         resamples,
     })
+}
+
+/// What the potential r_k of one step needs, computed once per step.
+struct Step {
+    /// ā_k.
+    a: f64,
+    /// ν_k².
+    nu2: f64,
+    /// For a linear measurement: the Cholesky factor of C_k and log det C_k.
+    linear: Option<(nalgebra::Cholesky<f64, nalgebra::Dyn>, f64)>,
 }
 
 /// The largest curvature of −log r along a coordinate (standardised units), by secants of the

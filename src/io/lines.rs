@@ -1,6 +1,6 @@
 //! PNG line charts (curves over a common x axis), drawn with plotters and the embedded font.
 
-use super::plot::{DrawResult, ensure_font, write_png};
+use super::plot::{DrawResult, Frame, axes, ensure_font, markers_and_legend, write_png};
 use crate::error::{DsbError, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -48,18 +48,12 @@ pub fn lines_png(path: &Path, plot: &LinePlot) -> Result<()> {
     write_png(path, |tmp| -> DrawResult {
         let root = BitMapBackend::new(tmp, (800, 600)).into_drawing_area();
         root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&plot.title, ("sans-serif", 22))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc(plot.x_desc.as_str())
-            .y_desc(plot.y_desc.as_str())
-            .label_style(("sans-serif", 14))
-            .draw()?;
+        let frame = Frame {
+            x_desc: &plot.x_desc,
+            y_desc: &plot.y_desc,
+            y_label_area: 60,
+        };
+        let mut chart = axes(&root, &plot.title, 22, (x0, x1), (y0, y1), &frame)?;
         for (label, points, (r, g, b)) in &plot.curves {
             let c = RGBColor(*r, *g, *b);
             let finite = points
@@ -73,12 +67,7 @@ pub fn lines_png(path: &Path, plot: &LinePlot) -> Result<()> {
                     PathElement::new([(x - 8, y), (x + 8, y)], c.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()?;
+        markers_and_legend(&mut chart, None)?;
         root.present()?;
         Ok(())
     })

@@ -33,7 +33,7 @@ pub(super) fn write_png(path: &Path, draw: impl FnOnce(&Path) -> DrawResult) -> 
 
 /// Draws `markers` (label and points) as red crosses, then the legend box of every labelled
 /// series: the end of the single chart and of the histogram.
-fn markers_and_legend<'a, 'b: 'a>(
+pub(super) fn markers_and_legend<'a, 'b: 'a>(
     chart: &mut Chart<'a, 'b>,
     markers: Option<(&str, Vec<(f64, f64)>)>,
 ) -> DrawResult {
@@ -88,7 +88,7 @@ pub fn scatter_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
     write_png(path, |tmp| {
         let root = BitMapBackend::new(tmp, (800, 800)).into_drawing_area();
         root.fill(&WHITE)?;
-        let mut chart = axes(&root, &plot.title, 22, (x0, x1), (y0, y1))?;
+        let mut chart = axes(&root, &plot.title, 22, (x0, x1), (y0, y1), &SCATTER)?;
         for (label, pts, (r, g, b)) in &plot.layers {
             let c = RGBColor(*r, *g, *b).mix(0.35);
             chart
@@ -162,18 +162,12 @@ pub fn histogram_png(path: &Path, hist: &Histogram) -> Result<()> {
     write_png(path, |tmp| {
         let root = BitMapBackend::new(tmp, (800, 600)).into_drawing_area();
         root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&hist.title, ("sans-serif", 22))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, 0.0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("x1")
-            .y_desc("density")
-            .label_style(("sans-serif", 14))
-            .draw()?;
+        let frame = Frame {
+            x_desc: "x1",
+            y_desc: "density",
+            y_label_area: 60,
+        };
+        let mut chart = axes(&root, &hist.title, 22, (x0, x1), (0.0, y1), &frame)?;
         for ((label, _, _, (r, g, b)), d) in hist.layers.iter().zip(&dens) {
             let c = RGBColor(*r, *g, *b);
             let fill = c.mix(0.35);
@@ -226,25 +220,41 @@ type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// A captioned chart on `area` over [x0, x1] × [y0, y1], with its grid and the axis labels x1, x2
-/// drawn: the frame shared by the single chart and the side-by-side panels.
-fn axes<'a, 'b>(
+/// The axis labels and the width of the y-label area of a chart frame ([`axes`]).
+pub(super) struct Frame<'s> {
+    pub(super) x_desc: &'s str,
+    pub(super) y_desc: &'s str,
+    pub(super) y_label_area: u32,
+}
+
+/// The frame of the scatter plots: axes x1, x2.
+const SCATTER: Frame<'static> = Frame {
+    x_desc: "x1",
+    y_desc: "x2",
+    y_label_area: 50,
+};
+
+/// A captioned chart on `area` over [x0, x1] × [y0, y1], with its grid and axis labels drawn:
+/// the frame shared by the single chart, the side-by-side panels, the histogram and the line
+/// charts.
+pub(super) fn axes<'a, 'b>(
     area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
     caption: &str,
     caption_size: u32,
     (x0, x1): (f64, f64),
     (y0, y1): (f64, f64),
+    frame: &Frame<'_>,
 ) -> std::result::Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", caption_size))
         .margin(15)
         .x_label_area_size(40)
-        .y_label_area_size(50)
+        .y_label_area_size(frame.y_label_area)
         .build_cartesian_2d(x0..x1, y0..y1)?;
     chart
         .configure_mesh()
-        .x_desc("x1")
-        .y_desc("x2")
+        .x_desc(frame.x_desc)
+        .y_desc(frame.y_desc)
         .label_style(("sans-serif", 14))
         .draw()?;
     Ok(chart)
@@ -261,7 +271,7 @@ fn panels_png(path: &Path, plot: &ScatterPlot) -> Result<()> {
         let areas = root.split_evenly((1, panels as usize));
         for ((label, pts, (r, g, b)), area) in plot.layers.iter().zip(&areas) {
             let c = RGBColor(*r, *g, *b).mix(0.4);
-            let mut chart = axes(area, label, 18, (x0, x1), (y0, y1))?;
+            let mut chart = axes(area, label, 18, (x0, x1), (y0, y1), &SCATTER)?;
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
         }
         root.present()?;

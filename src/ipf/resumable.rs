@@ -599,8 +599,7 @@ impl<R: rand::Rng, F: FnMut(RunEvent<'_>)> HalfSteps for SampleSteps<'_, R, F> {
         if !self.run.opening_row {
             return Ok(());
         }
-        let backward_loss = self.run.progress.train_report.as_ref().and_then(|r| r.last);
-        self.row(phase, backward_loss.map(|s| s.loss))
+        self.row(phase, backward_loss)
     }
 
     fn checkpoint(&mut self, _: Moment) -> Result<()> {
