@@ -321,6 +321,17 @@ fn bridge_resumes_exactly_and_refuses_bad_input() {
         "1",
     ];
     bad(&ou_sigma, "--sigma");
+    bad(
+        &[
+            "--from",
+            "two-moons",
+            "--to",
+            "circles",
+            "--classifier",
+            "x",
+        ],
+        "the classifier scores image bridges",
+    );
     bad(&["--from", "two-moons"], "--to");
     bad(&["--from", "no-such-set", "--to", "circles"], "no-such-set");
 }

@@ -197,6 +197,55 @@ fn cli_refuses_unet_flags_on_points_and_bad_levels_for_the_image_size() {
     ]);
     assert_clear_error(&o, "divisible by 2^3");
     assert_clear_error(&o, "28×28 images allow at most 3 level(s)");
+    let o = dsb(&[
+        "fit",
+        "--data",
+        "mnist",
+        "--data-dir",
+        fixture.to_str().unwrap(),
+        "--mlp",
+        "--unet-width",
+        "8",
+    ]);
+    assert_clear_error(&o, "cannot be used with");
+}
+
+/// `dsb fit --mlp` fits digits of a class subset with the MLP on the flattened pixels and
+/// writes an image grid.
+#[test]
+fn cli_fits_a_class_subset_with_the_mlp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ones");
+    let fixture = common::mnist_fixture();
+    let o = dsb(&[
+        "fit",
+        "--data",
+        "mnist:1",
+        "--data-dir",
+        fixture.to_str().unwrap(),
+        "--mlp",
+        "--width",
+        "32",
+        "--depth",
+        "1",
+        "--steps",
+        "5",
+        "--iters",
+        "20",
+        "--eval-samples",
+        "16",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ok(&o);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["model"]["network"]["kind"], "mlp");
+    assert_eq!(s["model"]["example_shape"], serde_json::json!([1, 28, 28]));
+    // The fixture's ones, 10 % held out.
+    let n = s["n_train"].as_u64().unwrap() + s["n_held_out"].as_u64().unwrap();
+    assert!((400..700).contains(&n), "{n} ones");
+    assert!(out.join("samples.png").exists());
 }
 
 /// IPF on images: iteration 0 and one refinement (a forward UNet, then the backward one, on

@@ -19,7 +19,9 @@
 //! with one random t per example. Reported in bits per dimension: the negative log-likelihood
 //! bound of the discrete data, comparable with its entropy rate.
 //!
-//! This is the library part of binomial diffusion; `dsb fit --binarize` does not use it yet.
+//! [`BinomialFit`] runs the training as `dsb fit --binarize` does (resumable, with the
+//! report), on the data of [`load_binary`]: the paper's heartbeat sequences, binarised images or
+//! a CSV file of bits.
 //!
 //! ```
 //! use dsb::binomial::{BinomialModel, BinomialTrainConfig, entropy_bits_per_dim, independent_bits, train};
@@ -38,11 +40,20 @@
 //! assert!(b.bits_per_dim < 0.95);
 //! ```
 
+mod data;
+mod fit;
 #[cfg(test)]
 mod tests;
 
+pub use data::{BinaryData, HEARTBEAT, HEARTBEAT_LEN, HEARTBEAT_PERIOD, is_heartbeat, load_binary};
+pub use fit::{
+    BINOMIAL_KIND, BinaryReport, BinomialFit, BinomialFitConfig, SavedBinomial, evaluate_model,
+    is_binomial_model, load_binomial,
+};
+
 use crate::error::{DsbError, Result};
 use crate::fit::{MlpNet, TimeNet};
+use crate::nn::ParamStore;
 use crate::train::Optimiser;
 use candle_core::{D, DType, Device, Tensor};
 use rand::Rng;
@@ -60,7 +71,7 @@ pub struct BinomialModel {
 }
 
 /// The bound on held-out data.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BinaryBound {
     /// Mean negative log-likelihood bound, bits per dimension.
     pub bits_per_dim: f64,
@@ -98,6 +109,17 @@ impl Default for BinomialTrainConfig {
 /// (also P(x_t | x_{t−1} = 1) for a state x_t, the kernel being symmetric).
 fn flip_prob(x: &Tensor, beta: f64) -> Result<Tensor> {
     Ok(x.affine(1.0 - beta, beta / 2.0)?)
+}
+
+/// [`flip_prob`] with a `[B, 1]` column of β per row.
+fn flip_prob_rows(x: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    keep_prob_rows(x, &(1.0 - beta)?)
+}
+
+/// x k + (1 − k)/2 for a `[B, 1]` column k: the probability of a 1 when each bit is kept with
+/// probability k and otherwise drawn from Bernoulli(½).
+fn keep_prob_rows(x: &Tensor, k: &Tensor) -> Result<Tensor> {
+    Ok(x.broadcast_mul(k)?.broadcast_add(&((1.0 - k)? * 0.5)?)?)
 }
 
 /// log(p / (1 − p)).
@@ -153,6 +175,16 @@ impl BinomialModel {
         self.betas.len()
     }
 
+    /// The network's parameters.
+    pub fn params(&self) -> &ParamStore {
+        self.net.params()
+    }
+
+    /// The device the network runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The flip rates β_1..β_T.
     pub fn betas(&self) -> &[f64] {
         &self.betas
@@ -160,12 +192,24 @@ impl BinomialModel {
 
     /// The logits of p(x_{t−1} = 1 | x_t) for states `x` (`[B, d]`, 0/1), t in 1..=T.
     pub fn reverse_logits(&self, x: &Tensor, t: usize) -> Result<Tensor> {
-        let b = self.betas[t - 1];
-        let base = logit(&flip_prob(x, b)?)?;
-        let rows = x.dim(0)?;
-        let time = Tensor::full((t as f64 / self.steps() as f64) as f32, rows, &self.device)?;
+        self.reverse_logits_rows(x, &vec![t; x.dim(0)?])
+    }
+
+    /// [`BinomialModel::reverse_logits`] with a step per row.
+    fn reverse_logits_rows(&self, x: &Tensor, ts: &[usize]) -> Result<Tensor> {
+        let beta = self.column(ts, |t| self.betas[t - 1])?;
+        let base = logit(&flip_prob_rows(x, &beta)?)?;
+        let steps = self.steps() as f64;
+        let time: Vec<f32> = ts.iter().map(|&t| (t as f64 / steps) as f32).collect();
+        let time = Tensor::from_vec(time, ts.len(), &self.device)?;
         let f = self.net.forward(&((x * 2.0)? - 1.0)?, &time)?;
         Ok((base + f)?)
+    }
+
+    /// A `[B, 1]` column holding `f(t)` for each row's step.
+    fn column(&self, ts: &[usize], f: impl Fn(usize) -> f64) -> Result<Tensor> {
+        let v: Vec<f32> = ts.iter().map(|&t| f(t) as f32).collect();
+        Ok(Tensor::from_vec(v, (ts.len(), 1), &self.device)?)
     }
 
     /// log p(y | logits) per row for 0/1 targets `y`, summed over the bits.
@@ -181,47 +225,37 @@ impl BinomialModel {
     }
 
     /// The training loss of a batch `x0` (`[B, d]`, 0/1): T times one random step's term per
-    /// example, in nats per bit.
+    /// example (the KL of step t > 1, −log p(x₀ | x₁) at t = 1), in nats per bit. One network
+    /// call for the whole batch, each row at its own step.
     pub fn loss(&self, x0: &Tensor, rng: &mut impl Rng) -> Result<Tensor> {
         let (rows, d) = x0.dims2()?;
         let steps = self.steps();
-        let mut terms = Vec::new();
-        // Group the examples by their random step, so that each network call sees one time.
         let ts: Vec<usize> = (0..rows).map(|_| rng.random_range(1..=steps)).collect();
-        for t in 1..=steps {
-            let idx: Vec<u32> = (0..rows)
-                .filter(|&i| ts[i] == t)
-                .map(|i| i as u32)
-                .collect();
-            if idx.is_empty() {
-                continue;
-            }
-            let n = idx.len();
-            let x = x0.index_select(&Tensor::from_vec(idx, n, &self.device)?, 0)?;
-            // x_t ~ q(x_t | x_0): keep with ᾱ_t, else Bernoulli(½).
-            let kt = self.keep[t];
-            let xt = bernoulli(&((&x * kt)? + (1.0 - kt) / 2.0)?, rng)?;
-            let logits = self.reverse_logits(&xt, t)?;
-            let term = if t == 1 {
-                Self::log_bernoulli(&logits, &x)?.neg()?
-            } else {
-                // The posterior q(x_{t−1} = 1 | x_t, x_0).
-                let (kp, b) = (self.keep[t - 1], self.betas[t - 1]);
-                let m = ((&x * kp)? + (1.0 - kp) / 2.0)?;
-                let l1 = flip_prob(&xt, b)?;
-                let l0 = flip_prob(&(1.0 - &xt)?, b)?;
-                let num = (&m * &l1)?;
-                let post = (&num / (&num + ((1.0 - &m)? * &l0)?)?)?.clamp(1e-7, 1.0 - 1e-7)?;
-                let lp1 = log_sigmoid(&logits)?;
-                let lp0 = log_sigmoid(&logits.neg()?)?;
-                let kl = ((&post * (post.log()? - lp1)?)?
-                    + ((1.0 - &post)? * ((1.0 - &post)?.log()? - lp0)?)?)?;
-                kl.sum(D::Minus1)?
-            };
-            terms.push(term);
-        }
-        let all = Tensor::cat(&terms, 0)?;
-        Ok((all.mean_all()? * (steps as f64 / d as f64))?)
+        // x_t ~ q(x_t | x_0): kept with probability ᾱ_t, else Bernoulli(½).
+        let kt = self.column(&ts, |t| self.keep[t])?;
+        let xt = bernoulli(&keep_prob_rows(x0, &kt)?, rng)?;
+        let logits = self.reverse_logits_rows(&xt, &ts)?;
+        let lp1 = log_sigmoid(&logits)?;
+        let lp0 = log_sigmoid(&logits.neg()?)?;
+        // The posterior q(x_{t−1} = 1 | x_t, x_0) ∝ q(x_{t−1} = 1 | x_0) q(x_t | x_{t−1} = 1).
+        let m = keep_prob_rows(x0, &self.column(&ts, |t| self.keep[t - 1])?)?;
+        let beta = self.column(&ts, |t| self.betas[t - 1])?;
+        let l1 = flip_prob_rows(&xt, &beta)?;
+        let l0 = flip_prob_rows(&(1.0 - &xt)?, &beta)?;
+        let num = (&m * &l1)?;
+        let post = (&num / (&num + ((1.0 - &m)? * &l0)?)?)?.clamp(1e-7, 1.0 - 1e-7)?;
+        let kl = ((&post * (post.log()? - &lp1)?)?
+            + ((1.0 - &post)? * ((1.0 - &post)?.log()? - &lp0)?)?)?
+            .sum(D::Minus1)?;
+        let nll = ((x0 * &lp1)? + ((1.0 - x0)? * &lp0)?)?
+            .sum(D::Minus1)?
+            .neg()?;
+        // At t = 1 the posterior is x₀ itself: the term is −log p(x₀ | x₁), without the clamp.
+        let first = self
+            .column(&ts, |t| f64::from(u8::from(t == 1)))?
+            .squeeze(1)?;
+        let term = ((&nll * &first)? + (&kl * (1.0 - &first)?)?)?;
+        Ok((term.mean_all()? * (steps as f64 / d as f64))?)
     }
 
     /// The bound on `data` (rows of `dim` values in {0, 1}, at least two), one forward path per
@@ -294,27 +328,10 @@ pub fn train(
             cfg.iterations, cfg.batch, cfg.lr
         )));
     }
-    let n = data.len() / d;
     let params = model.net.params();
     let mut opt = Optimiser::new(params, cfg.lr, 10.0, cfg.iterations, cfg.ema)?;
     for it in 0..cfg.iterations {
-        let mut rows = Vec::with_capacity(cfg.batch * d);
-        for _ in 0..cfg.batch {
-            let i = rng.random_range(0..n);
-            rows.extend_from_slice(&data[i * d..(i + 1) * d]);
-        }
-        let x0 = Tensor::from_vec(rows, (cfg.batch, d), &model.device)?;
-        let loss = model.loss(&x0, rng)?;
-        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !value.is_finite() {
-            return Err(DsbError::Diverged {
-                iteration: it,
-                loss: value,
-                why: "the binomial loss is not finite".into(),
-                advice: crate::error::FIT_DIVERGENCE_ADVICE,
-            });
-        }
-        opt.step(it, &loss, params)?;
+        let value = fit::train_step(model, &mut opt, data, cfg.batch, it, rng)?;
         on_step(it, value);
     }
     opt.finish(params)

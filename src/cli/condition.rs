@@ -5,7 +5,9 @@ use super::progress::bar;
 use crate::condition::{ConditionOptions, Conditioned, Observation, condition_with_progress};
 use crate::data::Points;
 use crate::fit::load_model;
-use crate::io::{ScatterPlot, atomic_write, image_grid_png, scatter_png, write_points_csv};
+use crate::io::{
+    ScatterPlot, atomic_write, image_grid_png, scatter_png, upscale, write_points_csv,
+};
 use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -381,7 +383,8 @@ fn write_outputs(
             grid.extend_from_slice(t);
             grid.extend(mean.iter().map(|&v| v as f32));
             grid.extend(r.resampled(6, rng)?.data);
-            image_grid_png(&out.join("grid.png"), &grid, 9, shape)?;
+            let (big, big_shape) = upscale(&grid, 9, shape, 4);
+            image_grid_png(&out.join("grid.png"), &big, 9, &big_shape)?;
         }
         None => {
             if d >= 2 {

@@ -188,6 +188,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if a.n < 2 {
         bail!("--n must be at least 2");
     }
+    if crate::binomial::is_binomial_model(&a.model) {
+        return super::binary::eval(&a);
+    }
     if a.steps == Some(0) {
         bail!("--steps must be at least 1");
     }

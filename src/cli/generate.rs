@@ -53,6 +53,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         bail!("--n must be at least 1");
     }
     super::checks::output_file("--out", &a.out, &["csv", "png"], ".csv or .png")?;
+    if crate::binomial::is_binomial_model(&a.model) {
+        return super::binary::generate(&a);
+    }
     let ext = a
         .out
         .extension()

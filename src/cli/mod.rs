@@ -2,7 +2,9 @@
 
 mod baseline;
 mod bench;
+mod binary;
 mod bridge;
+mod bridge_images;
 mod checks;
 mod condition;
 mod eval;

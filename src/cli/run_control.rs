@@ -82,23 +82,28 @@ pub(super) fn train(
         log.finish()?;
     }
     if !done {
-        let steps = fit.progress().global_step;
-        let msg = format!(
-            "stopped after {steps} gradient steps (checkpoint in {}); continue with \
-             `dsb {command} --resume {}`",
-            out.display(),
-            out.display()
-        );
-        if ctl.json {
-            println!(
-                "{}",
-                serde_json::json!({"stopped": true, "global_step": steps, "message": msg})
-            );
-        } else {
-            println!("{msg}");
-        }
+        say_stopped(out, fit.progress().global_step, command, ctl.json);
     }
     Ok(done)
+}
+
+/// Says that a run stopped at `--stop-after` after `steps` gradient steps, naming `dsb
+/// {command} --resume` (as JSON with `json`).
+pub(super) fn say_stopped(out: &Path, steps: usize, command: &str, json: bool) {
+    let msg = format!(
+        "stopped after {steps} gradient steps (checkpoint in {}); continue with \
+         `dsb {command} --resume {}`",
+        out.display(),
+        out.display()
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"stopped": true, "global_step": steps, "message": msg})
+        );
+    } else {
+        println!("{msg}");
+    }
 }
 
 /// The CSV of `--loss-log`: one row per gradient step, flushed as it is written so that an

@@ -16,6 +16,7 @@
 //! assert_eq!(x.dims(), &[900, 2]);
 //! ```
 
+mod classes;
 mod error;
 mod idx;
 mod images;
@@ -24,6 +25,7 @@ mod points;
 mod points_csv;
 mod toy;
 
+pub use classes::split_classes;
 pub use error::{DataError, Result};
 pub use idx::{
     IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IdxImages, encode_idx_images, encode_idx_labels,
@@ -104,8 +106,32 @@ impl LoadedDataset {
 
 /// Loads the data set called `name`: a toy data set (`swiss-roll`, …, generated from
 /// `opts.n` and `opts.seed`), a `.csv` file of points, `mnist` / `fashion-mnist` (located with
-/// `opts.data_dir`), or a directory holding MNIST-style IDX files.
+/// `opts.data_dir`), or a directory holding MNIST-style IDX files. Labelled images take a
+/// class subset after a colon: `mnist:0-4`, `fashion-mnist:1,7` (see [`split_classes`]).
 pub fn load(name: &str, opts: &LoadOptions) -> Result<LoadedDataset> {
+    let (base, classes) = split_classes(name)?;
+    let Some(classes) = classes else {
+        return load_whole(name, opts);
+    };
+    let whole = load_whole(base, opts)?;
+    let keep = |d: Dataset| -> Result<Dataset> {
+        match d {
+            Dataset::Images(i) => Ok(Dataset::Images(classes::keep_classes(i, &classes, name)?)),
+            Dataset::Points(_) => Err(DataError::InvalidInput(format!(
+                "'{name}': class subsets (NAME:CLASSES) are for labelled images, and '{base}' \
+                 holds points"
+            ))),
+        }
+    };
+    Ok(LoadedDataset {
+        train: keep(whole.train)?,
+        test: whole.test.map(keep).transpose()?,
+        origin: format!("{} (classes {classes:?})", whole.origin),
+    })
+}
+
+/// [`load`] without a class subset.
+fn load_whole(name: &str, opts: &LoadOptions) -> Result<LoadedDataset> {
     let path = Path::new(name);
     let is_csv = path
         .extension()

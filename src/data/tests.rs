@@ -143,3 +143,28 @@ fn split_keeps_points_and_labels_together() {
         }
     }
 }
+
+#[test]
+fn class_subsets_keep_only_their_labels() {
+    let fixture = LoadOptions {
+        data_dir: Some(fixture_dir()),
+        ..opts(0, 0)
+    };
+    let loaded = load("mnist:1,7", &fixture).unwrap();
+    let Dataset::Images(set) = &loaded.train else {
+        panic!("images");
+    };
+    let labels = set.labels.as_ref().unwrap();
+    assert!(labels.iter().all(|&l| l == 1 || l == 7));
+    assert!(labels.contains(&1) && labels.contains(&7));
+    assert_eq!(set.images.len(), set.n * 784);
+    assert!(
+        loaded.origin.contains("classes [1, 7]"),
+        "{}",
+        loaded.origin
+    );
+    let e = load("two-moons:1", &opts(100, 0)).unwrap_err().to_string();
+    assert!(e.contains("for labelled images"), "{e}");
+    let e = load("mnist:3-1", &fixture).unwrap_err().to_string();
+    assert!(e.contains("e.g. mnist:0-4"), "{e}");
+}

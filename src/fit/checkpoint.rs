@@ -184,7 +184,16 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(FitModel, SavedFit)> {
             ),
         )
     })?;
-    let saved: SavedFit = serde_json::from_str(&text)
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| DsbError::bad_file(&sp, format!("not a dsb fit settings file ({e})")))?;
+    if value.get("kind").and_then(|k| k.as_str()) == Some("binomial") {
+        return Err(DsbError::bad_file(
+            &sp,
+            "a binomial-diffusion model of binary data (dsb fit --binarize); this needs a \
+             Gaussian diffusion model (dsb generate and dsb eval accept both)",
+        ));
+    }
+    let saved: SavedFit = serde_json::from_value(value)
         .map_err(|e| DsbError::bad_file(&sp, format!("not a dsb fit settings file ({e})")))?;
     if saved.format != FORMAT {
         return Err(DsbError::bad_file(

@@ -167,9 +167,10 @@ pub struct FitData {
 }
 
 /// Whether `name` names image data ([`crate::data::load`] would read IDX images): `mnist`,
-/// `fashion-mnist` or an existing directory.
+/// `fashion-mnist` or an existing directory, with or without a class subset (`mnist:0-4`).
 pub fn is_image_data(name: &str) -> bool {
-    crate::data::image_dataset_name(name).is_some() || Path::new(name).is_dir()
+    let base = crate::data::split_classes(name).map_or(name, |(b, _)| b);
+    crate::data::image_dataset_name(base).is_some() || Path::new(base).is_dir()
 }
 
 /// Images as flattened points (one row of rows·cols pixels per image).

@@ -108,12 +108,15 @@ impl NetworkSpec {
     ) -> Result<Box<dyn TimeNet>> {
         self.validate()?;
         match (self, shape) {
-            (NetworkSpec::Mlp { width, depth }, &[dim]) if dim > 0 => Ok(Box::new(MlpNet::new(
-                prefix, dim, *width, *depth, seed, device,
-            )?)),
+            // Images go through the MLP flattened (they are stored flat).
+            (NetworkSpec::Mlp { width, depth }, _) if shape.iter().product::<usize>() > 0 => {
+                let dim = shape.iter().product();
+                Ok(Box::new(MlpNet::new(
+                    prefix, dim, *width, *depth, seed, device,
+                )?))
+            }
             (NetworkSpec::Mlp { .. }, _) => Err(DsbError::InvalidInput(format!(
-                "the MLP takes points (one dimension per example), not examples of shape \
-                 {shape:?}; images need the UNet (NetworkSpec::Unet)"
+                "the MLP needs examples with at least one value, got shape {shape:?}"
             ))),
             (NetworkSpec::Unet(cfg), &[c, h, w])
                 if (c, h, w) == (cfg.channels, cfg.height, cfg.width) =>

@@ -29,6 +29,23 @@ pub fn pixel_byte(v: f32) -> u8 {
     }
 }
 
+/// `images` (`n` of `[channels, height, width]`) enlarged `k` times by repeating each pixel
+/// into a k × k block, and their new shape: for pictures of a few small images.
+pub fn upscale(images: &[f32], n: usize, shape: &[usize], k: usize) -> (Vec<f32>, Vec<usize>) {
+    let [c, h, w] = shape[..] else {
+        return (images.to_vec(), shape.to_vec());
+    };
+    let k = k.max(1);
+    let mut out = Vec::with_capacity(images.len() * k * k);
+    for plane in images.chunks(h * w).take(n * c) {
+        for y in 0..h * k {
+            let row = &plane[(y / k) * w..(y / k + 1) * w];
+            out.extend((0..w * k).map(|x| row[x / k]));
+        }
+    }
+    (out, vec![c, h * k, w * k])
+}
+
 /// Writes `images` (`n` images of `[channels, height, width]`, row-major, values in [−1, 1]) as
 /// a PNG grid ([`grid_size`]), pixels mapped by [`pixel_byte`]. One channel is grey, three are
 /// RGB; the background is mid-grey.
@@ -85,6 +102,15 @@ pub fn image_grid_png(path: &Path, images: &[f32], n: usize, shape: &[usize]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upscale_repeats_pixels_into_blocks() {
+        let (big, shape) = upscale(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 2, &[1, 2, 2], 2);
+        assert_eq!(shape, vec![1, 4, 4]);
+        assert_eq!(&big[..8], &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+        assert_eq!(big[16..20], [5.0, 5.0, 6.0, 6.0]);
+        assert_eq!(big.len(), 32);
+    }
 
     #[test]
     fn grid_has_the_stated_size_and_maps_pixels() {
