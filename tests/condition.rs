@@ -139,6 +139,52 @@ fn image_model_inpaints_and_denoises() {
     ]);
     assert_ok(&o);
     assert_eq!(json(&o)["observed"], 784);
+    // An own image from a CSV file (generated here), taken as already noisy.
+    let own = tmp.path().join("own.csv");
+    assert_ok(&dsb(&[
+        "generate",
+        "--model",
+        m,
+        "--n",
+        "1",
+        "--out",
+        own.to_str().unwrap(),
+    ]));
+    let o = dsb(&[
+        "condition",
+        "--model",
+        m,
+        "--image",
+        own.to_str().unwrap(),
+        "--noisy",
+        "--noise-sd",
+        "0.3",
+        "--json",
+        "--out",
+        tmp.path().join("own").to_str().unwrap(),
+    ]);
+    assert_ok(&o);
+    let s = json(&o);
+    assert_eq!(s["observed"], 784);
+    assert!(
+        s.get("unknown_rmse").is_none() && s.get("truth_index").is_none(),
+        "{s}"
+    );
+    assert!(tmp.path().join("own/grid.png").exists());
+    let short = tmp.path().join("short.csv");
+    std::fs::write(&short, "a,b\n0.1,0.2\n").unwrap();
+    assert_clear_error(
+        &dsb(&[
+            "condition",
+            "--model",
+            m,
+            "--image",
+            short.to_str().unwrap(),
+            "--mask",
+            "left",
+        ]),
+        "the model's images have 784 pixels",
+    );
     assert_clear_error(
         &dsb(&["condition", "--model", m, "--truth", "1"]),
         "give one of --mask",

@@ -11,7 +11,8 @@ use serde::Serialize;
 use std::path::Path;
 
 /// The classifier's view of an image bridge, each distance between two sets of `per_set`
-/// images (halves of the `eval_samples` held-out images of each end and of their transports).
+/// images: the even and odd rows of the held-out images of each end, and the transports of the
+/// even rows.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageBridgeEval {
     /// The classifier's directory.
@@ -56,9 +57,18 @@ pub fn evaluate(
          (--eval-samples)"
     );
     let f = clf.config().features;
-    let feats = |p: &Points, start: usize, n: usize| -> anyhow::Result<Vec<f64>> {
+    // Halves by parity (rows 0, 2, 4, … and 1, 3, 5, …): held-out files are often sorted by
+    // class, and the two halves must have the same mix.
+    let feats = |p: &Points, parity: usize, n: usize| -> anyhow::Result<Vec<f64>> {
         let d = p.dim;
-        Ok(clf.features_of(&p.data[start * d..(start + n) * d], n, device)?)
+        let pixels: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                p.data[(2 * i + parity) * d..(2 * i + parity + 1) * d]
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        Ok(clf.features_of(&pixels, n, device)?)
     };
     let fd = |x: &[f64], y: &[f64]| -> anyhow::Result<f64> {
         Ok(frechet_distance(
@@ -66,8 +76,8 @@ pub fn evaluate(
             &FeatureStats::from_rows(y, m, f)?,
         )?)
     };
-    let (a1, a2) = (feats(a, 0, m)?, feats(a, m, m)?);
-    let (b1, b2) = (feats(b, 0, m)?, feats(b, m, m)?);
+    let (a1, a2) = (feats(a, 0, m)?, feats(a, 1, m)?);
+    let (b1, b2) = (feats(b, 0, m)?, feats(b, 1, m)?);
     let (f1, k1) = (feats(fwd, 0, m)?, feats(back, 0, m)?);
     let classes = |x: &[f64]| -> anyhow::Result<Vec<usize>> {
         let mut h = vec![0; CLASSES];

@@ -29,6 +29,7 @@ use std::time::Instant;
     samples.png (resampled samples).\n\nExamples:\n  \
     dsb condition --model runs/mnist --truth 3 --mask left\n  \
     dsb condition --model runs/mnist --truth 3 --noisy --noise-sd 0.4\n  \
+    dsb condition --model runs/mnist --image noisy.csv --noisy --noise-sd 0.4\n  \
     dsb condition --model runs/two-moons --observe x1=0.5 --noise-sd 0.05"
 )]
 pub struct ConditionArgs {
@@ -40,8 +41,14 @@ pub struct ConditionArgs {
     #[arg(long, value_delimiter = ',')]
     pub observe: Vec<String>,
     /// Images: the held-out image of the model's data set that is observed (its index).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "image")]
     pub truth: Option<usize>,
+    /// Images: your own image instead, from a CSV file: its first row holds the pixels in
+    /// [−1, 1], row-major (as `dsb generate --out x.csv` writes). With --mask its unknown
+    /// pixels are ignored (and scored against it); with --noisy it is taken as already noisy,
+    /// with noise of sd --noise-sd, and nothing is added.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
     /// Images, inpainting: the known pixels of the truth: left, right, top or bottom (that
     /// half), centre (all but the central square of half the size), or random:FRAC (each pixel
     /// known with probability FRAC).
@@ -137,27 +144,15 @@ pub fn run(a: ConditionArgs) -> anyhow::Result<()> {
             );
         }
         if a.mask.is_some() == a.noisy {
-            bail!("give one of --mask KIND (inpainting) or --noisy (denoising), with --truth N");
-        }
-        let mut data = saved.data.clone();
-        if a.data_dir.is_some() {
-            data.data_dir = a.data_dir.clone();
-        }
-        let (_, held) = data.load_images().with_context(|| {
-            format!(
-                "cannot load the model's data '{}' (give --data-dir if it moved)",
-                data.name
-            )
-        })?;
-        let i = a.truth.unwrap_or(0);
-        if i >= held.n {
             bail!(
-                "--truth {i}: the held-out set has {} images (0 to {})",
-                held.n,
-                held.n.saturating_sub(1)
+                "give one of --mask KIND (inpainting) or --noisy (denoising), with --truth N or \
+                 --image FILE.csv"
             );
         }
-        let truth = held.images[i * d..(i + 1) * d].to_vec();
+        let truth = match &a.image {
+            Some(path) => own_image(path, d)?,
+            None => held_out_image(&a, &saved.data, d)?,
+        };
         let shape = &saved.model.example_shape;
         let (c, h, w) = (shape[0], shape[1], shape[2]);
         let known = match &a.mask {
@@ -166,23 +161,35 @@ pub fn run(a: ConditionArgs) -> anyhow::Result<()> {
         };
         let noise = Normal::new(0.0, a.noise_sd.max(0.0)).context("--noise-sd must be finite")?;
         let observed: Vec<usize> = (0..d).filter(|&j| known[j]).collect();
+        // An own image given as noisy is the observation itself: nothing is added, and there
+        // is no truth to score against.
+        let add_noise = a.noisy && a.image.is_none();
         let values: Vec<f64> = observed
             .iter()
-            .map(|&j| truth[j] as f64 + if a.noisy { noise.sample(&mut rng) } else { 0.0 })
+            .map(|&j| {
+                truth[j] as f64
+                    + if add_noise {
+                        noise.sample(&mut rng)
+                    } else {
+                        0.0
+                    }
+            })
             .collect();
+        let scored = !(a.noisy && a.image.is_some());
         (
             Observation::Coordinates {
                 observed,
                 values,
                 noise_sd: a.noise_sd,
             },
-            Some(truth),
+            scored.then_some(truth),
             known,
         )
     } else {
-        if a.mask.is_some() || a.noisy || a.truth.is_some() {
+        if a.mask.is_some() || a.noisy || a.truth.is_some() || a.image.is_some() {
             bail!(
-                "--mask, --noisy and --truth are for image models; for points give --observe NAME=VALUE"
+                "--mask, --noisy, --truth and --image are for image models; for points give \
+                 --observe NAME=VALUE"
             );
         }
         if a.observe.is_empty() {
@@ -254,7 +261,7 @@ pub fn run(a: ConditionArgs) -> anyhow::Result<()> {
         &mean,
         truth.as_deref(),
         &obs,
-        &saved.model.example_shape,
+        images.then_some(&saved.model.example_shape[..]),
         &mut rng,
     )?;
     let summary = summary(
@@ -293,6 +300,54 @@ pub fn run(a: ConditionArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The held-out image `--truth` (default 0) of the model's data set.
+fn held_out_image(
+    a: &ConditionArgs,
+    spec: &crate::fit::DataSpec,
+    d: usize,
+) -> anyhow::Result<Vec<f32>> {
+    let mut data = spec.clone();
+    if a.data_dir.is_some() {
+        data.data_dir = a.data_dir.clone();
+    }
+    let (_, held) = data.load_images().with_context(|| {
+        format!(
+            "cannot load the model's data '{}' (give --data-dir if it moved)",
+            data.name
+        )
+    })?;
+    let i = a.truth.unwrap_or(0);
+    if i >= held.n {
+        bail!(
+            "--truth {i}: the held-out set has {} images (0 to {})",
+            held.n,
+            held.n.saturating_sub(1)
+        );
+    }
+    Ok(held.images[i * d..(i + 1) * d].to_vec())
+}
+
+/// The first row of the CSV file `path`, which must hold `d` finite pixels.
+fn own_image(path: &std::path::Path, d: usize) -> anyhow::Result<Vec<f32>> {
+    let pts = crate::data::read_points_csv(path)
+        .with_context(|| format!("--image {}: cannot read it", path.display()))?;
+    if pts.dim != d {
+        bail!(
+            "--image {}: a row has {} values, the model's images have {d} pixels",
+            path.display(),
+            pts.dim
+        );
+    }
+    let row = pts.data[..d].to_vec();
+    if row.iter().any(|v| !v.is_finite() || v.abs() > 10.0) {
+        bail!(
+            "--image {}: the pixels must be finite and in [−1, 1] (as dsb generate writes them)",
+            path.display()
+        );
+    }
+    Ok(row)
 }
 
 /// RMSE over the coordinates where `mask == want` of `x` against `truth`.
@@ -336,6 +391,10 @@ fn summary(
         s["known_rmse"] = json!(rmse(mean, t, known, true));
         s["truth_index"] = json!(a.truth.unwrap_or(0));
     }
+    if let Some(path) = &a.image {
+        s["image"] = json!(path);
+        s.as_object_mut().map(|o| o.remove("truth_index"));
+    }
     s
 }
 
@@ -347,7 +406,7 @@ fn write_outputs(
     mean: &[f64],
     truth: Option<&[f32]>,
     obs: &Observation,
-    shape: &[usize],
+    image_shape: Option<&[usize]>,
     rng: &mut impl rand::Rng,
 ) -> anyhow::Result<()> {
     let d = r.samples.dim;
@@ -366,8 +425,8 @@ fn write_outputs(
         names,
     };
     write_points_csv(&out.join("samples.csv"), &table)?;
-    match truth {
-        Some(t) => {
+    match image_shape {
+        Some(shape) => {
             let Observation::Coordinates {
                 observed, values, ..
             } = obs
@@ -379,8 +438,10 @@ fn write_outputs(
             for (&j, &v) in observed.iter().zip(values) {
                 seen[j] = v as f32;
             }
+            // Without a truth (an own noisy image) its place shows the observation again.
+            let shown = truth.map_or_else(|| seen.clone(), <[f32]>::to_vec);
             let mut grid = seen;
-            grid.extend_from_slice(t);
+            grid.extend_from_slice(&shown);
             grid.extend(mean.iter().map(|&v| v as f32));
             grid.extend(r.resampled(6, rng)?.data);
             let (big, big_shape) = upscale(&grid, 9, shape, 4);
