@@ -253,7 +253,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mlp_starts_at_zero_and_images_are_refused() {
+    fn mlp_starts_at_zero_and_takes_images_flattened() {
         let spec = NetworkSpec::Mlp { width: 8, depth: 2 };
         let net = spec.build("backward", &[3], 0, &Device::Cpu).unwrap();
         let x = Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap();
@@ -270,10 +270,15 @@ mod tests {
                 == 0.0
         );
         assert!(net.params().named()[0].0.starts_with("backward."));
+        // Images go in flattened.
+        let img = spec.build("backward", &[1, 4, 4], 0, &Device::Cpu).unwrap();
+        let x = Tensor::ones((2, 16), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[0.0f32, 1.0], &Device::Cpu).unwrap();
+        assert_eq!(img.forward(&x, &t).unwrap().dims(), &[2, 16]);
         let e = spec
-            .build("backward", &[1, 28, 28], 0, &Device::Cpu)
+            .build("backward", &[1, 0, 4], 0, &Device::Cpu)
             .unwrap_err();
-        assert!(e.to_string().contains("UNet"), "{e}");
+        assert!(e.to_string().contains("at least one value"), "{e}");
     }
 
     #[test]
