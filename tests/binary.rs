@@ -213,5 +213,18 @@ fn binary_bad_input_names_the_flag() {
         &dsb(&["fit", "--data", "heartbeat", "--n-data", "1", "--out", o]),
         "--n-data must be at least 2",
     );
+    assert_clear_error(
+        &dsb(&[
+            "fit",
+            "--data",
+            "mnist",
+            "--binarize",
+            "--horizon",
+            "2",
+            "--out",
+            o,
+        ]),
+        "cannot be used with",
+    );
     assert!(!out.exists(), "a refused run left its directory");
 }

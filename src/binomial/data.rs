@@ -70,6 +70,12 @@ pub fn load_binary(spec: &DataSpec) -> Result<BinaryData> {
                 spec.n
             )));
         }
+        if !(spec.held_out > 0.0 && spec.held_out < 1.0) {
+            return Err(DsbError::InvalidInput(format!(
+                "--held-out must be in (0, 1) for the heartbeat data, got {}",
+                spec.held_out
+            )));
+        }
         let mut rng = StdRng::seed_from_u64(spec.seed);
         let all = heartbeat(spec.n, HEARTBEAT_LEN, HEARTBEAT_PERIOD, &mut rng);
         let held = ((spec.held_out * spec.n as f64).round() as usize).clamp(1, spec.n - 1);
@@ -153,5 +159,11 @@ mod tests {
         assert!(e.contains("not binary data"), "{e}");
         let e = load_binary(&spec("heartbeat", 1)).unwrap_err().to_string();
         assert!(e.contains("--n-data"), "{e}");
+        let no_held = DataSpec {
+            held_out: 0.0,
+            ..spec("heartbeat", 100)
+        };
+        let e = load_binary(&no_held).unwrap_err().to_string();
+        assert!(e.contains("--held-out"), "{e}");
     }
 }

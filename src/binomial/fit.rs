@@ -170,9 +170,17 @@ impl BinomialFit {
         })
     }
 
-    /// Continues the fit checkpointed in `dir` (its data are loaded again from their spec).
-    pub fn resume(dir: &Path, device: &Device) -> Result<Self> {
-        let (model, saved) = load_binomial(dir, device)?;
+    /// Continues the fit checkpointed in `dir` (its data are loaded again from their spec,
+    /// image files from `data_dir` when given, e.g. after they moved).
+    pub fn resume(
+        dir: &Path,
+        data_dir: Option<std::path::PathBuf>,
+        device: &Device,
+    ) -> Result<Self> {
+        let (model, mut saved) = load_binomial(dir, device)?;
+        if data_dir.is_some() {
+            saved.data.data_dir = data_dir;
+        }
         let data = load_binary(&saved.data)?;
         if data.example_shape != saved.example_shape {
             return Err(DsbError::InvalidInput(format!(

@@ -23,9 +23,10 @@ use std::time::Instant;
 /// Whether `dsb fit` should fit a binomial model: `--binarize`, the heartbeat data, or
 /// `--resume` of a binomial model.
 pub(super) fn wants_binary(a: &FitArgs) -> bool {
-    a.binarize
-        || a.data.as_deref().is_some_and(is_heartbeat)
-        || a.run.resume.as_deref().is_some_and(is_binomial_model)
+    if let Some(dir) = &a.run.resume {
+        return is_binomial_model(dir);
+    }
+    a.binarize || a.data.as_deref().is_some_and(is_heartbeat)
 }
 
 /// The flags of a Gaussian fit that a binomial fit has no use for, when given.
@@ -88,11 +89,11 @@ pub(super) fn fit(a: &FitArgs) -> anyhow::Result<()> {
             if a.data.is_some() {
                 bail!(
                     "--data with --resume: a binomial fit resumes on the data it was started \
-                     with (saved in {}); drop --data",
+                     with (saved in {}); drop --data (--data-dir can say where they moved)",
                     dir.display()
                 );
             }
-            let fit = BinomialFit::resume(dir, &device)
+            let fit = BinomialFit::resume(dir, a.data_dir.clone(), &device)
                 .with_context(|| format!("cannot resume from {}", dir.display()))?;
             (fit, dir.clone())
         }
@@ -136,7 +137,9 @@ pub(super) fn fit(a: &FitArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)
         .with_context(|| format!("--out {}: cannot create the directory", out.display()))?;
     let _lock = RunLock::acquire(&out, created)?;
-    if resumed_at.is_some() && fit.report().is_some() {
+    // Finished, with its outputs written (a run stopped between the evaluation and the
+    // outputs evaluates again, which gives the same numbers).
+    if resumed_at.is_some() && fit.report().is_some() && out.join("summary.json").exists() {
         let msg = format!(
             "nothing to do: the binomial fit in {} is finished ({} gradient steps); its outputs \
              are left as they are",

@@ -312,8 +312,29 @@ pub fn run(a: BridgeArgs) -> anyhow::Result<()> {
                 dir.display()
             );
         }
-        crate::eval::Classifier::load(dir, &device)
+        let (clf, _) = crate::eval::Classifier::load(dir, &device)
             .with_context(|| format!("--classifier {}: cannot load it", dir.display()))?;
+        let shape = &fit.model.settings().example_shape;
+        let size = clf.config().size;
+        if shape[1..] != [size, size] {
+            bail!(
+                "--classifier {}: it takes {size}×{size} images, the bridge's are {}×{}",
+                dir.display(),
+                shape[1],
+                shape[2]
+            );
+        }
+        let per_side = fit
+            .config()
+            .eval_samples
+            .min(fit.held_out().len())
+            .min(fit.far_held_out().map_or(0, |p| p.len()));
+        if per_side < 4 {
+            bail!(
+                "--classifier needs at least 4 held-out images of each end, there are {per_side}; \
+                 raise --eval-samples or --held-out"
+            );
+        }
     }
     if a.sinkhorn > 0 && !images && fit.model.settings().reference != ReferenceKind::Brownian {
         bail!(
@@ -411,8 +432,19 @@ type Transported = (Points, Points);
 fn write_transports(fit: &Fit, out: &Path) -> anyhow::Result<(Transported, Transported)> {
     let n = fit.config().eval_samples;
     let far = fit.far_held_out().expect("a bridge has a far end");
-    let (a, b) = (fit.held_out().head(n), far.head(n));
     let mut rng = rand::rngs::StdRng::seed_from_u64(fit.config().seed ^ 0x7a_5eed);
+    // Images: seeded random subsets, since image files are often sorted by class (the
+    // fixture is) and the classifier's scores need every class; points keep their first rows.
+    let image = fit.model.settings().example_shape.len() == 3;
+    let pick = |p: &Points, rng: &mut rand::rngs::StdRng| -> anyhow::Result<Points> {
+        if !image || p.len() <= n {
+            return Ok(p.head(n));
+        }
+        let mut idx = rand::seq::index::sample(rng, p.len(), n).into_vec();
+        idx.sort_unstable();
+        Ok(p.subset(&idx)?)
+    };
+    let (a, b) = (pick(fit.held_out(), &mut rng)?, pick(far, &mut rng)?);
     let fwd = fit.model.to_data(
         &fit.model
             .transport_forward(&fit.model.standardise(&a)?, &mut rng)?,

@@ -343,7 +343,8 @@ fn own_image(path: &std::path::Path, d: usize) -> anyhow::Result<Vec<f32>> {
     let row = pts.data[..d].to_vec();
     if row.iter().any(|v| !v.is_finite() || v.abs() > 10.0) {
         bail!(
-            "--image {}: the pixels must be finite and in [−1, 1] (as dsb generate writes them)",
+            "--image {}: the pixels must be finite and on the scale of [−1, 1] (as dsb generate \
+             writes them; |v| ≤ 10 is accepted for noisy images)",
             path.display()
         );
     }

@@ -188,14 +188,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if a.n < 2 {
         bail!("--n must be at least 2");
     }
+    if let Some(p) = &a.out {
+        super::checks::output_file("--out", p, &["json"], ".json")?;
+    }
     if crate::binomial::is_binomial_model(&a.model) {
         return super::binary::eval(&a);
     }
     if a.steps == Some(0) {
         bail!("--steps must be at least 1");
-    }
-    if let Some(p) = &a.out {
-        super::checks::output_file("--out", p, &["json"], ".json")?;
     }
     let device = super::device(a.device)?;
     let (model, saved) = load_model(&a.model, &device)

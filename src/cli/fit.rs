@@ -161,7 +161,10 @@ pub struct FitArgs {
     /// become 1s. The paper's heartbeat data (`--data heartbeat`: 20-bit sequences, a 1 every
     /// 5th bit at a random phase) are always fitted this way. Takes --steps, --width, --depth,
     /// --iters, --batch, --lr, --grad-clip, --ema, --eval-samples and the run flags.
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(
+        long,
+        conflicts_with_all = ["resume", "horizon", "schedule", "reference", "cache", "refresh", "mlp"]
+    )]
     pub binarize: bool,
 
     /// Output directory (default: runs/<data>).
