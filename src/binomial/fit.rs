@@ -10,8 +10,8 @@ use crate::error::{DsbError, Result};
 use crate::fit::{DataSpec, MODEL_SETTINGS, MODEL_WEIGHTS, RunOptions, TRAIN_STATE, tagged_rng};
 use crate::train::Optimiser;
 use crate::train::checkpoint::{
-    OptimiserCounters, add_marker, check_marker, pack_optimiser, read_tensors, save_tensors,
-    unpack_optimiser,
+    OptimiserCounters, add_marker, check_marker, pack_optimiser, read_settings, read_tensors,
+    save_tensors, settings_kind, unpack_optimiser,
 };
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 
-/// The `kind` of a binomial model's `model.json`.
-pub const BINOMIAL_KIND: &str = "binomial";
+pub use crate::train::checkpoint::BINOMIAL_KIND;
 /// Version of the checkpoint format.
 const FORMAT: u32 = 1;
 /// Tags of the seeded generators (one family per use).
@@ -477,24 +476,13 @@ fn mean_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 
 /// Whether `dir` holds a binomial model (its `model.json` has `"kind": "binomial"`).
 pub fn is_binomial_model(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(MODEL_SETTINGS))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some(BINOMIAL_KIND))
+    read_settings(dir).is_ok_and(|(_, v)| settings_kind(&v) == Some(BINOMIAL_KIND))
 }
 
 /// Loads the binomial model saved in `dir` (its sampling weights) and its settings.
 pub fn load_binomial(dir: &Path, device: &Device) -> Result<(BinomialModel, SavedBinomial)> {
-    let sp = dir.join(MODEL_SETTINGS);
-    let text = std::fs::read_to_string(&sp).map_err(|e| {
-        DsbError::bad_file(
-            &sp,
-            format!(
-                "cannot read the model settings ({e}); is this the --out directory of `dsb fit`?"
-            ),
-        )
-    })?;
-    let saved: SavedBinomial = serde_json::from_str(&text)
+    let (sp, value) = read_settings(dir)?;
+    let saved: SavedBinomial = serde_json::from_value(value)
         .map_err(|e| DsbError::bad_file(&sp, format!("not a binomial model's settings ({e})")))?;
     if saved.format != FORMAT || saved.kind != BINOMIAL_KIND {
         return Err(DsbError::bad_file(

@@ -5,7 +5,7 @@ use super::eval::EvalArgs;
 use super::fit::{FitArgs, RunLock, default_out};
 use super::generate::GenerateArgs;
 use super::progress::{bar, spinner};
-use super::run_control::{LossLog, say_stopped};
+use super::run_control::{LossLog, say_nothing_to_do, say_stopped};
 use crate::binomial::{
     BinaryData, BinaryReport, BinomialFit, BinomialFitConfig, SavedBinomial, evaluate_model,
     is_binomial_model, is_heartbeat, load_binary, load_binomial,
@@ -133,10 +133,7 @@ pub(super) fn fit(a: &FitArgs) -> anyhow::Result<()> {
         }
     };
     let resumed_at = a.run.resume.as_ref().map(|_| fit.step());
-    let created = !out.exists();
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("--out {}: cannot create the directory", out.display()))?;
-    let _lock = RunLock::acquire(&out, created)?;
+    let _lock = RunLock::for_output(&out)?;
     // Finished, with its outputs written (a run stopped between the evaluation and the
     // outputs evaluates again, which gives the same numbers).
     if resumed_at.is_some() && fit.report().is_some() && out.join("summary.json").exists() {
@@ -146,14 +143,7 @@ pub(super) fn fit(a: &FitArgs) -> anyhow::Result<()> {
             out.display(),
             fit.step()
         );
-        if a.run.json {
-            println!(
-                "{}",
-                serde_json::json!({"nothing_to_do": true, "global_step": fit.step(), "message": msg})
-            );
-        } else {
-            println!("{msg}");
-        }
+        say_nothing_to_do(&msg, fit.step(), a.run.json);
         return Ok(());
     }
     let mut loss_log = match &a.run.loss_log {

@@ -343,10 +343,7 @@ pub fn run(a: BridgeArgs) -> anyhow::Result<()> {
             a.sinkhorn
         );
     }
-    let created = !out.exists();
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("--out {}: cannot create the directory", out.display()))?;
-    let _lock = RunLock::acquire(&out, created)?;
+    let _lock = RunLock::for_output(&out)?;
     let pb = spinner("evaluating the untrained bridge", quiet);
     let untrained = fit
         .untrained_bridge_metrics()?

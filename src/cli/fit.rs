@@ -3,7 +3,7 @@
 
 use super::fit_report::{FitSummary, print_summary, write_outputs};
 use super::progress::spinner;
-use super::run_control::{RunControl, train};
+use super::run_control::{RunControl, say_nothing_to_do, train};
 use crate::fit::{DataSpec, Fit, FitConfig, FitRow, NetworkSpec, is_image_data};
 use crate::nn::UNetConfig;
 use crate::process::{ReferenceKind, Schedule};
@@ -284,6 +284,14 @@ impl RunLock {
     /// The lock file's name inside an output directory.
     pub const FILE: &'static str = ".lock";
 
+    /// Creates the output directory `dir` when it is missing and takes its lock.
+    pub fn for_output(dir: &Path) -> anyhow::Result<Self> {
+        let created = !dir.exists();
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--out {}: cannot create the directory", dir.display()))?;
+        Self::acquire(dir, created)
+    }
+
     /// Takes the lock of `dir` (which exists; `created`: by this run).
     pub fn acquire(dir: &Path, created: bool) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);
@@ -449,10 +457,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         }
     };
     let resumed_at = a.run.resume.as_ref().map(|_| fit.progress().global_step);
-    let created = !out.exists();
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("--out {}: cannot create the directory", out.display()))?;
-    let _lock = RunLock::acquire(&out, created)?;
+    let _lock = RunLock::for_output(&out)?;
     if resumed_at.is_some() && fit.is_done() {
         let msg = format!(
             "nothing to do: the run in {} is already finished ({} gradient steps, IPF iteration \
@@ -461,14 +466,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             fit.progress().global_step,
             fit.progress().rows.last().map_or(0, |r| r.iteration)
         );
-        if a.run.json {
-            println!(
-                "{}",
-                serde_json::json!({"nothing_to_do": true, "global_step": fit.progress().global_step, "message": msg})
-            );
-        } else {
-            println!("{msg}");
-        }
+        say_nothing_to_do(&msg, fit.progress().global_step, a.run.json);
         return Ok(());
     }
     let row_line = |row: &FitRow| {

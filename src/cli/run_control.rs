@@ -106,6 +106,19 @@ pub(super) fn say_stopped(out: &Path, steps: usize, command: &str, json: bool) {
     }
 }
 
+/// Says that `--resume` found the run finished after `steps` gradient steps: `msg` (as JSON
+/// with `json`).
+pub(super) fn say_nothing_to_do(msg: &str, steps: usize, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"nothing_to_do": true, "global_step": steps, "message": msg})
+        );
+    } else {
+        println!("{msg}");
+    }
+}
+
 /// The CSV of `--loss-log`: one row per gradient step, flushed as it is written so that an
 /// interrupted run keeps its rows. A write error is kept and reported when the run ends.
 #[derive(Debug)]

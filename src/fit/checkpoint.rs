@@ -14,8 +14,9 @@ use crate::error::{DsbError, Result};
 use crate::nn::ParamStore;
 use crate::train::Optimiser;
 use crate::train::checkpoint::{
-    MODEL_SETTINGS, MODEL_WEIGHTS, OptimiserCounters, TRAIN_STATE, TensorMap, add_marker,
-    check_marker, pack_optimiser, read_tensors, save_tensors, unpack_optimiser,
+    BINOMIAL_KIND, MODEL_SETTINGS, MODEL_WEIGHTS, OptimiserCounters, TRAIN_STATE, TensorMap,
+    add_marker, check_marker, pack_optimiser, read_settings, read_tensors, save_tensors,
+    settings_kind, unpack_optimiser,
 };
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -169,24 +170,8 @@ fn read_pending(
 
 /// Loads the model saved in `dir` (by `dsb fit`) for sampling, with its settings.
 pub fn load_model(dir: &Path, device: &Device) -> Result<(FitModel, SavedFit)> {
-    if !dir.is_dir() {
-        return Err(DsbError::bad_file(
-            dir,
-            "no such directory; give the --out directory of `dsb fit`",
-        ));
-    }
-    let sp = dir.join(MODEL_SETTINGS);
-    let text = std::fs::read_to_string(&sp).map_err(|e| {
-        DsbError::bad_file(
-            &sp,
-            format!(
-                "cannot read the model settings ({e}); is this the --out directory of `dsb fit`?"
-            ),
-        )
-    })?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| DsbError::bad_file(&sp, format!("not a dsb fit settings file ({e})")))?;
-    if value.get("kind").and_then(|k| k.as_str()) == Some("binomial") {
+    let (sp, value) = read_settings(dir)?;
+    if settings_kind(&value) == Some(BINOMIAL_KIND) {
         return Err(DsbError::bad_file(
             &sp,
             "a binomial-diffusion model of binary data (dsb fit --binarize); this needs a \

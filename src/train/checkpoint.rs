@@ -27,6 +27,37 @@ pub const MODEL_WEIGHTS: &str = "model.safetensors";
 pub const MODEL_SETTINGS: &str = "model.json";
 /// File name of the optimiser state.
 pub const TRAIN_STATE: &str = "train-state.safetensors";
+/// The `kind` in the settings of a binomial model (`crate::binomial`); Gaussian models' settings
+/// have no `kind`.
+pub const BINOMIAL_KIND: &str = "binomial";
+
+/// Reads the settings file of the model directory `dir` as JSON, with the errors that name the
+/// directory of `dsb fit`; returns its path and contents.
+pub(crate) fn read_settings(dir: &Path) -> Result<(std::path::PathBuf, serde_json::Value)> {
+    if !dir.is_dir() {
+        return Err(DsbError::bad_file(
+            dir,
+            "no such directory; give the --out directory of `dsb fit`",
+        ));
+    }
+    let sp = dir.join(MODEL_SETTINGS);
+    let text = std::fs::read_to_string(&sp).map_err(|e| {
+        DsbError::bad_file(
+            &sp,
+            format!(
+                "cannot read the model settings ({e}); is this the --out directory of `dsb fit`?"
+            ),
+        )
+    })?;
+    let value = serde_json::from_str(&text)
+        .map_err(|e| DsbError::bad_file(&sp, format!("not a dsb fit settings file ({e})")))?;
+    Ok((sp, value))
+}
+
+/// The `kind` of a settings file's contents ([`BINOMIAL_KIND`], or none for Gaussian models).
+pub(crate) fn settings_kind(settings: &serde_json::Value) -> Option<&str> {
+    settings.get("kind").and_then(|k| k.as_str())
+}
 /// Name of the tensor holding the step in both weight files.
 const MARKER: &str = "progress.global_step";
 
