@@ -86,11 +86,9 @@ impl HostLinear {
         })
     }
 
-    /// `y[rows, out] = x[rows, inp] · Wᵀ + b`.
-    fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) {
-        for r in 0..rows {
-            y[r * self.out..(r + 1) * self.out].copy_from_slice(&self.bias);
-        }
+    /// `y[rows, out] = x[rows, inp] · Wᵀ`, without the bias: the callers add it in their
+    /// elementwise pass over `y` (one pass instead of a copy of the bias per row first).
+    fn forward_no_bias(&self, x: &[f32], rows: usize, y: &mut [f32]) {
         matmul(
             y,
             x,
@@ -98,7 +96,7 @@ impl HostLinear {
             (self.inp, 1),
             &self.weight,
             (1, self.inp),
-            true,
+            false,
         );
     }
 
@@ -163,13 +161,54 @@ fn fast_exp(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
-/// Whether the CPU runs the AVX2 builds of the loops (checked once; the answer is cached).
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    })
+/// Which build of the elementwise loops the CPU runs: AVX-512, AVX2 (both with FMA), or the
+/// portable one. Each build performs the same operations in the same order (no fused
+/// multiply-adds are introduced: Rust does not contract `a * b + c`), so all three give the same
+/// numbers; the wider registers only take fewer instructions. Checked once; the answer is cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Simd {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+fn simd() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+                Simd::Avx512
+            } else if avx2 {
+                Simd::Avx2
+            } else {
+                Simd::Portable
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Simd::Portable
+}
+
+/// One row of a hidden layer after its matrix product: p = pre + b (+ e), then sigmoid(p) and
+/// SiLU(p) = p·sigmoid(p), in place of `pre`, into `sig` and `post`. `shift` yields (b, e)
+/// per column; e = 0 adds nothing (p + 0 = p exactly).
+#[inline(always)]
+fn silu_row<'a>(
+    pre: &mut [f32],
+    sig: &mut [f32],
+    post: &mut [f32],
+    shift: impl Iterator<Item = (&'a f32, &'a f32)>,
+) {
+    for (((p, g), q), (b, e)) in pre.iter_mut().zip(sig).zip(post).zip(shift) {
+        let v = (*p + b) + e;
+        let s = sigmoid(v);
+        *p = v;
+        *g = s;
+        *q = v * s;
+    }
 }
 
 #[inline(always)]
@@ -194,8 +233,10 @@ pub struct FastDrift {
     input: Vec<f32>,
     /// Pre-activations of the first and hidden layers.
     pre: Vec<Vec<f32>>,
-    /// Their sigmoid and SiLU.
+    /// Their sigmoid.
     sig: Vec<Vec<f32>>,
+    /// The SiLU pre·sigmoid of one block of rows per layer: not kept for the whole pass (a
+    /// third less memory traffic), but recomputed from `pre` and `sig` in the backward pass.
     post: Vec<Vec<f32>>,
     /// The output h, and the backward pass's buffers.
     h: Vec<f32>,
@@ -303,7 +344,8 @@ impl FastDrift {
         self.rows = rows;
         self.n_times = n_times;
         self.input.resize(rows * self.layers[0].inp, 0.0);
-        for bufs in [&mut self.pre, &mut self.sig, &mut self.post] {
+        self.post.resize(n_hidden, Vec::new());
+        for bufs in [&mut self.pre, &mut self.sig] {
             bufs.resize(n_hidden, Vec::new());
             for b in bufs.iter_mut() {
                 b.resize(rows * width, 0.0);
@@ -343,18 +385,32 @@ impl FastDrift {
     ) -> &[f32] {
         let (d, count) = (self.dim, x.len() / self.dim);
         assert!(first + count <= self.rows, "rows outside the prepared pass");
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { self.forward_avx2(first, x, score, embedding, coefficient) };
-            return &self.h[first * d..(first + count) * d];
+        match simd() {
+            // SAFETY: the CPU has the features the functions are compiled for.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { self.forward_avx512(first, x, score, embedding, coefficient) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { self.forward_avx2(first, x, score, embedding, coefficient) },
+            _ => self.forward_impl(first, x, score, embedding, coefficient),
         }
-        self.forward_impl(first, x, score, embedding, coefficient);
         &self.h[first * d..(first + count) * d]
     }
 
-    /// [`FastDrift::forward_impl`] compiled for AVX2 (the same operations in the same order, so
-    /// the same numbers; wider registers).
+    /// [`FastDrift::forward_impl`] compiled for AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn forward_avx512(
+        &mut self,
+        first: usize,
+        x: &[f32],
+        score: &[f32],
+        embedding: &[f32],
+        coefficient: &[f32],
+    ) {
+        self.forward_impl(first, x, score, embedding, coefficient)
+    }
+
+    /// [`FastDrift::forward_impl`] compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn forward_avx2(
@@ -382,15 +438,18 @@ impl FastDrift {
         let per = self.rows / self.n_times;
         let width = self.width();
         let inputs = self.layers[0].inp;
-        let rows = first..first + count;
         let input = &mut self.input[first * inputs..(first + count) * inputs];
-        for (r, row) in input.chunks_exact_mut(inputs).enumerate() {
-            for j in 0..d {
-                row[j] = x[r * d + j] * self.inv_sigma[j];
+        for ((row, xr), sr) in input
+            .chunks_exact_mut(inputs)
+            .zip(x.chunks_exact(d))
+            .zip(score.chunks_exact(d).chain(std::iter::repeat(&[][..])))
+        {
+            for ((v, &xv), &is) in row.iter_mut().zip(xr).zip(&self.inv_sigma) {
+                *v = xv * is;
             }
             if self.uses_score {
-                for j in 0..d {
-                    row[d + j] = score[r * d + j] * self.length_scale;
+                for (v, &g) in row[d..].iter_mut().zip(sr) {
+                    *v = g * self.length_scale;
                 }
             }
         }
@@ -401,47 +460,48 @@ impl FastDrift {
             let src: &[f32] = if l == 0 {
                 &self.input[block(inputs)]
             } else {
-                &self.post[l - 1][block(width)]
+                &self.post[l - 1]
             };
             let range = block(width);
-            layer.forward(src, count, &mut self.pre[l][range.clone()]);
+            layer.forward_no_bias(src, count, &mut self.pre[l][range.clone()]);
             let pre = &mut self.pre[l][range.clone()];
-            if l == 0 {
-                for (r, row) in rows.clone().zip(pre.chunks_exact_mut(width)) {
+            let sig = &mut self.sig[l][range];
+            let post = &mut self.post[l];
+            post.resize(count * width, 0.0);
+            let rows = pre
+                .chunks_exact_mut(width)
+                .zip(sig.chunks_exact_mut(width))
+                .zip(post.chunks_exact_mut(width));
+            for (r, ((pr, sr), qr)) in (first..).zip(rows) {
+                if l == 0 {
+                    // The first layer adds the time embedding of the row's step.
                     let e = &embedding[(r / per) * width..(r / per + 1) * width];
-                    for (p, v) in row.iter_mut().zip(e) {
-                        *p += v;
-                    }
+                    silu_row(pr, sr, qr, layer.bias.iter().zip(e).map(|(b, e)| (b, e)));
+                } else {
+                    silu_row(pr, sr, qr, layer.bias.iter().map(|b| (b, &0.0)));
                 }
-            }
-            let sig = &mut self.sig[l][range.clone()];
-            let post = &mut self.post[l][range];
-            for ((q, g), &p) in post.iter_mut().zip(sig.iter_mut()).zip(pre.iter()) {
-                *g = sigmoid(p);
-                *q = p * *g;
             }
         }
         let out = &self.layers[n_hidden];
         let range = first * d..(first + count) * d;
-        let last = &self.post[n_hidden - 1][first * width..(first + count) * width];
+        let last = &self.post[n_hidden - 1];
         let h = &mut self.h[range.clone()];
-        out.forward(last, count, h);
+        out.forward_no_bias(last, count, h);
         if self.uses_score {
             self.score[range.clone()].copy_from_slice(score);
         }
-        for (r, row) in rows.zip(h.chunks_exact_mut(d)) {
+        let unclipped = &mut self.unclipped[range];
+        let rows = h.chunks_exact_mut(d).zip(unclipped.chunks_exact_mut(d));
+        for (i, (r, (hr, ur))) in (first..).zip(rows).enumerate() {
             let c = &coefficient[(r / per) * d..(r / per + 1) * d];
             for j in 0..d {
-                let v = &mut row[j];
-                *v *= self.inv_sigma[j];
+                let mut v = (hr[j] + out.bias[j]) * self.inv_sigma[j];
                 if self.uses_score {
-                    *v += score[(r - first) * d + j] * c[j];
+                    v += score[i * d + j] * c[j];
                 }
+                ur[j] = v;
+                hr[j] = v.clamp(-self.clip, self.clip);
             }
-        }
-        self.unclipped[range].copy_from_slice(h);
-        for v in h.iter_mut() {
-            *v = v.clamp(-self.clip, self.clip);
         }
     }
 
@@ -484,18 +544,26 @@ impl FastDrift {
     /// with respect to their states x (through the x/σ input; the score input is a
     /// stop-gradient).
     pub fn backward_block(&mut self, first: usize, dh: &[f32], dx: Option<&mut [f32]>) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { self.backward_avx2(first, dh, dx) };
-            return;
+        match simd() {
+            // SAFETY: the CPU has the features the functions are compiled for.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { self.backward_avx512(first, dh, dx) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { self.backward_avx2(first, dh, dx) },
+            _ => self.backward_impl(first, dh, dx),
         }
-        self.backward_impl(first, dh, dx)
     }
 
     /// The gradients accumulated since [`FastDrift::begin_backward`].
     pub fn finish_backward(&mut self) -> FastGradients {
         self.acc.clone()
+    }
+
+    /// [`FastDrift::backward_impl`] compiled for AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn backward_avx512(&mut self, first: usize, dh: &[f32], dx: Option<&mut [f32]>) {
+        self.backward_impl(first, dh, dx)
     }
 
     /// [`FastDrift::backward_impl`] compiled for AVX2.
@@ -536,14 +604,21 @@ impl FastDrift {
             }
         }
         let block = |w: usize| first * w..(first + count) * w;
-        let (dw, db) = &mut acc.layers[n_hidden];
-        self.layers[n_hidden].backward_params(
-            &self.post[n_hidden - 1][block(width)],
-            &dy,
-            count,
-            dw,
-            db,
+        // The block's SiLU outputs of a hidden layer, as the forward pass computed them.
+        let recompute_post = |post: &mut Vec<f32>, pre: &[f32], sig: &[f32]| {
+            post.resize(count * width, 0.0);
+            for (q, (&p, &s)) in post.iter_mut().zip(pre.iter().zip(sig)) {
+                *q = p * s;
+            }
+        };
+        let last = n_hidden - 1;
+        recompute_post(
+            &mut self.post[last],
+            &self.pre[last][block(width)],
+            &self.sig[last][block(width)],
         );
+        let (dw, db) = &mut acc.layers[n_hidden];
+        self.layers[n_hidden].backward_params(&self.post[last], &dy, count, dw, db);
         let mut dpost = std::mem::take(&mut self.dpost);
         dpost.resize(count * width, 0.0);
         self.layers[n_hidden].backward_input(&dy, count, &mut dpost);
@@ -560,7 +635,12 @@ impl FastDrift {
             let src: &[f32] = if l == 0 {
                 &self.input[block(inputs)]
             } else {
-                &self.post[l - 1][block(width)]
+                recompute_post(
+                    &mut self.post[l - 1],
+                    &self.pre[l - 1][block(width)],
+                    &self.sig[l - 1][block(width)],
+                );
+                &self.post[l - 1]
             };
             let (dw, db) = &mut acc.layers[l];
             self.layers[l].backward_params(src, &dpre, count, dw, db);

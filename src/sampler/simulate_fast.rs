@@ -38,16 +38,22 @@ pub(crate) fn host_backward_step(
         *e = rng.sample::<f32, _>(StandardNormal);
     }
     let d = ck.len();
-    for i in 0..x.len() {
-        let j = i % d;
-        let noise = if explore == 1.0 {
-            eps[i]
-        } else {
-            eps[i] * explore
-        };
-        let xn = (x[i] * ak + h[i] * ck[j]) + noise * sk[j];
-        x_new[i] = xn;
-        resid[i] = (x[i] - xn * ak) / sk[j];
+    let rows = x
+        .chunks_exact(d)
+        .zip(h.chunks_exact(d))
+        .zip(eps.chunks_exact(d));
+    let outs = x_new.chunks_exact_mut(d).zip(resid.chunks_exact_mut(d));
+    for (((xr, hr), er), (nr, rr)) in rows.zip(outs) {
+        for j in 0..d {
+            let noise = if explore == 1.0 {
+                er[j]
+            } else {
+                er[j] * explore
+            };
+            let xn = (xr[j] * ak + hr[j] * ck[j]) + noise * sk[j];
+            nr[j] = xn;
+            rr[j] = (xr[j] - xn * ak) / sk[j];
+        }
     }
 }
 

@@ -106,16 +106,20 @@ pub fn reverse_kl_loss_fast(
     let mut lambda = eps; // reused: λ_k of the current block
     let mut dh = fast.take_buffer(bd);
     let mut dx = fast.take_buffer(bd);
-    for i in 0..bd {
-        let (row, j) = (i / d, i % d);
-        let glp = if mask[row] { grad_lp[i] } else { 0.0 };
-        lambda[i] = w[row] * glp + w[row] * a[0] * rs[i] / s[j];
+    let rows = lambda.chunks_exact_mut(d).zip(grad_lp.chunks_exact(d));
+    for (((lr, gr), rr), (&m, &wr)) in rows.zip(rs.chunks_exact(d)).zip(mask.iter().zip(&w)) {
+        for j in 0..d {
+            let glp = if m { gr[j] } else { 0.0 };
+            lr[j] = wr * glp + wr * a[0] * rr[j] / s[j];
+        }
     }
     fast.begin_backward();
     for k in 0..n {
         let ck = &c[k * d..(k + 1) * d];
-        for i in 0..bd {
-            dh[i] = lambda[i] * ck[i % d];
+        for (hr, lr) in dh.chunks_exact_mut(d).zip(lambda.chunks_exact(d)) {
+            for j in 0..d {
+                hr[j] = lr[j] * ck[j];
+            }
         }
         fast.backward_block(k * batch, &dh, Some(&mut dx));
         if k + 1 == n {
@@ -123,10 +127,12 @@ pub fn reverse_kl_loss_fast(
         }
         let (sk, sk1) = (&s[k * d..(k + 1) * d], &s[(k + 1) * d..(k + 2) * d]);
         let (rk, rk1) = (&rs[k * bd..(k + 1) * bd], &rs[(k + 1) * bd..(k + 2) * bd]);
-        for i in 0..bd {
-            let (row, j) = (i / d, i % d);
-            lambda[i] = a[k] * lambda[i] + dx[i] - w[row] * rk[i] / sk[j]
-                + w[row] * a[k + 1] * rk1[i] / sk1[j];
+        let rows = lambda.chunks_exact_mut(d).zip(dx.chunks_exact(d));
+        let residuals = rk.chunks_exact(d).zip(rk1.chunks_exact(d));
+        for (((lr, xr), (r0, r1)), &wr) in rows.zip(residuals).zip(&w) {
+            for j in 0..d {
+                lr[j] = a[k] * lr[j] + xr[j] - wr * r0[j] / sk[j] + wr * a[k + 1] * r1[j] / sk1[j];
+            }
         }
     }
     let grads = fast.finish_backward();
