@@ -14,7 +14,7 @@
 
 use super::loss::FastLoss;
 use crate::error::Result;
-use crate::nn::FastDrift;
+use crate::nn::{FastDrift, StepAdjoint, split_point};
 use crate::sampler::DiffusionSampler;
 use crate::sampler::{half_sq_rows, host_backward_step};
 use crate::target::Target;
@@ -104,8 +104,6 @@ pub fn reverse_kl_loss_fast(
         .flatten_all()?
         .to_vec1::<f32>()?;
     let mut lambda = eps; // reused: λ_k of the current block
-    let mut dh = fast.take_buffer(bd);
-    let mut dx = fast.take_buffer(bd);
     let rows = lambda.chunks_exact_mut(d).zip(grad_lp.chunks_exact(d));
     for (((lr, gr), rr), (&m, &wr)) in rows.zip(rs.chunks_exact(d)).zip(mask.iter().zip(&w)) {
         for j in 0..d {
@@ -114,33 +112,74 @@ pub fn reverse_kl_loss_fast(
         }
     }
     fast.begin_backward();
-    for k in 0..n {
-        let ck = &c[k * d..(k + 1) * d];
-        for (hr, lr) in dh.chunks_exact_mut(d).zip(lambda.chunks_exact(d)) {
+    let split = split_point(batch);
+    let (l0, l1) = lambda.split_at_mut(split * d);
+    let adjoint = |lambda, rows| Adjoint {
+        lambda,
+        rows,
+        batch,
+        n,
+        d,
+        rs: &rs,
+        w: &w,
+        coefficients: (&a, &c, &s),
+    };
+    let halves = (adjoint(l0, 0..split), adjoint(l1, split..batch));
+    fast.backward_steps(batch, halves, true);
+    let grads = fast.finish_backward();
+    for b in [xs, rs, lambda] {
+        fast.give_buffer(b);
+    }
+    let store = FastDrift::all_gradients(net, &tf, &grads)?;
+    Ok((Some((loss, store)), reported))
+}
+
+/// The adjoint recursion of the module doc for one half of the batch's rows (`rows`): λ of
+/// those rows (`lambda`, from step 0 on), the residuals of all rows, the path weights w, and
+/// the step coefficients (a, σ²c, s).
+struct Adjoint<'a> {
+    lambda: &'a mut [f32],
+    rows: std::ops::Range<usize>,
+    batch: usize,
+    n: usize,
+    d: usize,
+    rs: &'a [f32],
+    w: &'a [f32],
+    coefficients: (&'a [f32], &'a [f32], &'a [f32]),
+}
+
+impl StepAdjoint for Adjoint<'_> {
+    /// ∂L/∂h_k = σ²c_k λ_k.
+    fn dh(&mut self, k: usize, dh: &mut [f32]) {
+        let d = self.d;
+        let ck = &self.coefficients.1[k * d..(k + 1) * d];
+        for (hr, lr) in dh.chunks_exact_mut(d).zip(self.lambda.chunks_exact(d)) {
             for j in 0..d {
                 hr[j] = lr[j] * ck[j];
             }
         }
-        fast.backward_block(k * batch, &dh, Some(&mut dx));
-        if k + 1 == n {
-            break;
+    }
+
+    /// λ_{k+1} = a_k λ_k + J_hᵀ ∂L/∂h_k − w r_k/s_k + w a_{k+1} r_{k+1}/s_{k+1}.
+    fn dx(&mut self, k: usize, dx: &[f32]) {
+        let (d, bd) = (self.d, self.batch * self.d);
+        if k + 1 == self.n {
+            return;
         }
+        let (a, _, s) = self.coefficients;
         let (sk, sk1) = (&s[k * d..(k + 1) * d], &s[(k + 1) * d..(k + 2) * d]);
-        let (rk, rk1) = (&rs[k * bd..(k + 1) * bd], &rs[(k + 1) * bd..(k + 2) * bd]);
-        let rows = lambda.chunks_exact_mut(d).zip(dx.chunks_exact(d));
+        let (lo, hi) = (self.rows.start * d, self.rows.end * d);
+        let rk = &self.rs[k * bd + lo..k * bd + hi];
+        let rk1 = &self.rs[(k + 1) * bd + lo..(k + 1) * bd + hi];
+        let rows = self.lambda.chunks_exact_mut(d).zip(dx.chunks_exact(d));
         let residuals = rk.chunks_exact(d).zip(rk1.chunks_exact(d));
-        for (((lr, xr), (r0, r1)), &wr) in rows.zip(residuals).zip(&w) {
+        let w = &self.w[self.rows.clone()];
+        for (((lr, xr), (r0, r1)), &wr) in rows.zip(residuals).zip(w) {
             for j in 0..d {
                 lr[j] = a[k] * lr[j] + xr[j] - wr * r0[j] / sk[j] + wr * a[k + 1] * r1[j] / sk1[j];
             }
         }
     }
-    let grads = fast.finish_backward();
-    for b in [xs, rs, lambda, dh, dx] {
-        fast.give_buffer(b);
-    }
-    let store = FastDrift::all_gradients(net, &tf, &grads)?;
-    Ok((Some((loss, store)), reported))
 }
 
 #[cfg(test)]
@@ -170,12 +209,14 @@ mod tests {
             let sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
             randomise(&sampler.params, 3, 0.3);
             let (mut r1, mut r2) = (StdRng::seed_from_u64(9), StdRng::seed_from_u64(9));
-            let (l, w) = crate::train::reverse_kl_loss(&sampler, target, 40, &mut r1).unwrap();
+            // 140 paths: the backward pass splits them between two threads.
+            let (l, w) = crate::train::reverse_kl_loss(&sampler, target, 140, &mut r1).unwrap();
             let l = l.unwrap();
             let want = l.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
             let grads = l.backward().unwrap();
             let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
-            let (got, w2) = reverse_kl_loss_fast(&sampler, target, 40, &mut r2, &mut fast).unwrap();
+            let (got, w2) =
+                reverse_kl_loss_fast(&sampler, target, 140, &mut r2, &mut fast).unwrap();
             let (got, store) = got.unwrap();
             assert_eq!(r1.random::<u64>(), r2.random::<u64>(), "same draws");
             assert!(
@@ -188,5 +229,47 @@ mod tests {
             }
             assert_gradients_close(&sampler.params, &grads, &store, 1e-3, target.name());
         }
+    }
+
+    /// The two halves of the backward pass give the same numbers, bit for bit, on one thread
+    /// (in turn) as on two.
+    #[test]
+    fn fast_reverse_kl_is_the_same_on_one_thread_or_two() {
+        let target = Funnel::new(5);
+        let cfg = SamplerConfig {
+            steps: 9,
+            width: 16,
+            depth: 2,
+            ..Default::default()
+        };
+        let sampler = DiffusionSampler::new(5, cfg, 1, &Device::Cpu).unwrap();
+        randomise(&sampler.params, 4, 0.3);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
+                let mut rng = StdRng::seed_from_u64(3);
+                let (l, w) =
+                    reverse_kl_loss_fast(&sampler, &target, 300, &mut rng, &mut fast).unwrap();
+                let (loss, store) = l.unwrap();
+                let grads: Vec<Vec<f32>> = sampler
+                    .params
+                    .vars()
+                    .iter()
+                    .map(|v| {
+                        let g = store.get(v.as_tensor()).unwrap();
+                        g.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                    })
+                    .collect();
+                (loss, w, grads)
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!(one.0.to_bits(), two.0.to_bits());
+        assert_eq!(one.1, two.1);
+        assert_eq!(one.2, two.2);
     }
 }

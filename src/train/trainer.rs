@@ -375,7 +375,7 @@ mod tests {
                 s.set_fast_path(fast);
                 let cfg = TrainConfig {
                     iterations: 6,
-                    batch: 32,
+                    batch: 136,
                     lr: 3e-3,
                     loss,
                     replay,

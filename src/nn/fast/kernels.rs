@@ -1,0 +1,224 @@
+//! The arithmetic of the fast path: matrix products through `gemm`, the vectorisable e^x and
+//! sigmoid, the fused SiLU pass, and the choice of SIMD build.
+
+use crate::error::Result;
+use gemm::Parallelism;
+
+/// One linear layer on the host: `weight` row-major `[out, inp]` (candle's layout), `bias [out]`.
+#[derive(Debug, Clone)]
+pub(super) struct HostLinear {
+    pub(super) inp: usize,
+    pub(super) out: usize,
+    pub(super) weight: Vec<f32>,
+    pub(super) bias: Vec<f32>,
+}
+
+/// `dst[rows, n] = a[rows, k] · b` where `b` is read with strides (`b_rs`, `b_cs`); `accumulate`
+/// adds to `dst` instead of overwriting it.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    a: &[f32],
+    (m, k, n): (usize, usize, usize),
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    accumulate: bool,
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above keep every index gemm reads or writes inside the slices; dst
+    // does not alias a or b (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+impl HostLinear {
+    pub(super) fn of(layer: &candle_nn::Linear) -> Result<Self> {
+        let (out, inp) = layer.weight().dims2()?;
+        let weight = layer.weight().flatten_all()?.to_vec1::<f32>()?;
+        let bias = match layer.bias() {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; out],
+        };
+        Ok(Self {
+            inp,
+            out,
+            weight,
+            bias,
+        })
+    }
+
+    /// `y[rows, out] = x[rows, inp] · Wᵀ`, without the bias: the callers add it in their
+    /// elementwise pass over `y` (one pass instead of a copy of the bias per row first).
+    pub(super) fn forward_no_bias(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        matmul(
+            y,
+            x,
+            (rows, self.inp, self.out),
+            (self.inp, 1),
+            &self.weight,
+            (1, self.inp),
+            false,
+        );
+    }
+
+    /// Adds the gradients of the weight `[out, inp]` (dyᵀ x) and bias (column sums of dy) to
+    /// `dw` and `db`.
+    pub(super) fn backward_params(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        rows: usize,
+        dw: &mut [f32],
+        db: &mut [f32],
+    ) {
+        matmul(
+            dw,
+            dy,
+            (self.out, rows, self.inp),
+            (1, self.out),
+            x,
+            (self.inp, 1),
+            true,
+        );
+        for r in 0..rows {
+            for (d, g) in db.iter_mut().zip(&dy[r * self.out..(r + 1) * self.out]) {
+                *d += g;
+            }
+        }
+    }
+
+    /// `dx[rows, inp] = dy[rows, out] · W`.
+    pub(super) fn backward_input(&self, dy: &[f32], rows: usize, dx: &mut [f32]) {
+        matmul(
+            dx,
+            dy,
+            (rows, self.out, self.inp),
+            (self.out, 1),
+            &self.weight,
+            (self.inp, 1),
+            false,
+        );
+    }
+}
+
+/// e^x for f32 without a libm call, so that loops over it vectorise: x = n ln2 + r with
+/// |r| ≤ ln2/2, e^r by its degree-6 Taylor polynomial (relative error below 2·10⁻⁷, near f32
+/// rounding), 2ⁿ by building the exponent bits. Inputs are clamped to [−87, 88], where e^x is a
+/// normal f32.
+#[inline(always)]
+pub(super) fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // The low bits of `shifted` hold n + 2²² (its exponent is fixed): 2ⁿ's exponent field is
+    // n + 127. Integer arithmetic on the bits, not a float-to-int cast, so that loops vectorise.
+    let bits = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127)
+        << 23;
+    p * f32::from_bits(bits)
+}
+
+/// Which build of the elementwise loops the CPU runs: AVX-512, AVX2 (both with FMA), or the
+/// portable one. Each build performs the same operations in the same order (no fused
+/// multiply-adds are introduced: Rust does not contract `a * b + c`), so all three give the same
+/// numbers; the wider registers only take fewer instructions. Checked once; the answer is cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Simd {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+pub(super) fn simd() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+                Simd::Avx512
+            } else if avx2 {
+                Simd::Avx2
+            } else {
+                Simd::Portable
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Simd::Portable
+}
+
+/// One row of a hidden layer after its matrix product: p = pre + b (+ e), then sigmoid(p) and
+/// SiLU(p) = p·sigmoid(p), in place of `pre`, into `sig` and `post`. `shift` yields (b, e)
+/// per column; e = 0 adds nothing (p + 0 = p exactly).
+#[inline(always)]
+pub(super) fn silu_row<'a>(
+    pre: &mut [f32],
+    sig: &mut [f32],
+    post: &mut [f32],
+    shift: impl Iterator<Item = (&'a f32, &'a f32)>,
+) {
+    for (((p, g), q), (b, e)) in pre.iter_mut().zip(sig).zip(post).zip(shift) {
+        let v = (*p + b) + e;
+        let s = sigmoid(v);
+        *p = v;
+        *g = s;
+        *q = v * s;
+    }
+}
+
+#[inline(always)]
+pub(super) fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + fast_exp(-a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        for i in -2000..=2000 {
+            let x = i as f32 * 0.043;
+            let (a, b) = (fast_exp(x), x.exp());
+            assert!((a - b).abs() <= 3e-7 * b, "{x}: {a} vs {b}");
+        }
+        assert!(fast_exp(-1e4) > 0.0 && fast_exp(1e4).is_finite());
+    }
+}

@@ -1,0 +1,437 @@
+//! A CPU fast path for the per-row part of [`DriftNet`]: the layers that run once per particle
+//! and step (the first layer on (x/σ, ℓg) plus the time embedding, the hidden layers, the output
+//! layer, the score term κ(t)NN₂(e(t)) ⊙ g and the output clip), forward and backward, as a few
+//! large matrix products (the `gemm` crate, which candle's CPU backend uses too) and fused
+//! elementwise passes over buffers that are reused from call to call.
+//!
+//! Why: on the CPU, candle allocates and zero-fills every intermediate and splits elementwise
+//! kernels over its thread pool, which costs more than the arithmetic at these sizes (width 64,
+//! tens of thousands of rows; issue 13's profile). The per-time part of the network (the time
+//! MLP and NN₂, a few hundred rows) stays in candle: the fast path returns the gradients with
+//! respect to the embedding and the score coefficient, and candle's autograd carries them into
+//! the time MLP's weights ([`FastDrift::all_gradients`]).
+//!
+//! Threads: a block of rows is split in two halves at a fixed row (when each half has at least
+//! [`MIN_PART_ROWS`] rows), computed with `rayon::join` on the thread pool candle uses too; each
+//! half accumulates its gradients in its own buffers, summed in a fixed order at the end. The
+//! split depends only on the block's size, not on the number of threads, so the numbers are the
+//! same with one thread or two (`RAYON_NUM_THREADS=1` runs both halves in turn).
+//!
+//! The fast path computes what [`DriftNet::forward`] computes, to f32 rounding (the sums run in
+//! another order); the tests below hold it to the candle path, forward and backward.
+
+mod kernels;
+mod rows;
+
+use super::drift::{DriftNet, TimeFeatures};
+use crate::error::Result;
+use candle_core::Tensor;
+use kernels::HostLinear;
+use rows::{Kept, Layers, Scratch, Times, backward_rows, forward_rows};
+
+/// A batch is split between two threads only when each half gets at least this many rows.
+pub const MIN_PART_ROWS: usize = 64;
+
+/// The rows of a batch of `batch` rows that the first half of [`FastDrift::backward_steps`]
+/// takes: half of them, or all of them when the batch is too small to split.
+pub fn split_point(batch: usize) -> usize {
+    if batch >= 2 * MIN_PART_ROWS {
+        batch / 2
+    } else {
+        batch
+    }
+}
+
+/// One half's part in [`FastDrift::backward_steps`]: the loss's gradients of its rows, step by
+/// step. Row i of the slices is the half's i-th row of the step (row `start + i` of the batch).
+pub trait StepAdjoint: Send {
+    /// Writes ∂loss/∂h of the half's rows at step k into `dh` `[rows, dim]`.
+    fn dh(&mut self, k: usize, dh: &mut [f32]);
+    /// Receives ∂loss/∂x of the half's rows at step k (when the pass was asked for it), after
+    /// step k's backward pass and before step k + 1's [`StepAdjoint::dh`].
+    fn dx(&mut self, k: usize, dx: &[f32]);
+}
+
+/// The per-row layers of a [`DriftNet`] copied to the host, with buffers for the activations of
+/// the last forward pass (kept for the backward pass).
+#[derive(Debug, Clone)]
+pub struct FastDrift {
+    net: Layers,
+    // The pass sized by `prepare`.
+    rows: usize,
+    n_times: usize,
+    kept: Kept,
+    /// The two halves' working buffers and gradient accumulators.
+    halves: [Scratch; 2],
+    /// The gradients of the last backward pass (the halves' sum).
+    acc: FastGradients,
+    /// Scratch buffers lent to callers ([`FastDrift::take_buffer`]).
+    spare: Vec<Vec<f32>>,
+}
+
+/// Gradients of one backward pass: the per-row layers' weights and biases (in the order of
+/// the layers: first, hidden…, out) and the gradients with respect to the time features.
+#[derive(Debug, Clone, Default)]
+pub struct FastGradients {
+    /// (weight, bias) gradient per layer: first, hidden…, out.
+    pub layers: Vec<(Vec<f32>, Vec<f32>)>,
+    /// ∂/∂ embedding `[n_times, width]`.
+    pub embedding: Vec<f32>,
+    /// ∂/∂ coefficient `[n_times, dim]`.
+    pub coefficient: Vec<f32>,
+}
+
+impl FastGradients {
+    /// Adds `other` (the same shapes) to these gradients.
+    fn add(&mut self, other: &FastGradients) {
+        let add = |a: &mut Vec<f32>, b: &Vec<f32>| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        };
+        for ((w, b), (ow, ob)) in self.layers.iter_mut().zip(&other.layers) {
+            add(w, ow);
+            add(b, ob);
+        }
+        add(&mut self.embedding, &other.embedding);
+        add(&mut self.coefficient, &other.coefficient);
+    }
+}
+
+impl FastDrift {
+    /// The per-row layers of `net` as they are now (copy again after the weights change).
+    pub fn new(net: &DriftNet) -> Result<Self> {
+        let parts = net.fast_parts();
+        let mut layers = vec![HostLinear::of(parts.first)?];
+        for h in parts.hidden {
+            layers.push(HostLinear::of(h)?);
+        }
+        layers.push(HostLinear::of(parts.out)?);
+        Ok(Self {
+            net: Layers {
+                dim: parts.dim,
+                uses_score: parts.uses_score,
+                layers,
+                inv_sigma: parts.inv_sigma.flatten_all()?.to_vec1::<f32>()?,
+                length_scale: parts.length_scale as f32,
+                clip: parts.output_clip as f32,
+            },
+            rows: 0,
+            n_times: 0,
+            kept: Kept::default(),
+            halves: Default::default(),
+            acc: FastGradients::default(),
+            spare: Vec::new(),
+        })
+    }
+
+    /// Copies the current weights of `net`'s per-row layers (same architecture) into this one,
+    /// keeping the buffers.
+    pub fn refresh(&mut self, net: &DriftNet) -> Result<()> {
+        let parts = net.fast_parts();
+        let all = std::iter::once(parts.first)
+            .chain(parts.hidden.iter())
+            .chain(std::iter::once(parts.out));
+        for (dst, src) in self.net.layers.iter_mut().zip(all) {
+            *dst = HostLinear::of(src)?;
+        }
+        Ok(())
+    }
+
+    /// A buffer of `len` values (contents unspecified) from the pool that callers give back with
+    /// [`FastDrift::give_buffer`], so that repeated calls reuse their memory.
+    pub fn take_buffer(&mut self, len: usize) -> Vec<f32> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.resize(len, 0.0);
+        v
+    }
+
+    /// Returns a buffer to the pool.
+    pub fn give_buffer(&mut self, v: Vec<f32>) {
+        self.spare.push(v);
+    }
+
+    /// Width of the hidden layers.
+    pub fn width(&self) -> usize {
+        self.net.width()
+    }
+
+    /// Sizes the buffers for a pass over `rows` rows in `n_times` equal groups of consecutive
+    /// rows, each group sharing one time (a row of the time features). Blocks of rows are then
+    /// computed with [`FastDrift::forward_block`], in any order, and [`FastDrift::backward`]
+    /// runs over all of them.
+    pub fn prepare(&mut self, rows: usize, n_times: usize) {
+        assert!(
+            n_times > 0 && rows.is_multiple_of(n_times),
+            "rows must split evenly over the times"
+        );
+        self.rows = rows;
+        self.n_times = n_times;
+        self.kept.resize(&self.net, rows);
+    }
+
+    /// h at `rows` states `x` `[rows, dim]` with scores `score` (ignored without a score input),
+    /// where consecutive groups of `rows / n_times` rows share the time of the matching row of
+    /// `embedding` `[n_times, width]` and `coefficient` `[n_times, dim]`. Returns h
+    /// `[rows, dim]` and keeps the activations for [`FastDrift::backward`].
+    pub fn forward(
+        &mut self,
+        x: &[f32],
+        score: &[f32],
+        embedding: &[f32],
+        coefficient: &[f32],
+        n_times: usize,
+    ) -> &[f32] {
+        self.prepare(x.len() / self.net.dim, n_times);
+        self.forward_block(0, x, score, embedding, coefficient)
+    }
+
+    /// The rows `first..first + x.len()/dim` of the pass sized by [`FastDrift::prepare`]: their
+    /// states `x` and scores `score`; `embedding` and `coefficient` hold all the pass's times.
+    /// Returns those rows' h.
+    pub fn forward_block(
+        &mut self,
+        first: usize,
+        x: &[f32],
+        score: &[f32],
+        embedding: &[f32],
+        coefficient: &[f32],
+    ) -> &[f32] {
+        let (d, count) = (self.net.dim, x.len() / self.net.dim);
+        assert!(first + count <= self.rows, "rows outside the prepared pass");
+        assert!(
+            !self.net.uses_score || score.len() == x.len(),
+            "one score per state"
+        );
+        let times = Times {
+            embedding,
+            coefficient,
+            per: self.rows / self.n_times,
+        };
+        let net = &self.net;
+        let kept = self.kept.rows_mut(net, first, count);
+        forward_rows(net, kept, &mut self.halves[0], first, (x, score), times);
+        &self.kept.h[first * d..(first + count) * d]
+    }
+
+    /// h of every row of the last pass (after [`FastDrift::forward`], or after
+    /// [`FastDrift::forward_block`] has filled all the prepared rows).
+    pub fn output(&self) -> &[f32] {
+        &self.kept.h[..self.rows * self.net.dim]
+    }
+
+    /// The gradients of a scalar loss, given its gradient `dh` `[rows, dim]` with respect to the
+    /// output of the last [`FastDrift::forward`] (all prepared rows). The clip passes the
+    /// gradient where the output was inside ±clip (candle's `clamp` does the same).
+    pub fn backward(&mut self, dh: &[f32]) -> FastGradients {
+        self.begin_backward();
+        self.backward_block(0, dh, None);
+        self.finish_backward()
+    }
+
+    /// Starts accumulating gradients over blocks of rows ([`FastDrift::backward_block`]).
+    pub fn begin_backward(&mut self) {
+        for s in &mut self.halves {
+            s.clear(&self.net, self.n_times);
+        }
+    }
+
+    /// Adds the gradients from the rows `first..first + dh.len()/dim` of the prepared pass, given
+    /// the loss's gradient `dh` with respect to their h. With `dx`, also writes the gradient
+    /// with respect to their states x (through the x/σ input; the score input is a
+    /// stop-gradient).
+    pub fn backward_block(&mut self, first: usize, dh: &[f32], dx: Option<&mut [f32]>) {
+        let count = dh.len() / self.net.dim;
+        assert!(first + count <= self.rows, "rows outside the prepared pass");
+        let per = self.rows / self.n_times;
+        let (net, kept) = (&self.net, &self.kept);
+        backward_rows(net, kept, &mut self.halves[0], first, (dh, dx), per);
+    }
+
+    /// The backward pass over a path: `rows / batch` steps of `batch` rows each (step k's rows
+    /// at k·batch..), in the order k = 0, 1, …, with each step's rows split at
+    /// [`split_point`]`(batch)` and the two halves run on two threads (one `rayon::join` for
+    /// the whole pass). `halves` are the adjoints of rows `0..split_point(batch)` and of the
+    /// rest: before each step, [`StepAdjoint::dh`] gives the loss's gradient with respect to h
+    /// of its rows; with `want_dx`, [`StepAdjoint::dx`] then receives the gradient with respect
+    /// to their states. Adds to the gradients begun with [`FastDrift::begin_backward`].
+    pub fn backward_steps<A: StepAdjoint>(&mut self, batch: usize, halves: (A, A), want_dx: bool) {
+        assert!(
+            batch > 0 && self.rows.is_multiple_of(batch),
+            "the pass's rows are whole steps of the batch"
+        );
+        let (n, d, split) = (self.rows / batch, self.net.dim, split_point(batch));
+        let per = self.rows / self.n_times;
+        let (net, kept) = (&self.net, &self.kept);
+        let run = |s: &mut Scratch, mut adj: A, rows: std::ops::Range<usize>| {
+            let m = rows.len() * d;
+            let mut dh = std::mem::take(&mut s.path_dh);
+            let mut dx = std::mem::take(&mut s.path_dx);
+            dh.resize(m, 0.0);
+            dx.resize(if want_dx { m } else { 0 }, 0.0);
+            for k in 0..n {
+                adj.dh(k, &mut dh);
+                let dx_out = want_dx.then_some(&mut dx[..]);
+                backward_rows(net, kept, s, k * batch + rows.start, (&dh, dx_out), per);
+                if want_dx {
+                    adj.dx(k, &dx);
+                }
+            }
+            s.path_dh = dh;
+            s.path_dx = dx;
+        };
+        let [s0, s1] = &mut self.halves;
+        let (a0, a1) = halves;
+        if split == batch {
+            run(s0, a0, 0..batch);
+        } else {
+            rayon::join(|| run(s0, a0, 0..split), || run(s1, a1, split..batch));
+        }
+    }
+
+    /// The gradients accumulated since [`FastDrift::begin_backward`]: the first half's plus the
+    /// second's.
+    pub fn finish_backward(&mut self) -> FastGradients {
+        self.acc.clone_from(&self.halves[0].acc);
+        self.acc.add(&self.halves[1].acc);
+        self.acc.clone()
+    }
+
+    /// The gradients of the time MLP and NN₂ from those of the time features: candle's autograd
+    /// on Σ embedding ⊙ ∂embedding + Σ coefficient ⊙ ∂coefficient, with `tf` computed with its
+    /// graph. Returns candle's gradient store (empty for variables the features do not use).
+    pub fn all_gradients(
+        net: &DriftNet,
+        tf: &TimeFeatures,
+        grads: &FastGradients,
+    ) -> Result<candle_core::backprop::GradStore> {
+        let dev = tf.embedding.device();
+        let de = Tensor::from_slice(&grads.embedding, tf.embedding.dims(), dev)?;
+        let dc = Tensor::from_slice(&grads.coefficient, tf.coefficient.dims(), dev)?;
+        let surrogate = ((&tf.embedding * de)?.sum_all()? + (&tf.coefficient * dc)?.sum_all()?)?;
+        let mut store = surrogate.backward()?;
+        let parts = net.fast_parts();
+        let layers = std::iter::once(parts.first)
+            .chain(parts.hidden.iter())
+            .chain(std::iter::once(parts.out));
+        for (layer, (dw, db)) in layers.zip(&grads.layers) {
+            let w = layer.weight();
+            store.insert(w, Tensor::from_slice(dw, w.dims(), dev)?);
+            if let Some(b) = layer.bias() {
+                store.insert(b, Tensor::from_slice(db, b.dims(), dev)?);
+            }
+        }
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::ParamStore;
+    use crate::test_support::{assert_gradients_close, host, randomise};
+    use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+            .collect()
+    }
+
+    /// A network with every weight random (the output layers too, which start at zero), and a
+    /// batch of 4 × 7 rows over 4 times.
+    fn setup(
+        uses_score: bool,
+        depth: usize,
+    ) -> (ParamStore, DriftNet, TimeFeatures, Tensor, Tensor) {
+        let dev = Device::Cpu;
+        let mut rng = StdRng::seed_from_u64(5);
+        let (d, width, n_times, per) = (3, 16, 4, 7);
+        let mut params = ParamStore::new();
+        let net = DriftNet::new(
+            "n",
+            uses_score,
+            d,
+            width,
+            depth,
+            2.0,
+            &[1.5, 0.7, 1.0],
+            0.8,
+            &mut params,
+            &mut rng,
+            &dev,
+        )
+        .unwrap();
+        randomise(&params, 6, 0.6);
+        let u: Vec<f64> = (0..n_times)
+            .map(|k| (k as f64 + 0.5) / n_times as f64)
+            .collect();
+        let kappa: Vec<f64> = (0..n_times * d).map(|i| 0.3 + 0.1 * i as f64).collect();
+        let tf = net.time_features(&u, &kappa, &dev).unwrap();
+        let rows = n_times * per;
+        let x = Tensor::from_vec(randn(&mut rng, rows * d, 2.0), (rows, d), &dev).unwrap();
+        let g = Tensor::from_vec(randn(&mut rng, rows * d, 3.0), (rows, d), &dev).unwrap();
+        (params, net, tf, x, g)
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * scale,
+                "{what}[{i}]: fast {x} vs candle {y}"
+            );
+        }
+    }
+
+    /// Forward outputs, every parameter's gradient (time MLP and NN₂ included) and the gradient
+    /// with respect to the states equal candle's to f32 rounding, with and without the score
+    /// input, with one and two hidden layers, with some outputs clipped; computed in one pass
+    /// or block by block in any order.
+    #[test]
+    fn fast_path_equals_candle_forward_and_backward() {
+        for (uses_score, depth) in [(true, 2), (true, 1), (false, 2)] {
+            let (params, net, tf, x, g) = setup(uses_score, depth);
+            let xv = Var::from_tensor(&x).unwrap();
+            let h = net.forward(xv.as_tensor(), &g, &tf).unwrap();
+            let mut fast = FastDrift::new(&net).unwrap();
+            let (xh, gh) = (host(&x), host(&g));
+            let (eh, ch) = (host(&tf.embedding), host(&tf.coefficient));
+            let hf = fast.forward(&xh, &gh, &eh, &ch, 4).to_vec();
+            assert_close(&hf, &host(&h), "h");
+            let clipped = hf.iter().filter(|v| v.abs() >= 2.0).count();
+            assert!(
+                clipped > 0 && clipped < hf.len(),
+                "some outputs clipped: {clipped}"
+            );
+            // Loss Σ h ⊙ R for a fixed random R: ∂loss/∂h = R.
+            let mut rng = StdRng::seed_from_u64(8);
+            let r = randn(&mut rng, hf.len(), 1.0);
+            let rt = Tensor::from_vec(r.clone(), h.dims(), &Device::Cpu).unwrap();
+            let candle_grads = (h * rt).unwrap().sum_all().unwrap().backward().unwrap();
+            let store = FastDrift::all_gradients(&net, &tf, &fast.backward(&r)).unwrap();
+            assert_gradients_close(&params, &candle_grads, &store, 1e-4, "one pass");
+            // Blocks of 7 rows (one time each), forward last to first, backward first to last,
+            // with the states' gradient.
+            let d = 3;
+            fast.prepare(28, 4);
+            for b in (0..4).rev() {
+                let rows = b * 7 * d..(b + 1) * 7 * d;
+                fast.forward_block(b * 7, &xh[rows.clone()], &gh[rows], &eh, &ch);
+            }
+            assert_close(fast.output(), &hf, "h by blocks");
+            fast.begin_backward();
+            let mut dx = vec![0.0f32; 28 * d];
+            for b in 0..4 {
+                let rows = b * 7 * d..(b + 1) * 7 * d;
+                fast.backward_block(b * 7, &r[rows.clone()], Some(&mut dx[rows]));
+            }
+            let store = FastDrift::all_gradients(&net, &tf, &fast.finish_backward()).unwrap();
+            assert_gradients_close(&params, &candle_grads, &store, 1e-4, "by blocks");
+            let want_dx = host(candle_grads.get(xv.as_tensor()).unwrap());
+            assert_close(&dx, &want_dx, "dx");
+        }
+    }
+}

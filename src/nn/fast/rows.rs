@@ -1,0 +1,487 @@
+//! The forward and backward passes over one range of rows: what one thread computes. The rows
+//! of a block are split between threads ([`super::FastDrift`]); each range writes its own rows
+//! of the kept activations and accumulates the parameter gradients in its own [`Scratch`].
+
+use super::FastGradients;
+use super::kernels::{HostLinear, Simd, silu_row, simd};
+
+/// The per-row layers and constants of the network, read by every thread.
+#[derive(Debug, Clone)]
+pub(super) struct Layers {
+    pub(super) dim: usize,
+    pub(super) uses_score: bool,
+    /// first, hidden…, out.
+    pub(super) layers: Vec<HostLinear>,
+    pub(super) inv_sigma: Vec<f32>,
+    pub(super) length_scale: f32,
+    pub(super) clip: f32,
+}
+
+impl Layers {
+    pub(super) fn width(&self) -> usize {
+        self.layers[0].out
+    }
+
+    pub(super) fn inputs(&self) -> usize {
+        self.layers[0].inp
+    }
+
+    pub(super) fn n_hidden(&self) -> usize {
+        self.layers.len() - 1
+    }
+}
+
+/// The activations a forward pass keeps for the backward pass, for all the rows of a pass.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Kept {
+    /// The first layer's input (x/σ, ℓg).
+    pub(super) input: Vec<f32>,
+    /// Pre-activations of the first and hidden layers.
+    pub(super) pre: Vec<Vec<f32>>,
+    /// Their sigmoid.
+    pub(super) sig: Vec<Vec<f32>>,
+    /// The output h (clipped), before the clip, and the score input.
+    pub(super) h: Vec<f32>,
+    pub(super) unclipped: Vec<f32>,
+    pub(super) score: Vec<f32>,
+}
+
+/// Mutable views of the kept activations of a range of rows.
+pub(super) struct KeptRows<'a> {
+    input: &'a mut [f32],
+    pre: Vec<&'a mut [f32]>,
+    sig: Vec<&'a mut [f32]>,
+    h: &'a mut [f32],
+    unclipped: &'a mut [f32],
+    score: &'a mut [f32],
+}
+
+impl Kept {
+    /// Sizes the buffers for `rows` rows.
+    pub(super) fn resize(&mut self, net: &Layers, rows: usize) {
+        let (d, width) = (net.dim, net.width());
+        self.input.resize(rows * net.inputs(), 0.0);
+        for bufs in [&mut self.pre, &mut self.sig] {
+            bufs.resize(net.n_hidden(), Vec::new());
+            for b in bufs.iter_mut() {
+                b.resize(rows * width, 0.0);
+            }
+        }
+        for b in [&mut self.h, &mut self.unclipped, &mut self.score] {
+            b.resize(rows * d, 0.0);
+        }
+    }
+
+    /// The rows `first..first + count`.
+    pub(super) fn rows_mut(&mut self, net: &Layers, first: usize, count: usize) -> KeptRows<'_> {
+        let (d, width, inputs) = (net.dim, net.width(), net.inputs());
+        let range = |w: usize| first * w..(first + count) * w;
+        KeptRows {
+            input: &mut self.input[range(inputs)],
+            pre: self.pre.iter_mut().map(|b| &mut b[range(width)]).collect(),
+            sig: self.sig.iter_mut().map(|b| &mut b[range(width)]).collect(),
+            h: &mut self.h[range(d)],
+            unclipped: &mut self.unclipped[range(d)],
+            score: &mut self.score[range(d)],
+        }
+    }
+}
+
+/// One thread's working buffers and gradient accumulators.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Scratch {
+    /// The SiLU outputs pre·sigmoid of the range's rows, per hidden layer: not kept for the
+    /// whole pass (a third less memory traffic), recomputed from `pre` and `sig` when the
+    /// backward pass needs them.
+    post: Vec<Vec<f32>>,
+    dy: Vec<f32>,
+    dpost: Vec<f32>,
+    dpre: Vec<f32>,
+    din: Vec<f32>,
+    /// ∂loss/∂h and ∂loss/∂x of the half's rows of one step ([`super::FastDrift::backward_steps`]).
+    pub(super) path_dh: Vec<f32>,
+    pub(super) path_dx: Vec<f32>,
+    /// Gradients accumulated over the ranges this scratch has run.
+    pub(super) acc: FastGradients,
+}
+
+impl Scratch {
+    /// Zeroes the accumulators, sized for `net` and `n_times` times.
+    pub(super) fn clear(&mut self, net: &Layers, n_times: usize) {
+        let acc = &mut self.acc;
+        acc.layers
+            .resize(net.layers.len(), (Vec::new(), Vec::new()));
+        for (l, (dw, db)) in net.layers.iter().zip(acc.layers.iter_mut()) {
+            dw.clear();
+            dw.resize(l.out * l.inp, 0.0);
+            db.clear();
+            db.resize(l.out, 0.0);
+        }
+        acc.embedding.clear();
+        acc.embedding.resize(n_times * net.width(), 0.0);
+        acc.coefficient.clear();
+        acc.coefficient.resize(n_times * net.dim, 0.0);
+    }
+}
+
+/// The time features of a pass: row r has the time r / `per`.
+#[derive(Clone, Copy)]
+pub(super) struct Times<'a> {
+    pub(super) embedding: &'a [f32],
+    pub(super) coefficient: &'a [f32],
+    pub(super) per: usize,
+}
+
+/// The forward pass of the rows `first..` (as many as `x` holds) into `kept`.
+pub(super) fn forward_rows(
+    net: &Layers,
+    kept: KeptRows<'_>,
+    scratch: &mut Scratch,
+    first: usize,
+    (x, score): (&[f32], &[f32]),
+    times: Times<'_>,
+) {
+    match simd() {
+        // SAFETY: the CPU has the features the functions are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { forward_avx512(net, kept, scratch, first, (x, score), times) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { forward_avx2(net, kept, scratch, first, (x, score), times) },
+        _ => forward_impl(net, kept, scratch, first, (x, score), times),
+    }
+}
+
+/// [`forward_impl`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn forward_avx512(
+    net: &Layers,
+    kept: KeptRows<'_>,
+    scratch: &mut Scratch,
+    first: usize,
+    xs: (&[f32], &[f32]),
+    times: Times<'_>,
+) {
+    forward_impl(net, kept, scratch, first, xs, times)
+}
+
+/// [`forward_impl`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2(
+    net: &Layers,
+    kept: KeptRows<'_>,
+    scratch: &mut Scratch,
+    first: usize,
+    xs: (&[f32], &[f32]),
+    times: Times<'_>,
+) {
+    forward_impl(net, kept, scratch, first, xs, times)
+}
+
+#[inline(always)]
+fn forward_impl(
+    net: &Layers,
+    kept: KeptRows<'_>,
+    scratch: &mut Scratch,
+    first: usize,
+    (x, score): (&[f32], &[f32]),
+    times: Times<'_>,
+) {
+    let d = net.dim;
+    let count = x.len() / d;
+    let (width, inputs, per) = (net.width(), net.inputs(), times.per);
+    let KeptRows {
+        input,
+        mut pre,
+        mut sig,
+        h,
+        unclipped,
+        score: kept_score,
+    } = kept;
+    let scores = score.chunks_exact(d).chain(std::iter::repeat(&[][..]));
+    for ((row, xr), sr) in input
+        .chunks_exact_mut(inputs)
+        .zip(x.chunks_exact(d))
+        .zip(scores)
+    {
+        for ((v, &xv), &is) in row.iter_mut().zip(xr).zip(&net.inv_sigma) {
+            *v = xv * is;
+        }
+        if net.uses_score {
+            for (v, &g) in row[d..].iter_mut().zip(sr) {
+                *v = g * net.length_scale;
+            }
+        }
+    }
+    let n_hidden = net.n_hidden();
+    scratch.post.resize(n_hidden, Vec::new());
+    for l in 0..n_hidden {
+        let layer = &net.layers[l];
+        let (done, rest) = scratch.post.split_at_mut(l);
+        let src: &[f32] = if l == 0 { input } else { &done[l - 1] };
+        let post = &mut rest[0];
+        post.resize(count * width, 0.0);
+        let (pre, sig) = (&mut *pre[l], &mut *sig[l]);
+        layer.forward_no_bias(src, count, pre);
+        let rows = pre
+            .chunks_exact_mut(width)
+            .zip(sig.chunks_exact_mut(width))
+            .zip(post.chunks_exact_mut(width));
+        for (r, ((pr, sr), qr)) in (first..).zip(rows) {
+            if l == 0 {
+                // The first layer adds the time embedding of the row's step.
+                let e = &times.embedding[(r / per) * width..(r / per + 1) * width];
+                silu_row(pr, sr, qr, layer.bias.iter().zip(e));
+            } else {
+                silu_row(pr, sr, qr, layer.bias.iter().map(|b| (b, &0.0)));
+            }
+        }
+    }
+    let out = &net.layers[n_hidden];
+    out.forward_no_bias(&scratch.post[n_hidden - 1], count, h);
+    if net.uses_score {
+        kept_score.copy_from_slice(score);
+    }
+    let rows = h.chunks_exact_mut(d).zip(unclipped.chunks_exact_mut(d));
+    for (i, (r, (hr, ur))) in (first..).zip(rows).enumerate() {
+        let c = &times.coefficient[(r / per) * d..(r / per + 1) * d];
+        for j in 0..d {
+            let mut v = (hr[j] + out.bias[j]) * net.inv_sigma[j];
+            if net.uses_score {
+                v += score[i * d + j] * c[j];
+            }
+            ur[j] = v;
+            hr[j] = v.clamp(-net.clip, net.clip);
+        }
+    }
+}
+
+/// Adds the gradients from the rows `first..` (as many as `dh` holds), given the loss's
+/// gradient `dh` with respect to their h, to `scratch`'s accumulators; with `dx`, writes the
+/// gradient with respect to their states x.
+pub(super) fn backward_rows(
+    net: &Layers,
+    kept: &Kept,
+    scratch: &mut Scratch,
+    first: usize,
+    (dh, dx): (&[f32], Option<&mut [f32]>),
+    per: usize,
+) {
+    match simd() {
+        // SAFETY: the CPU has the features the functions are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { backward_avx512(net, kept, scratch, first, (dh, dx), per) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { backward_avx2(net, kept, scratch, first, (dh, dx), per) },
+        _ => backward_impl(net, kept, scratch, first, (dh, dx), per),
+    }
+}
+
+/// [`backward_impl`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn backward_avx512(
+    net: &Layers,
+    kept: &Kept,
+    scratch: &mut Scratch,
+    first: usize,
+    grads: (&[f32], Option<&mut [f32]>),
+    per: usize,
+) {
+    backward_impl(net, kept, scratch, first, grads, per)
+}
+
+/// [`backward_impl`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_avx2(
+    net: &Layers,
+    kept: &Kept,
+    scratch: &mut Scratch,
+    first: usize,
+    grads: (&[f32], Option<&mut [f32]>),
+    per: usize,
+) {
+    backward_impl(net, kept, scratch, first, grads, per)
+}
+
+#[inline(always)]
+fn backward_impl(
+    net: &Layers,
+    kept: &Kept,
+    scratch: &mut Scratch,
+    first: usize,
+    (dh, dx): (&[f32], Option<&mut [f32]>),
+    per: usize,
+) {
+    let d = net.dim;
+    let count = dh.len() / d;
+    let (width, inputs, n_hidden) = (net.width(), net.inputs(), net.n_hidden());
+    let Scratch {
+        post,
+        dy,
+        dpost,
+        dpre,
+        din,
+        acc,
+        ..
+    } = scratch;
+    post.resize(n_hidden, Vec::new());
+    // Gradient at the unclipped output, then at the output layer's result (× σ⁻¹).
+    dy.resize(count * d, 0.0);
+    for (r, (dyr, dhr)) in dy.chunks_exact_mut(d).zip(dh.chunks_exact(d)).enumerate() {
+        let row = first + r;
+        let t = row / per;
+        for j in 0..d {
+            let i = row * d + j;
+            let u = kept.unclipped[i];
+            let g = if u >= -net.clip && u <= net.clip {
+                dhr[j]
+            } else {
+                0.0
+            };
+            if net.uses_score {
+                acc.coefficient[t * d + j] += g * kept.score[i];
+            }
+            dyr[j] = g * net.inv_sigma[j];
+        }
+    }
+    let block = |w: usize| first * w..(first + count) * w;
+    // The range's SiLU outputs of hidden layer l, as the forward pass computed them.
+    let recompute_post = |post: &mut Vec<f32>, l: usize| {
+        post.resize(count * width, 0.0);
+        let (pre, sig) = (&kept.pre[l][block(width)], &kept.sig[l][block(width)]);
+        for (q, (&p, &s)) in post.iter_mut().zip(pre.iter().zip(sig)) {
+            *q = p * s;
+        }
+    };
+    let last = n_hidden - 1;
+    recompute_post(&mut post[last], last);
+    let (dw, db) = &mut acc.layers[n_hidden];
+    net.layers[n_hidden].backward_params(&post[last], dy, count, dw, db);
+    dpost.resize(count * width, 0.0);
+    net.layers[n_hidden].backward_input(dy, count, dpost);
+    dpre.resize(count * width, 0.0);
+    for l in (0..n_hidden).rev() {
+        let (pre, sig) = (&kept.pre[l][block(width)], &kept.sig[l][block(width)]);
+        for ((g, &p), (&q, &s)) in dpre.iter_mut().zip(pre).zip(dpost.iter().zip(sig)) {
+            *g = q * s * (1.0 + p * (1.0 - s));
+        }
+        let src: &[f32] = if l == 0 {
+            &kept.input[block(inputs)]
+        } else {
+            recompute_post(&mut post[l - 1], l - 1);
+            &post[l - 1]
+        };
+        let (dw, db) = &mut acc.layers[l];
+        net.layers[l].backward_params(src, dpre, count, dw, db);
+        if l > 0 {
+            net.layers[l].backward_input(dpre, count, dpost);
+        } else {
+            for (r, g) in dpre.chunks_exact(width).enumerate() {
+                let t = (first + r) / per;
+                for (v, g) in acc.embedding[t * width..(t + 1) * width].iter_mut().zip(g) {
+                    *v += g;
+                }
+            }
+        }
+    }
+    if let Some(dx) = dx {
+        din.resize(count * inputs, 0.0);
+        net.layers[0].backward_input(dpre, count, din);
+        for (dxr, dr) in dx.chunks_exact_mut(d).zip(din.chunks_exact(inputs)) {
+            for j in 0..d {
+                dxr[j] = dr[j] * net.inv_sigma[j];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX-512, AVX2 and portable builds of the passes give the same numbers, bit for bit
+    /// (each build that this CPU can run).
+    #[test]
+    fn simd_builds_agree_bit_for_bit() {
+        let (d, width, rows, n_times) = (3, 16, 40, 4);
+        let mut k = 0u32;
+        let mut next = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    k = k.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (k >> 8) as f32 / (1u32 << 24) as f32 * 2.0 * scale - scale
+                })
+                .collect()
+        };
+        let linear =
+            |inp: usize, out: usize, next: &mut dyn FnMut(usize, f32) -> Vec<f32>| HostLinear {
+                inp,
+                out,
+                weight: next(inp * out, 0.5),
+                bias: next(out, 0.5),
+            };
+        let layers = vec![
+            linear(2 * d, width, &mut next),
+            linear(width, width, &mut next),
+            linear(width, d, &mut next),
+        ];
+        let net = Layers {
+            dim: d,
+            uses_score: true,
+            layers,
+            inv_sigma: vec![1.0, 0.5, 2.0],
+            length_scale: 0.7,
+            clip: 1.0,
+        };
+        let (x, score) = (next(rows * d, 2.0), next(rows * d, 2.0));
+        let (emb, coef, dh) = (
+            next(n_times * width, 1.0),
+            next(n_times * d, 1.0),
+            next(rows * d, 1.0),
+        );
+        let times = Times {
+            embedding: &emb,
+            coefficient: &coef,
+            per: rows / n_times,
+        };
+        let run = |level: Simd| {
+            let mut kept = Kept::default();
+            kept.resize(&net, rows);
+            let mut scratch = Scratch::default();
+            scratch.clear(&net, n_times);
+            let mut dx = vec![0.0; rows * d];
+            let grads = (&dh[..], Some(&mut dx[..]));
+            let kept_rows = kept.rows_mut(&net, 0, rows);
+            let s = &mut scratch;
+            match level {
+                // SAFETY: called only for the builds this CPU can run (below).
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx512 => unsafe {
+                    forward_avx512(&net, kept_rows, s, 0, (&x, &score), times);
+                    backward_avx512(&net, &kept, s, 0, grads, times.per);
+                },
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx2 => unsafe {
+                    forward_avx2(&net, kept_rows, s, 0, (&x, &score), times);
+                    backward_avx2(&net, &kept, s, 0, grads, times.per);
+                },
+                _ => {
+                    forward_impl(&net, kept_rows, s, 0, (&x, &score), times);
+                    backward_impl(&net, &kept, s, 0, grads, times.per);
+                }
+            }
+            (kept.h.clone(), dx, scratch.acc.layers.clone())
+        };
+        let want = run(Simd::Portable);
+        assert!(want.0.iter().all(|v| v.is_finite()) && want.1.iter().any(|&v| v != 0.0));
+        if simd() != Simd::Portable {
+            assert_eq!(run(Simd::Avx2), want, "AVX2");
+        }
+        if simd() == Simd::Avx512 {
+            assert_eq!(run(Simd::Avx512), want, "AVX-512");
+        }
+    }
+}
