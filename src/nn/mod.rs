@@ -6,6 +6,6 @@ mod params;
 pub mod unet;
 
 pub use drift::{DriftNet, TimeFeatures};
-pub use fast::{FastDrift, FastGradients, StepAdjoint, split_point};
+pub use fast::{FastDrift, FastGradients, HalfDrift, StepAdjoint, split_point};
 pub use params::{Init, ParamStore, read_safetensors};
 pub use unet::{UNet, UNetConfig};

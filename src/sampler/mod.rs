@@ -30,12 +30,14 @@ mod output;
 mod prior;
 mod simulate;
 mod simulate_fast;
+mod simulate_parallel;
 
 pub use checkpoint::{SavedSettings, settings_path};
 pub use config::SamplerConfig;
 pub use output::{Paths, SampleSet};
 pub use prior::GaussianPrior;
-pub(crate) use simulate_fast::{half_sq_rows, host_backward_step};
+pub(crate) use simulate_fast::half_sq_rows;
+pub(crate) use simulate_parallel::{HostPaths, StepData};
 
 use crate::error::{DsbError, Result};
 use crate::nn::{DriftNet, ParamStore, TimeFeatures};

@@ -6,6 +6,7 @@
 //! results to f32 rounding (tested).
 
 use super::simulate::{detach, path_weights};
+use super::simulate_parallel::{HostPaths, StepData};
 use super::{DiffusionSampler, Paths};
 use crate::error::Result;
 use crate::nn::FastDrift;
@@ -28,15 +29,30 @@ pub(crate) type HostStep<'a> = (f32, &'a [f32], &'a [f32]);
 /// candle path's operations in the same order, so the same numbers.
 pub(crate) fn host_backward_step(
     rng: &mut impl rand::Rng,
-    (ak, ck, sk): HostStep<'_>,
+    step: HostStep<'_>,
     x: &[f32],
     h: &[f32],
     explore: f32,
     (eps, x_new, resid): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
-    for e in eps.iter_mut() {
+    draw_normals(rng, eps);
+    step_update(step, (x, h, eps), explore, (x_new, resid));
+}
+
+/// Standard normals into `v`, in order.
+pub(crate) fn draw_normals(rng: &mut impl rand::Rng, v: &mut [f32]) {
+    for e in v.iter_mut() {
         *e = rng.sample::<f32, _>(StandardNormal);
     }
+}
+
+/// The arithmetic of [`host_backward_step`] on normals drawn beforehand.
+pub(crate) fn step_update(
+    (ak, ck, sk): HostStep<'_>,
+    (x, h, eps): (&[f32], &[f32], &[f32]),
+    explore: f32,
+    (x_new, resid): (&mut [f32], &mut [f32]),
+) {
     let d = ck.len();
     let rows = x
         .chunks_exact(d)
@@ -109,6 +125,14 @@ impl DiffusionSampler {
         let tf = detach(&self.step_time_features()?);
         let emb = tf.embedding.flatten_all()?.to_vec1::<f32>()?;
         let coef = tf.coefficient.flatten_all()?.to_vec1::<f32>()?;
+        let keep = match keep {
+            Some(fast) if keep_path => {
+                let features = (&emb[..], &coef[..]);
+                return self
+                    .simulate_kept_on_two_threads(target, batch, rng, explore, fast, features);
+            }
+            other => other,
+        };
         let mut own;
         let all_rows = keep.is_some();
         let fast = match keep {
@@ -187,6 +211,87 @@ impl DiffusionSampler {
     }
 }
 
+impl DiffusionSampler {
+    /// [`DiffusionSampler::simulate_fast`] keeping the path and the network's activations of
+    /// every step in `fast`, with each step's work split over two threads
+    /// ([`DiffusionSampler::simulate_host`]); the same numbers as the sequential loop.
+    fn simulate_kept_on_two_threads(
+        &self,
+        target: &dyn Target,
+        batch: usize,
+        rng: &mut impl rand::Rng,
+        explore: f64,
+        fast: &mut FastDrift,
+        (emb, coef): (&[f32], &[f32]),
+    ) -> Result<Paths> {
+        let n = self.grid().steps();
+        let d = self.dim;
+        let bd = batch * d;
+        fast.prepare(n * batch, n);
+        let (a, c, s) = self.host_step_coefficients()?;
+        let x_start = self.prior.draw(rng, batch, explore)?;
+        let (prior_c, prior_q) = self.prior.neg_log_parts(&x_start)?;
+        let start = x_start.flatten_all()?.to_vec1::<f32>()?;
+        let mut host = HostPaths {
+            xs: fast.take_buffer((n + 1) * bd),
+            scores: fast.take_buffer(n * bd),
+            eps: fast.take_buffer(n * bd),
+            rs: fast.take_buffer(n * bd),
+        };
+        let data = StepData {
+            embedding: emb,
+            coefficient: coef,
+            steps: (&a, &c, &s),
+            explore: explore as f32,
+        };
+        self.simulate_host(target, rng, fast, (&start, data), &mut host)?;
+        // The path sums in the order of the sequential loop (k = N − 1 down to 0).
+        let (mut fwd_sum, mut eps_sum) = (vec![0.0f64; batch], vec![0.0f64; batch]);
+        for k in (0..n).rev() {
+            let block = k * bd..(k + 1) * bd;
+            for (acc, v) in fwd_sum
+                .iter_mut()
+                .zip(half_sq_rows(&host.rs[block.clone()], d))
+            {
+                *acc += f64::from(v);
+            }
+            for (acc, v) in eps_sum.iter_mut().zip(half_sq_rows(&host.eps[block], d)) {
+                *acc += f64::from(v);
+            }
+        }
+        let block = |v: &[f32], k: usize| {
+            Tensor::from_slice(&v[k * bd..(k + 1) * bd], (batch, d), &self.device)
+        };
+        // Last step first, as `Paths::from_backward` takes them.
+        let states = (0..=n)
+            .rev()
+            .map(|k| block(&host.xs, k))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let scores = (0..n)
+            .rev()
+            .map(|k| block(&host.scores, k))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let x0 = states.last().expect("N + 1 states");
+        let lp = self
+            .target_log_density(target, x0)?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?;
+        let weights = path_weights(
+            &lp,
+            &fwd_sum,
+            &eps_sum,
+            (prior_c, &prior_q),
+            explore,
+            n,
+            d as f64,
+        );
+        for b in [host.xs, host.scores, host.eps, host.rs] {
+            fast.give_buffer(b);
+        }
+        Ok(Paths::from_backward(states, scores, weights))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +348,57 @@ mod tests {
                 for (x, y) in a.iter().zip(&b) {
                     assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "state {x} vs {y}");
                 }
+            }
+        }
+    }
+
+    /// Training paths simulated with each step split over two threads equal those of the
+    /// sequential loop (a one-thread pool) bit for bit, with the network's kept outputs, and the
+    /// candle path's to f32 rounding; all leave the generator in the same state.
+    #[test]
+    fn training_paths_on_two_threads_equal_one_thread_and_candle() {
+        let funnel = Funnel::new(4);
+        let cfg = SamplerConfig {
+            steps: 7,
+            width: 16,
+            depth: 2,
+            sigma: 1.5,
+            ..Default::default()
+        };
+        let mut sampler = DiffusionSampler::new(4, cfg, 1, &Device::Cpu).unwrap();
+        crate::test_support::randomise(&sampler.params, 3, 0.3);
+        let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
+                let mut rng = StdRng::seed_from_u64(4);
+                let p = sampler
+                    .simulate_for_training(&funnel, 200, &mut rng, 1.3, &mut fast)
+                    .unwrap();
+                let states: Vec<Vec<f32>> = p.states.iter().map(host).collect();
+                let scores: Vec<Vec<f32>> = p.scores.iter().map(host).collect();
+                let out = fast.output().to_vec();
+                (states, scores, p.log_w, out, rng.random::<u64>())
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one == two, "one thread and two differ");
+        sampler.set_fast_path(false);
+        let mut rng = StdRng::seed_from_u64(4);
+        let slow = sampler
+            .simulate_exploring(&funnel, 200, &mut rng, true, 1.3)
+            .unwrap();
+        assert_eq!(rng.random::<u64>(), two.4, "same draws");
+        for (x, y) in two.2.iter().zip(&slow.log_w) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "log w {x} vs {y}");
+        }
+        for (a, b) in two.0.iter().zip(&slow.states) {
+            for (x, y) in a.iter().zip(&host(b)) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "state {x} vs {y}");
             }
         }
     }

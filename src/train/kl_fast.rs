@@ -16,7 +16,7 @@ use super::loss::FastLoss;
 use crate::error::Result;
 use crate::nn::{FastDrift, StepAdjoint, split_point};
 use crate::sampler::DiffusionSampler;
-use crate::sampler::{half_sq_rows, host_backward_step};
+use crate::sampler::{HostPaths, StepData, half_sq_rows};
 use crate::target::Target;
 use candle_core::{DType, Tensor};
 
@@ -44,23 +44,31 @@ pub fn reverse_kl_loss_fast(
     let (a, c, s) = sampler.host_step_coefficients()?;
     let x_start = sampler.prior().draw(rng, batch, 1.0)?;
     let (prior_c, prior_q) = sampler.prior().neg_log_parts(&x_start)?;
-    // xs holds x_0..x_N (block k = x_k), rs the residuals r_0..r_{N−1}.
-    let mut xs = fast.take_buffer((n + 1) * bd);
-    let mut rs = fast.take_buffer(n * bd);
-    let mut eps = fast.take_buffer(bd);
-    xs[n * bd..].copy_from_slice(&x_start.flatten_all()?.to_vec1::<f32>()?);
+    // xs holds x_0..x_N (block k = x_k), rs the residuals r_0..r_{N−1}, eps the normals.
+    let mut paths = HostPaths {
+        xs: fast.take_buffer((n + 1) * bd),
+        scores: fast.take_buffer(n * bd),
+        eps: fast.take_buffer(n * bd),
+        rs: fast.take_buffer(n * bd),
+    };
+    let data = StepData {
+        embedding: &emb,
+        coefficient: &coef,
+        steps: (&a, &c, &s),
+        explore: 1.0,
+    };
+    let start = x_start.flatten_all()?.to_vec1::<f32>()?;
+    sampler.simulate_host(target, rng, fast, (&start, data), &mut paths)?;
+    let HostPaths {
+        xs,
+        scores,
+        eps,
+        rs,
+    } = paths;
     let mut acc = vec![0.0f32; batch];
     for k in (0..n).rev() {
-        let (lower, upper) = xs.split_at_mut((k + 1) * bd);
-        let x = &upper[..bd];
-        let x_new = &mut lower[k * bd..];
-        let g = sampler.score(target, &Tensor::from_slice(x, (batch, d), &dev)?)?;
-        let g = g.flatten_all()?.to_vec1::<f32>()?;
-        let h = fast.forward_block(k * batch, x, &g, &emb, &coef);
-        let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
-        let r = &mut rs[k * bd..(k + 1) * bd];
-        host_backward_step(rng, step, x, h, 1.0, (&mut eps[..], x_new, &mut r[..]));
-        let terms = half_sq_rows(r, d).zip(half_sq_rows(&eps, d));
+        let block = k * bd..(k + 1) * bd;
+        let terms = half_sq_rows(&rs[block.clone()], d).zip(half_sq_rows(&eps[block], d));
         for (v, (hr, he)) in acc.iter_mut().zip(terms) {
             *v = (*v - hr) + he;
         }
@@ -82,7 +90,7 @@ pub fn reverse_kl_loss_fast(
         })
         .collect();
     if count == 0 {
-        for b in [xs, rs, eps] {
+        for b in [xs, rs, eps, scores] {
             fast.give_buffer(b);
         }
         return Ok((None, reported));
@@ -103,7 +111,7 @@ pub fn reverse_kl_loss_fast(
         .grad_log_density(&x0)?
         .flatten_all()?
         .to_vec1::<f32>()?;
-    let mut lambda = eps; // reused: λ_k of the current block
+    let mut lambda = fast.take_buffer(bd); // λ_k of the current block
     let rows = lambda.chunks_exact_mut(d).zip(grad_lp.chunks_exact(d));
     for (((lr, gr), rr), (&m, &wr)) in rows.zip(rs.chunks_exact(d)).zip(mask.iter().zip(&w)) {
         for j in 0..d {
@@ -127,7 +135,7 @@ pub fn reverse_kl_loss_fast(
     let halves = (adjoint(l0, 0..split), adjoint(l1, split..batch));
     fast.backward_steps(batch, halves, true);
     let grads = fast.finish_backward();
-    for b in [xs, rs, lambda] {
+    for b in [xs, rs, eps, scores, lambda] {
         fast.give_buffer(b);
     }
     let store = FastDrift::all_gradients(net, &tf, &grads)?;

@@ -114,8 +114,8 @@ pub fn log_variance_loss_fast(
     }
     let rows = n * batch * dim;
     let host = |fast: &mut FastDrift, ts: &[Tensor]| -> Result<Vec<f32>> {
-        let mut v = fast.take_buffer(0);
-        v.reserve(rows);
+        let mut v = fast.take_buffer(rows);
+        v.clear();
         for t in ts {
             v.extend(t.flatten_all()?.to_vec1::<f32>()?);
         }

@@ -69,6 +69,47 @@ pub struct FastDrift {
     spare: Vec<Vec<f32>>,
 }
 
+/// One half of the rows of every step of a pass ([`FastDrift::split_halves`]).
+#[derive(Debug)]
+pub struct HalfDrift<'a> {
+    net: &'a Layers,
+    scratch: &'a mut Scratch,
+    blocks: Vec<rows::KeptRows<'a>>,
+    rows: std::ops::Range<usize>,
+    batch: usize,
+    per: usize,
+}
+
+impl HalfDrift<'_> {
+    /// The rows of each step's batch that this half computes.
+    pub fn rows(&self) -> std::ops::Range<usize> {
+        self.rows.clone()
+    }
+
+    /// h of this half's rows of step block `block` (rows `block·batch + rows()`), at their
+    /// states `x` and scores `score`; `embedding` and `coefficient` hold all the pass's times.
+    pub fn forward(
+        &mut self,
+        block: usize,
+        x: &[f32],
+        score: &[f32],
+        embedding: &[f32],
+        coefficient: &[f32],
+    ) -> &[f32] {
+        let times = Times {
+            embedding,
+            coefficient,
+            per: self.per,
+        };
+        let kept = &mut self.blocks[block];
+        if !x.is_empty() {
+            let first = block * self.batch + self.rows.start;
+            forward_rows(self.net, kept, self.scratch, first, (x, score), times);
+        }
+        kept.h()
+    }
+}
+
 /// Gradients of one backward pass: the per-row layers' weights and biases (in the order of
 /// the layers: first, hidden…, out) and the gradients with respect to the time features.
 #[derive(Debug, Clone, Default)]
@@ -141,7 +182,16 @@ impl FastDrift {
     /// A buffer of `len` values (contents unspecified) from the pool that callers give back with
     /// [`FastDrift::give_buffer`], so that repeated calls reuse their memory.
     pub fn take_buffer(&mut self, len: usize) -> Vec<f32> {
-        let mut v = self.spare.pop().unwrap_or_default();
+        // The smallest spare buffer that holds `len` values, else the largest (so that buffers
+        // given back in another order than taken are not reallocated every call).
+        let fits = (0..self.spare.len())
+            .filter(|&i| self.spare[i].capacity() >= len)
+            .min_by_key(|&i| self.spare[i].capacity());
+        let largest = (0..self.spare.len()).max_by_key(|&i| self.spare[i].capacity());
+        let mut v = match fits.or(largest) {
+            Some(i) => self.spare.swap_remove(i),
+            None => Vec::new(),
+        };
         v.resize(len, 0.0);
         v
     }
@@ -209,9 +259,40 @@ impl FastDrift {
             per: self.rows / self.n_times,
         };
         let net = &self.net;
-        let kept = self.kept.rows_mut(net, first, count);
-        forward_rows(net, kept, &mut self.halves[0], first, (x, score), times);
+        let mut kept = self.kept.rows_mut(net, first, count);
+        forward_rows(
+            net,
+            &mut kept,
+            &mut self.halves[0],
+            first,
+            (x, score),
+            times,
+        );
         &self.kept.h[first * d..(first + count) * d]
+    }
+
+    /// The two halves of a pass prepared over whole steps of `batch` rows
+    /// ([`FastDrift::prepare`] with `rows` a multiple of `batch`): rows `0..split_point(batch)`
+    /// of every step's block and the rest, each with its own working buffers, for two threads
+    /// to compute at once ([`HalfDrift::forward`]).
+    pub fn split_halves(&mut self, batch: usize) -> (HalfDrift<'_>, HalfDrift<'_>) {
+        assert!(
+            batch > 0 && self.rows.is_multiple_of(batch),
+            "the pass's rows are whole steps of the batch"
+        );
+        let split = split_point(batch);
+        let per = self.rows / self.n_times;
+        let (b0, b1) = self.kept.halves_by_block(&self.net, batch, split);
+        let [s0, s1] = &mut self.halves;
+        let half = |scratch, blocks, rows| HalfDrift {
+            net: &self.net,
+            scratch,
+            blocks,
+            rows,
+            batch,
+            per,
+        };
+        (half(s0, b0, 0..split), half(s1, b1, split..batch))
     }
 
     /// h of every row of the last pass (after [`FastDrift::forward`], or after

@@ -47,6 +47,7 @@ pub(super) struct Kept {
 }
 
 /// Mutable views of the kept activations of a range of rows.
+#[derive(Debug)]
 pub(super) struct KeptRows<'a> {
     input: &'a mut [f32],
     pre: Vec<&'a mut [f32]>,
@@ -84,6 +85,69 @@ impl Kept {
             unclipped: &mut self.unclipped[range(d)],
             score: &mut self.score[range(d)],
         }
+    }
+
+    /// All rows as blocks of `batch` rows (block b: rows b·batch..), each block split at its
+    /// row `split`: the first parts of every block, and the second parts.
+    pub(super) fn halves_by_block<'a>(
+        &'a mut self,
+        net: &Layers,
+        batch: usize,
+        split: usize,
+    ) -> (Vec<KeptRows<'a>>, Vec<KeptRows<'a>>) {
+        let (d, width, inputs) = (net.dim, net.width(), net.inputs());
+        fn split_blocks(
+            v: &mut [f32],
+            (batch, split, w): (usize, usize, usize),
+        ) -> impl Iterator<Item = (&mut [f32], &mut [f32])> {
+            v.chunks_exact_mut(batch * w)
+                .map(move |b| b.split_at_mut(split * w))
+        }
+        let blocks = |v: &'a mut Vec<f32>, w: usize| split_blocks(v, (batch, split, w));
+        let input = blocks(&mut self.input, inputs);
+        let mut pre: Vec<_> = self.pre.iter_mut().map(|b| blocks(b, width)).collect();
+        let mut sig: Vec<_> = self.sig.iter_mut().map(|b| blocks(b, width)).collect();
+        let mut h = blocks(&mut self.h, d);
+        let mut unclipped = blocks(&mut self.unclipped, d);
+        let mut score = blocks(&mut self.score, d);
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        for (ia, ib) in input {
+            let (mut pa, mut pb, mut sa, mut sb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (p, s) in pre.iter_mut().zip(sig.iter_mut()) {
+                let ((p0, p1), (s0, s1)) = (p.next().expect("block"), s.next().expect("block"));
+                pa.push(p0);
+                pb.push(p1);
+                sa.push(s0);
+                sb.push(s1);
+            }
+            let (ha, hb) = h.next().expect("block");
+            let (ua, ub) = unclipped.next().expect("block");
+            let (ga, gb) = score.next().expect("block");
+            first.push(KeptRows {
+                input: ia,
+                pre: pa,
+                sig: sa,
+                h: ha,
+                unclipped: ua,
+                score: ga,
+            });
+            second.push(KeptRows {
+                input: ib,
+                pre: pb,
+                sig: sb,
+                h: hb,
+                unclipped: ub,
+                score: gb,
+            });
+        }
+        (first, second)
+    }
+}
+
+impl KeptRows<'_> {
+    /// The output h of these rows (after a forward pass over them).
+    pub(super) fn h(&self) -> &[f32] {
+        self.h
     }
 }
 
@@ -135,7 +199,7 @@ pub(super) struct Times<'a> {
 /// The forward pass of the rows `first..` (as many as `x` holds) into `kept`.
 pub(super) fn forward_rows(
     net: &Layers,
-    kept: KeptRows<'_>,
+    kept: &mut KeptRows<'_>,
     scratch: &mut Scratch,
     first: usize,
     (x, score): (&[f32], &[f32]),
@@ -156,7 +220,7 @@ pub(super) fn forward_rows(
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn forward_avx512(
     net: &Layers,
-    kept: KeptRows<'_>,
+    kept: &mut KeptRows<'_>,
     scratch: &mut Scratch,
     first: usize,
     xs: (&[f32], &[f32]),
@@ -170,7 +234,7 @@ unsafe fn forward_avx512(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn forward_avx2(
     net: &Layers,
-    kept: KeptRows<'_>,
+    kept: &mut KeptRows<'_>,
     scratch: &mut Scratch,
     first: usize,
     xs: (&[f32], &[f32]),
@@ -182,7 +246,7 @@ unsafe fn forward_avx2(
 #[inline(always)]
 fn forward_impl(
     net: &Layers,
-    kept: KeptRows<'_>,
+    kept: &mut KeptRows<'_>,
     scratch: &mut Scratch,
     first: usize,
     (x, score): (&[f32], &[f32]),
@@ -193,8 +257,8 @@ fn forward_impl(
     let (width, inputs, per) = (net.width(), net.inputs(), times.per);
     let KeptRows {
         input,
-        mut pre,
-        mut sig,
+        pre,
+        sig,
         h,
         unclipped,
         score: kept_score,
@@ -348,16 +412,19 @@ fn backward_impl(
         }
     }
     let block = |w: usize| first * w..(first + count) * w;
-    // The range's SiLU outputs of hidden layer l, as the forward pass computed them.
-    let recompute_post = |post: &mut Vec<f32>, l: usize| {
-        post.resize(count * width, 0.0);
-        let (pre, sig) = (&kept.pre[l][block(width)], &kept.sig[l][block(width)]);
+    // The range's SiLU outputs of hidden layer l, as the forward pass computed them (a function,
+    // not a closure, so that it is compiled with the caller's SIMD features).
+    #[inline(always)]
+    fn recompute_post(post: &mut Vec<f32>, pre: &[f32], sig: &[f32]) {
+        post.resize(pre.len(), 0.0);
         for (q, (&p, &s)) in post.iter_mut().zip(pre.iter().zip(sig)) {
             *q = p * s;
         }
-    };
+    }
+    let kept_of = |l: usize| (&kept.pre[l][block(width)], &kept.sig[l][block(width)]);
     let last = n_hidden - 1;
-    recompute_post(&mut post[last], last);
+    let (p, s) = kept_of(last);
+    recompute_post(&mut post[last], p, s);
     let (dw, db) = &mut acc.layers[n_hidden];
     net.layers[n_hidden].backward_params(&post[last], dy, count, dw, db);
     dpost.resize(count * width, 0.0);
@@ -371,7 +438,8 @@ fn backward_impl(
         let src: &[f32] = if l == 0 {
             &kept.input[block(inputs)]
         } else {
-            recompute_post(&mut post[l - 1], l - 1);
+            let (p, s) = kept_of(l - 1);
+            recompute_post(&mut post[l - 1], p, s);
             &post[l - 1]
         };
         let (dw, db) = &mut acc.layers[l];
@@ -454,22 +522,22 @@ mod tests {
             scratch.clear(&net, n_times);
             let mut dx = vec![0.0; rows * d];
             let grads = (&dh[..], Some(&mut dx[..]));
-            let kept_rows = kept.rows_mut(&net, 0, rows);
+            let mut kept_rows = kept.rows_mut(&net, 0, rows);
             let s = &mut scratch;
             match level {
                 // SAFETY: called only for the builds this CPU can run (below).
                 #[cfg(target_arch = "x86_64")]
                 Simd::Avx512 => unsafe {
-                    forward_avx512(&net, kept_rows, s, 0, (&x, &score), times);
+                    forward_avx512(&net, &mut kept_rows, s, 0, (&x, &score), times);
                     backward_avx512(&net, &kept, s, 0, grads, times.per);
                 },
                 #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 => unsafe {
-                    forward_avx2(&net, kept_rows, s, 0, (&x, &score), times);
+                    forward_avx2(&net, &mut kept_rows, s, 0, (&x, &score), times);
                     backward_avx2(&net, &kept, s, 0, grads, times.per);
                 },
                 _ => {
-                    forward_impl(&net, kept_rows, s, 0, (&x, &score), times);
+                    forward_impl(&net, &mut kept_rows, s, 0, (&x, &score), times);
                     backward_impl(&net, &kept, s, 0, grads, times.per);
                 }
             }

@@ -1,0 +1,305 @@
+//! Training paths on two threads: the simulation of the CPU fast path with the network's forward
+//! pass and the step update of each step split between two threads at a fixed row
+//! ([`crate::nn::split_point`]), while the rest of a step runs beside it: the calling thread
+//! draws the step's normals (the generator stays on the calling thread, used in the same order
+//! as by the sequential code) while the other calls the target's score for the whole batch
+//! (once per step, as on one thread).
+//!
+//! Per step (k = N−1 down to 0), with the calling thread A (rows `0..split`) and the helper B
+//! (rows `split..batch`):
+//!
+//! ```text
+//! A: draw ε_k (all rows) ─ signal ─ wait for the score ─ half step (A's rows) ─ signal
+//! B: wait for A's rows of x_{k+1} ─ score of x_{k+1} (all rows) ─ signal ─ wait for ε_k
+//!    ─ half step (B's rows) ─ signal
+//! ```
+//!
+//! A half step is the network's forward pass on the half's rows and the update
+//! x_k = a_k x_{k+1} + σ²c_k h + s_k λε, r_k = (x_{k+1} − a_k x_k)/s_k. Each thread writes only its
+//! own rows of x_k and r_k, A alone writes ε_k and B alone the score; what a thread reads of the
+//! other's writes it reads after the matching signal (a counter stored with release ordering and
+//! loaded with acquire ordering), which is what makes the shared buffers sound. The numbers are
+//! those of the sequential loop (the same operations on the same rows), which runs instead when
+//! the thread pool has one thread (a one-core machine, `RAYON_NUM_THREADS=1`).
+
+use super::DiffusionSampler;
+use super::simulate_fast::{HostStep, draw_normals, step_update};
+use crate::error::Result;
+use crate::nn::{FastDrift, HalfDrift};
+use crate::target::Target;
+use candle_core::Tensor;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::Thread;
+
+/// Simulated training paths on the host: N steps of `batch` rows of `dim` values per block.
+#[derive(Debug, Default)]
+pub(crate) struct HostPaths {
+    /// x_0..x_N: block k is x_k (block N the start).
+    pub(crate) xs: Vec<f32>,
+    /// Block k: the score at x_{k+1}, the input of step k.
+    pub(crate) scores: Vec<f32>,
+    /// Block k: the standard normals of step k.
+    pub(crate) eps: Vec<f32>,
+    /// Block k: the standardised forward residual r_k.
+    pub(crate) rs: Vec<f32>,
+}
+
+/// What every step reads: the time features of all steps and the step coefficients.
+#[derive(Clone, Copy)]
+pub(crate) struct StepData<'a> {
+    pub(crate) embedding: &'a [f32],
+    pub(crate) coefficient: &'a [f32],
+    /// a_k, σ²c_k (per coordinate) and s_k (per coordinate).
+    pub(crate) steps: (&'a [f32], &'a [f32], &'a [f32]),
+    pub(crate) explore: f32,
+}
+
+impl StepData<'_> {
+    fn step(&self, k: usize, d: usize) -> HostStep<'_> {
+        let (a, c, s) = self.steps;
+        (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d])
+    }
+}
+
+/// A buffer that two threads write in disjoint parts and read across only after a signal.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buf: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: the pointer comes from a `&mut [f32]` that outlives the threads (the lifetime), and
+// the threads' accesses are ordered by the protocol of the module doc.
+unsafe impl Send for Shared<'_> {}
+unsafe impl Sync for Shared<'_> {}
+
+impl<'a> Shared<'a> {
+    fn new(v: &'a mut [f32]) -> Self {
+        Self {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+            _buf: PhantomData,
+        }
+    }
+
+    /// SAFETY: no thread writes `range` while the slice lives.
+    unsafe fn get(&self, range: Range<usize>) -> &[f32] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        unsafe { std::slice::from_raw_parts(self.ptr.add(range.start), range.len()) }
+    }
+
+    /// SAFETY: no other thread reads or writes `range` while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get_mut(&self, range: Range<usize>) -> &mut [f32] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+}
+
+/// The two threads' signals: steps whose normals are drawn, whose score is computed, and that
+/// each thread has finished; `failed` ends the other thread's waits after an error.
+struct Signals {
+    eps: AtomicUsize,
+    score: AtomicUsize,
+    done_a: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl Signals {
+    /// Stores `value` into `counter` and wakes `other` if it is parked.
+    fn signal(&self, counter: &AtomicUsize, value: usize, other: &Thread) {
+        counter.store(value, Ordering::Release);
+        other.unpark();
+    }
+
+    /// Waits until `counter` reaches `value`: spins briefly (the other thread is usually a few
+    /// microseconds away), then yields the core (to the thread pool's workers, which the
+    /// target's tensor operations may use), then parks. False when the other thread failed.
+    fn wait(&self, counter: &AtomicUsize, value: usize) -> bool {
+        let mut rounds = 0u32;
+        while counter.load(Ordering::Acquire) < value {
+            if self.failed.load(Ordering::Acquire) {
+                return false;
+            }
+            rounds += 1;
+            if rounds < 128 {
+                std::hint::spin_loop();
+            } else if rounds < 256 {
+                std::thread::yield_now();
+            } else {
+                std::thread::park_timeout(std::time::Duration::from_micros(100));
+            }
+        }
+        true
+    }
+}
+
+/// Sets `failed` and wakes the other thread when dropped during a panic or before `disarm`.
+struct FailGuard<'a> {
+    signals: &'a Signals,
+    other: Thread,
+    armed: bool,
+}
+
+impl Drop for FailGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.signals.failed.store(true, Ordering::Release);
+            self.other.unpark();
+        }
+    }
+}
+
+/// Whether to run the two halves on two threads: when the thread pool the computation runs in
+/// (rayon's; `RAYON_NUM_THREADS`) has two or more.
+fn two_threads() -> bool {
+    rayon::current_num_threads() >= 2
+}
+
+impl DiffusionSampler {
+    /// Simulates `batch` training paths from `x_start` (`[batch, dim]`) with the network in
+    /// `fast` (prepared for N·batch rows over N times, with the sampler's current weights,
+    /// keeping every step's activations), filling `out`.
+    pub(crate) fn simulate_host(
+        &self,
+        target: &dyn Target,
+        rng: &mut impl rand::Rng,
+        fast: &mut FastDrift,
+        (x_start, data): (&[f32], StepData<'_>),
+        out: &mut HostPaths,
+    ) -> Result<()> {
+        let n = self.grid().steps();
+        let d = self.dim;
+        let bd = x_start.len();
+        let batch = bd / d;
+        for (b, len) in [
+            (&mut out.xs, (n + 1) * bd),
+            (&mut out.scores, n * bd),
+            (&mut out.eps, n * bd),
+            (&mut out.rs, n * bd),
+        ] {
+            b.resize(len, 0.0);
+        }
+        out.xs[n * bd..].copy_from_slice(x_start);
+        let score = |x: &[f32]| -> Result<Vec<f32>> {
+            let g = self.score(target, &Tensor::from_slice(x, (batch, d), &self.device)?)?;
+            Ok(g.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let (mut half_a, mut half_b) = fast.split_halves(batch);
+        let bufs = Bufs {
+            xs: Shared::new(&mut out.xs),
+            scores: Shared::new(&mut out.scores),
+            eps: Shared::new(&mut out.eps),
+            rs: Shared::new(&mut out.rs),
+            bd,
+            d,
+        };
+        if !two_threads() || half_b.rows().is_empty() {
+            for k in (0..n).rev() {
+                // SAFETY: one thread.
+                unsafe {
+                    draw_normals(rng, bufs.eps.get_mut(k * bd..(k + 1) * bd));
+                    let g = score(bufs.xs.get((k + 1) * bd..(k + 2) * bd))?;
+                    bufs.scores
+                        .get_mut(k * bd..(k + 1) * bd)
+                        .copy_from_slice(&g);
+                    bufs.half_step(&mut half_a, k, data);
+                    bufs.half_step(&mut half_b, k, data);
+                }
+            }
+            return Ok(());
+        }
+        let signals = Signals {
+            eps: AtomicUsize::new(0),
+            score: AtomicUsize::new(0),
+            done_a: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        };
+        let thread_a = std::thread::current();
+        std::thread::scope(|scope| {
+            let (signals, bufs, thread_a) = (&signals, &bufs, &thread_a);
+            let helper = scope.spawn(move || -> Result<()> {
+                let mut guard = FailGuard {
+                    signals,
+                    other: thread_a.clone(),
+                    armed: true,
+                };
+                for (i, k) in (0..n).rev().enumerate() {
+                    if !signals.wait(&signals.done_a, i) {
+                        return Ok(());
+                    }
+                    // SAFETY: x_{k+1} is complete (A's rows: done_a ≥ i; B's: its own last
+                    // step); no thread writes it during step k. B alone writes the score.
+                    let g = score(unsafe { bufs.xs.get((k + 1) * bd..(k + 2) * bd) })?;
+                    unsafe { bufs.scores.get_mut(k * bd..(k + 1) * bd) }.copy_from_slice(&g);
+                    signals.signal(&signals.score, i + 1, thread_a);
+                    if !signals.wait(&signals.eps, i + 1) {
+                        return Ok(());
+                    }
+                    // SAFETY: ε_k is drawn (eps ≥ i + 1); B writes only its own rows.
+                    unsafe { bufs.half_step(&mut half_b, k, data) };
+                }
+                guard.armed = false;
+                Ok(())
+            });
+            let thread_b = helper.thread().clone();
+            {
+                let mut guard = FailGuard {
+                    signals,
+                    other: thread_b.clone(),
+                    armed: true,
+                };
+                for (i, k) in (0..n).rev().enumerate() {
+                    // SAFETY: A alone writes ε; B reads ε_k only after the signal.
+                    draw_normals(rng, unsafe { bufs.eps.get_mut(k * bd..(k + 1) * bd) });
+                    signals.signal(&signals.eps, i + 1, &thread_b);
+                    if !signals.wait(&signals.score, i + 1) {
+                        break;
+                    }
+                    // SAFETY: the score of step k is written (score ≥ i + 1); A writes only
+                    // its own rows.
+                    unsafe { bufs.half_step(&mut half_a, k, data) };
+                    signals.signal(&signals.done_a, i + 1, &thread_b);
+                }
+                guard.armed = false;
+            }
+            // The helper's error (its target call), or its panic passed on.
+            helper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+/// The shared path buffers and their block sizes.
+struct Bufs<'a> {
+    xs: Shared<'a>,
+    scores: Shared<'a>,
+    eps: Shared<'a>,
+    rs: Shared<'a>,
+    bd: usize,
+    d: usize,
+}
+
+impl Bufs<'_> {
+    /// Step k on `half`'s rows: the network at x_{k+1} and the update into x_k and r_k.
+    ///
+    /// SAFETY: x_{k+1}'s, the score's and ε_k's rows of this half are written and not being
+    /// written; no other thread touches this half's rows of x_k and r_k.
+    unsafe fn half_step(&self, half: &mut HalfDrift<'_>, k: usize, data: StepData<'_>) {
+        let (d, bd) = (self.d, self.bd);
+        let rows = half.rows();
+        let part = |block: usize| block * bd + rows.start * d..block * bd + rows.end * d;
+        unsafe {
+            let x = self.xs.get(part(k + 1));
+            let g = self.scores.get(part(k));
+            let h = half.forward(k, x, g, data.embedding, data.coefficient);
+            let eps = self.eps.get(part(k));
+            let (x_new, r) = (self.xs.get_mut(part(k)), self.rs.get_mut(part(k)));
+            step_update(data.step(k, d), (x, h, eps), data.explore, (x_new, r));
+        }
+    }
+}
