@@ -115,27 +115,32 @@ impl Signals {
         other.unpark();
     }
 
-    /// Waits until `counter` reaches `value`: spins briefly (the other thread is usually a few
-    /// microseconds away), then yields the core (to the thread pool's workers, which the
-    /// target's tensor operations may use), then parks. False when the other thread failed.
+    /// Waits until `counter` reaches `value`: spins for up to [`SPIN`] (the other thread is
+    /// usually some microseconds away, and waking a parked thread costs tens of them on a
+    /// virtual machine), then parks. False when the other thread failed.
     fn wait(&self, counter: &AtomicUsize, value: usize) -> bool {
+        let mut since: Option<std::time::Instant> = None;
         let mut rounds = 0u32;
         while counter.load(Ordering::Acquire) < value {
             if self.failed.load(Ordering::Acquire) {
                 return false;
             }
-            rounds += 1;
-            if rounds < 128 {
-                std::hint::spin_loop();
-            } else if rounds < 256 {
-                std::thread::yield_now();
-            } else {
-                std::thread::park_timeout(std::time::Duration::from_micros(100));
+            rounds = rounds.wrapping_add(1);
+            if rounds % 64 == 0 {
+                let start = *since.get_or_insert_with(std::time::Instant::now);
+                if start.elapsed() > SPIN {
+                    std::thread::park_timeout(std::time::Duration::from_micros(100));
+                    continue;
+                }
             }
+            std::hint::spin_loop();
         }
         true
     }
 }
+
+/// How long a thread spins before it parks.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Sets `failed` and wakes the other thread when dropped during a panic or before `disarm`.
 struct FailGuard<'a> {

@@ -184,22 +184,19 @@ pub(super) fn simd() -> Simd {
     Simd::Portable
 }
 
-/// One row of a hidden layer after its matrix product: p = pre + b (+ e), then sigmoid(p) and
-/// SiLU(p) = p·sigmoid(p), in place of `pre`, into `sig` and `post`. `shift` yields (b, e)
-/// per column; e = 0 adds nothing (p + 0 = p exactly).
+/// One row of a hidden layer after its matrix product: p = pre + b (+ e), then SiLU(p) =
+/// p·sigmoid(p), p in place of `pre` and SiLU(p) into `post`. `shift` yields (b, e) per
+/// column; e = 0 adds nothing.
 #[inline(always)]
 pub(super) fn silu_row<'a>(
     pre: &mut [f32],
-    sig: &mut [f32],
     post: &mut [f32],
     shift: impl Iterator<Item = (&'a f32, &'a f32)>,
 ) {
-    for (((p, g), q), (b, e)) in pre.iter_mut().zip(sig).zip(post).zip(shift) {
+    for ((p, q), (b, e)) in pre.iter_mut().zip(post).zip(shift) {
         let v = (*p + b) + e;
-        let s = sigmoid(v);
         *p = v;
-        *g = s;
-        *q = v * s;
+        *q = v * sigmoid(v);
     }
 }
 

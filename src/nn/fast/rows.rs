@@ -3,7 +3,7 @@
 //! of the kept activations and accumulates the parameter gradients in its own [`Scratch`].
 
 use super::FastGradients;
-use super::kernels::{HostLinear, Simd, silu_row, simd};
+use super::kernels::{HostLinear, Simd, sigmoid, silu_row, simd};
 
 /// The per-row layers and constants of the network, read by every thread.
 #[derive(Debug, Clone)]
@@ -36,10 +36,10 @@ impl Layers {
 pub(super) struct Kept {
     /// The first layer's input (x/σ, ℓg).
     pub(super) input: Vec<f32>,
-    /// Pre-activations of the first and hidden layers.
+    /// Pre-activations of the first and hidden layers (their sigmoid and SiLU are not kept:
+    /// the backward pass recomputes them block by block, in cache, which costs less than
+    /// writing them to memory and reading them back).
     pub(super) pre: Vec<Vec<f32>>,
-    /// Their sigmoid.
-    pub(super) sig: Vec<Vec<f32>>,
     /// The output h (clipped), before the clip, and the score input.
     pub(super) h: Vec<f32>,
     pub(super) unclipped: Vec<f32>,
@@ -51,7 +51,6 @@ pub(super) struct Kept {
 pub(super) struct KeptRows<'a> {
     input: &'a mut [f32],
     pre: Vec<&'a mut [f32]>,
-    sig: Vec<&'a mut [f32]>,
     h: &'a mut [f32],
     unclipped: &'a mut [f32],
     score: &'a mut [f32],
@@ -62,11 +61,9 @@ impl Kept {
     pub(super) fn resize(&mut self, net: &Layers, rows: usize) {
         let (d, width) = (net.dim, net.width());
         self.input.resize(rows * net.inputs(), 0.0);
-        for bufs in [&mut self.pre, &mut self.sig] {
-            bufs.resize(net.n_hidden(), Vec::new());
-            for b in bufs.iter_mut() {
-                b.resize(rows * width, 0.0);
-            }
+        self.pre.resize(net.n_hidden(), Vec::new());
+        for b in self.pre.iter_mut() {
+            b.resize(rows * width, 0.0);
         }
         for b in [&mut self.h, &mut self.unclipped, &mut self.score] {
             b.resize(rows * d, 0.0);
@@ -80,7 +77,6 @@ impl Kept {
         KeptRows {
             input: &mut self.input[range(inputs)],
             pre: self.pre.iter_mut().map(|b| &mut b[range(width)]).collect(),
-            sig: self.sig.iter_mut().map(|b| &mut b[range(width)]).collect(),
             h: &mut self.h[range(d)],
             unclipped: &mut self.unclipped[range(d)],
             score: &mut self.score[range(d)],
@@ -106,19 +102,16 @@ impl Kept {
         let blocks = |v: &'a mut Vec<f32>, w: usize| split_blocks(v, (batch, split, w));
         let input = blocks(&mut self.input, inputs);
         let mut pre: Vec<_> = self.pre.iter_mut().map(|b| blocks(b, width)).collect();
-        let mut sig: Vec<_> = self.sig.iter_mut().map(|b| blocks(b, width)).collect();
         let mut h = blocks(&mut self.h, d);
         let mut unclipped = blocks(&mut self.unclipped, d);
         let mut score = blocks(&mut self.score, d);
         let (mut first, mut second) = (Vec::new(), Vec::new());
         for (ia, ib) in input {
-            let (mut pa, mut pb, mut sa, mut sb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (p, s) in pre.iter_mut().zip(sig.iter_mut()) {
-                let ((p0, p1), (s0, s1)) = (p.next().expect("block"), s.next().expect("block"));
+            let (mut pa, mut pb) = (Vec::new(), Vec::new());
+            for p in pre.iter_mut() {
+                let (p0, p1) = p.next().expect("block");
                 pa.push(p0);
                 pb.push(p1);
-                sa.push(s0);
-                sb.push(s1);
             }
             let (ha, hb) = h.next().expect("block");
             let (ua, ub) = unclipped.next().expect("block");
@@ -126,7 +119,6 @@ impl Kept {
             first.push(KeptRows {
                 input: ia,
                 pre: pa,
-                sig: sa,
                 h: ha,
                 unclipped: ua,
                 score: ga,
@@ -134,7 +126,6 @@ impl Kept {
             second.push(KeptRows {
                 input: ib,
                 pre: pb,
-                sig: sb,
                 h: hb,
                 unclipped: ub,
                 score: gb,
@@ -154,9 +145,9 @@ impl KeptRows<'_> {
 /// One thread's working buffers and gradient accumulators.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Scratch {
-    /// The SiLU outputs pre·sigmoid of the range's rows, per hidden layer: not kept for the
-    /// whole pass (a third less memory traffic), recomputed from `pre` and `sig` when the
-    /// backward pass needs them.
+    /// The sigmoid and SiLU outputs pre·sigmoid of the range's rows, per hidden layer: not kept
+    /// for the whole pass, recomputed from `pre` when the backward pass needs them.
+    sig: Vec<Vec<f32>>,
     post: Vec<Vec<f32>>,
     dy: Vec<f32>,
     dpost: Vec<f32>,
@@ -258,7 +249,6 @@ fn forward_impl(
     let KeptRows {
         input,
         pre,
-        sig,
         h,
         unclipped,
         score: kept_score,
@@ -286,19 +276,18 @@ fn forward_impl(
         let src: &[f32] = if l == 0 { input } else { &done[l - 1] };
         let post = &mut rest[0];
         post.resize(count * width, 0.0);
-        let (pre, sig) = (&mut *pre[l], &mut *sig[l]);
+        let pre = &mut *pre[l];
         layer.forward_no_bias(src, count, pre);
         let rows = pre
             .chunks_exact_mut(width)
-            .zip(sig.chunks_exact_mut(width))
             .zip(post.chunks_exact_mut(width));
-        for (r, ((pr, sr), qr)) in (first..).zip(rows) {
+        for (r, (pr, qr)) in (first..).zip(rows) {
             if l == 0 {
                 // The first layer adds the time embedding of the row's step.
                 let e = &times.embedding[(r / per) * width..(r / per + 1) * width];
-                silu_row(pr, sr, qr, layer.bias.iter().zip(e));
+                silu_row(pr, qr, layer.bias.iter().zip(e));
             } else {
-                silu_row(pr, sr, qr, layer.bias.iter().map(|b| (b, &0.0)));
+                silu_row(pr, qr, layer.bias.iter().map(|b| (b, &0.0)));
             }
         }
     }
@@ -383,6 +372,7 @@ fn backward_impl(
     let count = dh.len() / d;
     let (width, inputs, n_hidden) = (net.width(), net.inputs(), net.n_hidden());
     let Scratch {
+        sig,
         post,
         dy,
         dpost,
@@ -392,6 +382,7 @@ fn backward_impl(
         ..
     } = scratch;
     post.resize(n_hidden, Vec::new());
+    sig.resize(n_hidden, Vec::new());
     // Gradient at the unclipped output, then at the output layer's result (× σ⁻¹).
     dy.resize(count * d, 0.0);
     for (r, (dyr, dhr)) in dy.chunks_exact_mut(d).zip(dh.chunks_exact(d)).enumerate() {
@@ -412,34 +403,42 @@ fn backward_impl(
         }
     }
     let block = |w: usize| first * w..(first + count) * w;
-    // The range's SiLU outputs of hidden layer l, as the forward pass computed them (a function,
-    // not a closure, so that it is compiled with the caller's SIMD features).
+    // The range's sigmoid and SiLU outputs of hidden layer l, as the forward pass computed
+    // them (a function, not a closure, so that it is compiled with the caller's SIMD features).
     #[inline(always)]
-    fn recompute_post(post: &mut Vec<f32>, pre: &[f32], sig: &[f32]) {
+    fn recompute(sig: &mut Vec<f32>, post: &mut Vec<f32>, pre: &[f32]) {
+        sig.resize(pre.len(), 0.0);
         post.resize(pre.len(), 0.0);
-        for (q, (&p, &s)) in post.iter_mut().zip(pre.iter().zip(sig)) {
+        for ((g, q), &p) in sig.iter_mut().zip(post.iter_mut()).zip(pre) {
+            let s = sigmoid(p);
+            *g = s;
             *q = p * s;
         }
     }
-    let kept_of = |l: usize| (&kept.pre[l][block(width)], &kept.sig[l][block(width)]);
     let last = n_hidden - 1;
-    let (p, s) = kept_of(last);
-    recompute_post(&mut post[last], p, s);
+    recompute(
+        &mut sig[last],
+        &mut post[last],
+        &kept.pre[last][block(width)],
+    );
     let (dw, db) = &mut acc.layers[n_hidden];
     net.layers[n_hidden].backward_params(&post[last], dy, count, dw, db);
     dpost.resize(count * width, 0.0);
     net.layers[n_hidden].backward_input(dy, count, dpost);
     dpre.resize(count * width, 0.0);
     for l in (0..n_hidden).rev() {
-        let (pre, sig) = (&kept.pre[l][block(width)], &kept.sig[l][block(width)]);
-        for ((g, &p), (&q, &s)) in dpre.iter_mut().zip(pre).zip(dpost.iter().zip(sig)) {
+        let pre = &kept.pre[l][block(width)];
+        for ((g, &p), (&q, &s)) in dpre.iter_mut().zip(pre).zip(dpost.iter().zip(&sig[l])) {
             *g = q * s * (1.0 + p * (1.0 - s));
         }
         let src: &[f32] = if l == 0 {
             &kept.input[block(inputs)]
         } else {
-            let (p, s) = kept_of(l - 1);
-            recompute_post(&mut post[l - 1], p, s);
+            recompute(
+                &mut sig[l - 1],
+                &mut post[l - 1],
+                &kept.pre[l - 1][block(width)],
+            );
             &post[l - 1]
         };
         let (dw, db) = &mut acc.layers[l];
