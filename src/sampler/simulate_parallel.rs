@@ -126,7 +126,7 @@ impl Signals {
                 return false;
             }
             rounds = rounds.wrapping_add(1);
-            if rounds % 64 == 0 {
+            if rounds.is_multiple_of(64) {
                 let start = *since.get_or_insert_with(std::time::Instant::now);
                 if start.elapsed() > SPIN {
                     std::thread::park_timeout(std::time::Duration::from_micros(100));
