@@ -11,11 +11,13 @@
 //! respect to the embedding and the score coefficient, and candle's autograd carries them into
 //! the time MLP's weights ([`FastDrift::all_gradients`]).
 //!
-//! Threads: a block of rows is split in two halves at a fixed row (when each half has at least
-//! [`MIN_PART_ROWS`] rows), computed with `rayon::join` on the thread pool candle uses too; each
-//! half accumulates its gradients in its own buffers, summed in a fixed order at the end. The
-//! split depends only on the block's size, not on the number of threads, so the numbers are the
-//! same with one thread or two (`RAYON_NUM_THREADS=1` runs both halves in turn).
+//! Threads: the rows of each step's batch are split in two halves at a fixed row
+//! ([`split_point`]: when each half has at least [`MIN_PART_ROWS`] rows), computed on the calling
+//! thread and a helper thread ([`FastDrift::split_halves`] for the forward pass of a simulation,
+//! [`FastDrift::backward_steps`] for the backward pass over a path); each half accumulates its
+//! gradients in its own buffers, summed in a fixed order at the end. The split depends only on
+//! the batch size, not on the number of threads, so the numbers are the same with one thread or
+//! two (with `RAYON_NUM_THREADS=1` both halves run in turn).
 //!
 //! The fast path computes what [`DriftNet::forward`] computes, to f32 rounding (the sums run in
 //! another order); the tests below hold it to the candle path, forward and backward.
@@ -331,7 +333,7 @@ impl FastDrift {
 
     /// The backward pass over a path: `rows / batch` steps of `batch` rows each (step k's rows
     /// at k·batch..), in the order k = 0, 1, …, with each step's rows split at
-    /// [`split_point`]`(batch)` and the two halves run on two threads (one `rayon::join` for
+    /// [`split_point`]`(batch)` and the two halves run on two threads (one helper thread for
     /// the whole pass). `halves` are the adjoints of rows `0..split_point(batch)` and of the
     /// rest: before each step, [`StepAdjoint::dh`] gives the loss's gradient with respect to h
     /// of its rows; with `want_dx`, [`StepAdjoint::dx`] then receives the gradient with respect
@@ -365,8 +367,19 @@ impl FastDrift {
         let (a0, a1) = halves;
         if split == batch {
             run(s0, a0, 0..batch);
+        } else if rayon::current_num_threads() < 2 {
+            run(s0, a0, 0..split);
+            run(s1, a1, split..batch);
         } else {
-            rayon::join(|| run(s0, a0, 0..split), || run(s1, a1, split..batch));
+            // A thread of its own rather than the pool's: the pool's idle workers spin for a
+            // while after each job, taking the core from the simulation that follows.
+            std::thread::scope(|scope| {
+                let helper = scope.spawn(|| run(s1, a1, split..batch));
+                run(s0, a0, 0..split);
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            });
         }
     }
 
