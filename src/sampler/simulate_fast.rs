@@ -402,4 +402,49 @@ mod tests {
             }
         }
     }
+
+    /// A target that fails in the middle of a simulation on two threads (in the helper's score
+    /// call) ends it with that error: neither thread waits for the other forever.
+    #[test]
+    fn a_target_error_on_the_helper_thread_is_returned() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct FailsLater(AtomicUsize);
+        impl Target for FailsLater {
+            fn name(&self) -> &str {
+                "fails-later"
+            }
+            fn dim(&self) -> usize {
+                2
+            }
+            fn log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+                x.sqr()?.sum(1)? * -0.5
+            }
+            fn grad_log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+                if self.0.fetch_add(1, Ordering::SeqCst) >= 3 {
+                    return Err(candle_core::Error::Msg("score failed".into()));
+                }
+                x.neg()
+            }
+        }
+        let cfg = SamplerConfig {
+            steps: 7,
+            width: 8,
+            depth: 1,
+            ..Default::default()
+        };
+        let sampler = DiffusionSampler::new(2, cfg, 1, &Device::Cpu).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let err = pool.install(|| {
+            let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
+            let target = FailsLater(AtomicUsize::new(0));
+            let mut rng = StdRng::seed_from_u64(1);
+            sampler
+                .simulate_for_training(&target, 200, &mut rng, 1.0, &mut fast)
+                .unwrap_err()
+        });
+        assert!(err.to_string().contains("score failed"), "{err}");
+    }
 }
