@@ -56,3 +56,13 @@ pub(crate) fn assert_gradients_close(
         }
     }
 }
+
+/// `f`'s result when run in a thread pool of its own with `threads` threads (what the fast
+/// path's "one thread or two" decision reads).
+pub(crate) fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(f)
+}

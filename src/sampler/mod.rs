@@ -37,7 +37,7 @@ pub use config::SamplerConfig;
 pub use output::{Paths, SampleSet};
 pub use prior::GaussianPrior;
 pub(crate) use simulate_fast::half_sq_rows;
-pub(crate) use simulate_parallel::{HostPaths, StepData};
+pub(crate) use simulate_parallel::StepData;
 
 use crate::error::{DsbError, Result};
 use crate::nn::{DriftNet, ParamStore, TimeFeatures};

@@ -131,7 +131,7 @@ impl DiffusionSampler {
         self.check_target(target)?;
         check_explore(explore)?;
         if self.uses_fast_path() {
-            return self.simulate_fast(target, batch, rng, keep_path, explore, None);
+            return self.simulate_fast(target, batch, rng, keep_path, explore);
         }
         let n = self.grid().steps();
         let d = self.dim as f64;

@@ -6,7 +6,7 @@
 //! results to f32 rounding (tested).
 
 use super::simulate::{detach, path_weights};
-use super::simulate_parallel::{HostPaths, StepData};
+use super::simulate_parallel::StepData;
 use super::{DiffusionSampler, Paths};
 use crate::error::Result;
 use crate::nn::FastDrift;
@@ -106,145 +106,18 @@ impl DiffusionSampler {
     ) -> Result<Paths> {
         self.check_target(target)?;
         super::simulate::check_explore(explore)?;
-        self.simulate_fast(target, batch, rng, true, explore, Some(fast))
-    }
-
-    /// [`DiffusionSampler::simulate_exploring`] on the CPU fast path; with `keep` the network
-    /// runs in that [`FastDrift`] and its activations of all steps are kept there.
-    pub(super) fn simulate_fast(
-        &self,
-        target: &dyn Target,
-        batch: usize,
-        rng: &mut impl rand::Rng,
-        keep_path: bool,
-        explore: f64,
-        keep: Option<&mut FastDrift>,
-    ) -> Result<Paths> {
-        let n = self.grid().steps();
-        let d = self.dim;
-        let tf = detach(&self.step_time_features()?);
-        let emb = tf.embedding.flatten_all()?.to_vec1::<f32>()?;
-        let coef = tf.coefficient.flatten_all()?.to_vec1::<f32>()?;
-        let keep = match keep {
-            Some(fast) if keep_path => {
-                let features = (&emb[..], &coef[..]);
-                return self
-                    .simulate_kept_on_two_threads(target, batch, rng, explore, fast, features);
-            }
-            other => other,
-        };
-        let mut own;
-        let all_rows = keep.is_some();
-        let fast = match keep {
-            Some(f) => {
-                f.prepare(n * batch, n);
-                f
-            }
-            None => {
-                own = FastDrift::new(&self.net)?;
-                own.prepare(batch, 1);
-                &mut own
-            }
-        };
-        let width = fast.width();
-        let (a, c, s) = self.host_step_coefficients()?;
-        let x_start = self.prior.draw(rng, batch, explore)?;
-        let (prior_c, prior_q) = self.prior.neg_log_parts(&x_start)?;
-        let mut x = x_start.flatten_all()?.to_vec1::<f32>()?;
-        let mut x_new = vec![0.0f32; batch * d];
-        let mut eps = vec![0.0f32; batch * d];
-        let mut resid = vec![0.0f32; batch * d];
-        let (mut fwd_sum, mut eps_sum) = (vec![0.0f64; batch], vec![0.0f64; batch]);
-        let mut states = Vec::with_capacity(if keep_path { n + 1 } else { 1 });
-        let mut scores = Vec::with_capacity(if keep_path { n } else { 0 });
-        let explore32 = explore as f32;
-        for k in (0..n).rev() {
-            let xt = Tensor::from_slice(&x, (batch, d), &self.device)?;
-            let g = self.score(target, &xt)?;
-            let gh = g.flatten_all()?.to_vec1::<f32>()?;
-            let h = if all_rows {
-                fast.forward_block(k * batch, &x, &gh, &emb, &coef)
-            } else {
-                fast.forward_block(
-                    0,
-                    &x,
-                    &gh,
-                    &emb[k * width..(k + 1) * width],
-                    &coef[k * d..(k + 1) * d],
-                )
-            };
-            let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
-            let out = (&mut eps[..], &mut x_new[..], &mut resid[..]);
-            host_backward_step(rng, step, &x, h, explore32, out);
-            for (acc, v) in fwd_sum.iter_mut().zip(half_sq_rows(&resid, d)) {
-                *acc += f64::from(v);
-            }
-            for (acc, v) in eps_sum.iter_mut().zip(half_sq_rows(&eps, d)) {
-                *acc += f64::from(v);
-            }
-            if keep_path {
-                states.push(xt);
-                scores.push(g);
-            }
-            std::mem::swap(&mut x, &mut x_new);
-        }
-        let x0 = Tensor::from_slice(&x, (batch, d), &self.device)?;
-        let lp = self
-            .target_log_density(target, &x0)?
-            .to_dtype(DType::F64)?
-            .to_vec1::<f64>()?;
-        let (log_w, loss_constant, noise_energy) = path_weights(
-            &lp,
-            &fwd_sum,
-            &eps_sum,
-            (prior_c, &prior_q),
-            explore,
-            n,
-            d as f64,
-        );
-        states.push(x0);
-        Ok(Paths::from_backward(
-            states,
-            scores,
-            (log_w, loss_constant, noise_energy),
-        ))
-    }
-}
-
-impl DiffusionSampler {
-    /// [`DiffusionSampler::simulate_fast`] keeping the path and the network's activations of
-    /// every step in `fast`, with each step's work split over two threads
-    /// ([`DiffusionSampler::simulate_host`]); the same numbers as the sequential loop.
-    fn simulate_kept_on_two_threads(
-        &self,
-        target: &dyn Target,
-        batch: usize,
-        rng: &mut impl rand::Rng,
-        explore: f64,
-        fast: &mut FastDrift,
-        (emb, coef): (&[f32], &[f32]),
-    ) -> Result<Paths> {
         let n = self.grid().steps();
         let d = self.dim;
         let bd = batch * d;
-        fast.prepare(n * batch, n);
+        let (emb, coef) = self.host_time_features()?;
         let (a, c, s) = self.host_step_coefficients()?;
-        let x_start = self.prior.draw(rng, batch, explore)?;
-        let (prior_c, prior_q) = self.prior.neg_log_parts(&x_start)?;
-        let start = x_start.flatten_all()?.to_vec1::<f32>()?;
-        let mut host = HostPaths {
-            xs: fast.take_buffer((n + 1) * bd),
-            scores: fast.take_buffer(n * bd),
-            eps: fast.take_buffer(n * bd),
-            rs: fast.take_buffer(n * bd),
-        };
         let data = StepData {
-            embedding: emb,
-            coefficient: coef,
+            embedding: &emb,
+            coefficient: &coef,
             steps: (&a, &c, &s),
-            explore: explore as f32,
+            explore,
         };
-        self.simulate_host(target, rng, fast, (&start, data), &mut host)?;
+        let host = self.simulate_host(target, batch, rng, fast, data)?;
         // The path sums in the order of the sequential loop (k = N − 1 down to 0).
         let (mut fwd_sum, mut eps_sum) = (vec![0.0f64; batch], vec![0.0f64; batch]);
         for k in (0..n).rev() {
@@ -272,22 +145,97 @@ impl DiffusionSampler {
             .map(|k| block(&host.scores, k))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let x0 = states.last().expect("N + 1 states");
+        let prior = (host.prior.0, &host.prior.1[..]);
+        let weights = self.fast_path_weights(target, x0, (&fwd_sum, &eps_sum), prior, explore)?;
+        host.give_back(fast);
+        Ok(Paths::from_backward(states, scores, weights))
+    }
+
+    /// The detached time features of every step on the host: embedding `[N, width]` and
+    /// coefficient `[N, dim]`, flattened.
+    fn host_time_features(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let tf = detach(&self.step_time_features()?);
+        Ok((
+            tf.embedding.flatten_all()?.to_vec1::<f32>()?,
+            tf.coefficient.flatten_all()?.to_vec1::<f32>()?,
+        ))
+    }
+
+    /// [`path_weights`] of fast-path paths ending at `x0`, from their per-row sums of ½|r|² and
+    /// ½|ε|² and the prior's parts at their starts.
+    fn fast_path_weights(
+        &self,
+        target: &dyn Target,
+        x0: &Tensor,
+        (fwd_sum, eps_sum): (&[f64], &[f64]),
+        prior: (f64, &[f64]),
+        explore: f64,
+    ) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
         let lp = self
             .target_log_density(target, x0)?
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;
-        let weights = path_weights(
-            &lp,
-            &fwd_sum,
-            &eps_sum,
-            (prior_c, &prior_q),
-            explore,
-            n,
-            d as f64,
-        );
-        for b in [host.xs, host.scores, host.eps, host.rs] {
-            fast.give_buffer(b);
+        let (n, d) = (self.grid().steps(), self.dim as f64);
+        Ok(path_weights(&lp, fwd_sum, eps_sum, prior, explore, n, d))
+    }
+
+    /// [`DiffusionSampler::simulate_exploring`] on the CPU fast path, one step's batch at a
+    /// time on one thread (no activations kept).
+    pub(super) fn simulate_fast(
+        &self,
+        target: &dyn Target,
+        batch: usize,
+        rng: &mut impl rand::Rng,
+        keep_path: bool,
+        explore: f64,
+    ) -> Result<Paths> {
+        let n = self.grid().steps();
+        let d = self.dim;
+        let (emb, coef) = self.host_time_features()?;
+        let mut fast = FastDrift::new(&self.net)?;
+        fast.prepare(batch, 1);
+        let width = fast.width();
+        let (a, c, s) = self.host_step_coefficients()?;
+        let x_start = self.prior.draw(rng, batch, explore)?;
+        let (prior_c, prior_q) = self.prior.neg_log_parts(&x_start)?;
+        let mut x = x_start.flatten_all()?.to_vec1::<f32>()?;
+        let mut x_new = vec![0.0f32; batch * d];
+        let mut eps = vec![0.0f32; batch * d];
+        let mut resid = vec![0.0f32; batch * d];
+        let (mut fwd_sum, mut eps_sum) = (vec![0.0f64; batch], vec![0.0f64; batch]);
+        let mut states = Vec::with_capacity(if keep_path { n + 1 } else { 1 });
+        let mut scores = Vec::with_capacity(if keep_path { n } else { 0 });
+        let explore32 = explore as f32;
+        for k in (0..n).rev() {
+            let xt = Tensor::from_slice(&x, (batch, d), &self.device)?;
+            let g = self.score(target, &xt)?;
+            let gh = g.flatten_all()?.to_vec1::<f32>()?;
+            let h = fast.forward_block(
+                0,
+                &x,
+                &gh,
+                &emb[k * width..(k + 1) * width],
+                &coef[k * d..(k + 1) * d],
+            );
+            let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
+            let out = (&mut eps[..], &mut x_new[..], &mut resid[..]);
+            host_backward_step(rng, step, &x, h, explore32, out);
+            for (acc, v) in fwd_sum.iter_mut().zip(half_sq_rows(&resid, d)) {
+                *acc += f64::from(v);
+            }
+            for (acc, v) in eps_sum.iter_mut().zip(half_sq_rows(&eps, d)) {
+                *acc += f64::from(v);
+            }
+            if keep_path {
+                states.push(xt);
+                scores.push(g);
+            }
+            std::mem::swap(&mut x, &mut x_new);
         }
+        let x0 = Tensor::from_slice(&x, (batch, d), &self.device)?;
+        let prior = (prior_c, &prior_q[..]);
+        let weights = self.fast_path_weights(target, &x0, (&fwd_sum, &eps_sum), prior, explore)?;
+        states.push(x0);
         Ok(Paths::from_backward(states, scores, weights))
     }
 }
@@ -369,11 +317,7 @@ mod tests {
         crate::test_support::randomise(&sampler.params, 3, 0.3);
         let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            crate::test_support::with_threads(threads, || {
                 let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
                 let mut rng = StdRng::seed_from_u64(4);
                 let p = sampler
@@ -433,11 +377,7 @@ mod tests {
             ..Default::default()
         };
         let sampler = DiffusionSampler::new(2, cfg, 1, &Device::Cpu).unwrap();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let err = pool.install(|| {
+        let err = crate::test_support::with_threads(2, || {
             let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
             let target = FailsLater(AtomicUsize::new(0));
             let mut rng = StdRng::seed_from_u64(1);

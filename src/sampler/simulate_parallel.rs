@@ -33,7 +33,8 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::Thread;
 
-/// Simulated training paths on the host: N steps of `batch` rows of `dim` values per block.
+/// Simulated training paths on the host: N steps of `batch` rows of `dim` values per block,
+/// in buffers lent by the [`FastDrift`] (give them back with [`HostPaths::give_back`]).
 #[derive(Debug, Default)]
 pub(crate) struct HostPaths {
     /// x_0..x_N: block k is x_k (block N the start).
@@ -44,6 +45,17 @@ pub(crate) struct HostPaths {
     pub(crate) eps: Vec<f32>,
     /// Block k: the standardised forward residual r_k.
     pub(crate) rs: Vec<f32>,
+    /// The prior's −log density of the starts x_N: its constant and each row's quadratic part.
+    pub(crate) prior: (f64, Vec<f64>),
+}
+
+impl HostPaths {
+    /// Returns the buffers to `fast`'s pool.
+    pub(crate) fn give_back(self, fast: &mut FastDrift) {
+        for b in [self.xs, self.scores, self.eps, self.rs] {
+            fast.give_buffer(b);
+        }
+    }
 }
 
 /// What every step reads: the time features of all steps and the step coefficients.
@@ -53,7 +65,8 @@ pub(crate) struct StepData<'a> {
     pub(crate) coefficient: &'a [f32],
     /// a_k, σ²c_k (per coordinate) and s_k (per coordinate).
     pub(crate) steps: (&'a [f32], &'a [f32], &'a [f32]),
-    pub(crate) explore: f32,
+    /// λ: the prior's scale and the noise's factor.
+    pub(crate) explore: f64,
 }
 
 impl StepData<'_> {
@@ -165,30 +178,47 @@ fn two_threads() -> bool {
 }
 
 impl DiffusionSampler {
-    /// Simulates `batch` training paths from `x_start` (`[batch, dim]`) with the network in
-    /// `fast` (prepared for N·batch rows over N times, with the sampler's current weights,
-    /// keeping every step's activations), filling `out`.
+    /// Simulates `batch` training paths with the network in `fast` (with the sampler's current
+    /// weights; prepared here for N·batch rows over N times, keeping every step's
+    /// activations): draws the starts from the prior (scale λ), then runs the steps.
     pub(crate) fn simulate_host(
+        &self,
+        target: &dyn Target,
+        batch: usize,
+        rng: &mut impl rand::Rng,
+        fast: &mut FastDrift,
+        data: StepData<'_>,
+    ) -> Result<HostPaths> {
+        let n = self.grid().steps();
+        let d = self.dim;
+        let bd = batch * d;
+        fast.prepare(n * batch, n);
+        let x_start = self.prior.draw(rng, batch, data.explore)?;
+        let mut out = HostPaths {
+            xs: fast.take_buffer((n + 1) * bd),
+            scores: fast.take_buffer(n * bd),
+            eps: fast.take_buffer(n * bd),
+            rs: fast.take_buffer(n * bd),
+            prior: self.prior.neg_log_parts(&x_start)?,
+        };
+        out.xs[n * bd..].copy_from_slice(&x_start.flatten_all()?.to_vec1::<f32>()?);
+        self.run_steps(target, rng, fast, data, &mut out)?;
+        Ok(out)
+    }
+
+    /// The steps of [`DiffusionSampler::simulate_host`] from the starts in `out.xs`' last block.
+    fn run_steps(
         &self,
         target: &dyn Target,
         rng: &mut impl rand::Rng,
         fast: &mut FastDrift,
-        (x_start, data): (&[f32], StepData<'_>),
+        data: StepData<'_>,
         out: &mut HostPaths,
     ) -> Result<()> {
         let n = self.grid().steps();
         let d = self.dim;
-        let bd = x_start.len();
+        let bd = out.eps.len() / n;
         let batch = bd / d;
-        for (b, len) in [
-            (&mut out.xs, (n + 1) * bd),
-            (&mut out.scores, n * bd),
-            (&mut out.eps, n * bd),
-            (&mut out.rs, n * bd),
-        ] {
-            b.resize(len, 0.0);
-        }
-        out.xs[n * bd..].copy_from_slice(x_start);
         let score = |x: &[f32]| -> Result<Vec<f32>> {
             let g = self.score(target, &Tensor::from_slice(x, (batch, d), &self.device)?)?;
             Ok(g.flatten_all()?.to_vec1::<f32>()?)
@@ -304,7 +334,12 @@ impl Bufs<'_> {
             let h = half.forward(k, x, g, data.embedding, data.coefficient);
             let eps = self.eps.get(part(k));
             let (x_new, r) = (self.xs.get_mut(part(k)), self.rs.get_mut(part(k)));
-            step_update(data.step(k, d), (x, h, eps), data.explore, (x_new, r));
+            step_update(
+                data.step(k, d),
+                (x, h, eps),
+                data.explore as f32,
+                (x_new, r),
+            );
         }
     }
 }

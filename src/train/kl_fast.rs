@@ -16,7 +16,7 @@ use super::loss::FastLoss;
 use crate::error::Result;
 use crate::nn::{FastDrift, StepAdjoint, split_point};
 use crate::sampler::DiffusionSampler;
-use crate::sampler::{HostPaths, StepData, half_sq_rows};
+use crate::sampler::{StepData, half_sq_rows};
 use crate::target::Target;
 use candle_core::{DType, Tensor};
 
@@ -40,31 +40,17 @@ pub fn reverse_kl_loss_fast(
     let coef = tf.coefficient.flatten_all()?.to_vec1::<f32>()?;
     let net = sampler.backward_net();
     fast.refresh(net)?;
-    fast.prepare(n * batch, n);
     let (a, c, s) = sampler.host_step_coefficients()?;
-    let x_start = sampler.prior().draw(rng, batch, 1.0)?;
-    let (prior_c, prior_q) = sampler.prior().neg_log_parts(&x_start)?;
-    // xs holds x_0..x_N (block k = x_k), rs the residuals r_0..r_{N−1}, eps the normals.
-    let mut paths = HostPaths {
-        xs: fast.take_buffer((n + 1) * bd),
-        scores: fast.take_buffer(n * bd),
-        eps: fast.take_buffer(n * bd),
-        rs: fast.take_buffer(n * bd),
-    };
     let data = StepData {
         embedding: &emb,
         coefficient: &coef,
         steps: (&a, &c, &s),
         explore: 1.0,
     };
-    let start = x_start.flatten_all()?.to_vec1::<f32>()?;
-    sampler.simulate_host(target, rng, fast, (&start, data), &mut paths)?;
-    let HostPaths {
-        xs,
-        scores,
-        eps,
-        rs,
-    } = paths;
+    // xs holds x_0..x_N (block k = x_k), rs the residuals r_0..r_{N−1}, eps the normals.
+    let paths = sampler.simulate_host(target, batch, rng, fast, data)?;
+    let (xs, eps, rs) = (&paths.xs, &paths.eps, &paths.rs);
+    let (prior_c, prior_q) = (paths.prior.0, &paths.prior.1);
     let mut acc = vec![0.0f32; batch];
     for k in (0..n).rev() {
         let block = k * bd..(k + 1) * bd;
@@ -90,9 +76,7 @@ pub fn reverse_kl_loss_fast(
         })
         .collect();
     if count == 0 {
-        for b in [xs, rs, eps, scores] {
-            fast.give_buffer(b);
-        }
+        paths.give_back(fast);
         return Ok((None, reported));
     }
     let loss = -reported
@@ -128,16 +112,15 @@ pub fn reverse_kl_loss_fast(
         batch,
         n,
         d,
-        rs: &rs,
+        rs,
         w: &w,
         coefficients: (&a, &c, &s),
     };
     let halves = (adjoint(l0, 0..split), adjoint(l1, split..batch));
     fast.backward_steps(batch, halves, true);
     let grads = fast.finish_backward();
-    for b in [xs, rs, eps, scores, lambda] {
-        fast.give_buffer(b);
-    }
+    paths.give_back(fast);
+    fast.give_buffer(lambda);
     let store = FastDrift::all_gradients(net, &tf, &grads)?;
     Ok((Some((loss, store)), reported))
 }
@@ -253,11 +236,7 @@ mod tests {
         let sampler = DiffusionSampler::new(5, cfg, 1, &Device::Cpu).unwrap();
         randomise(&sampler.params, 4, 0.3);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            crate::test_support::with_threads(threads, || {
                 let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
                 let mut rng = StdRng::seed_from_u64(3);
                 let (l, w) =

@@ -157,12 +157,45 @@ pub(super) fn fast_exp(x: f32) -> f32 {
 /// portable one. Each build performs the same operations in the same order (no fused
 /// multiply-adds are introduced: Rust does not contract `a * b + c`), so all three give the same
 /// numbers; the wider registers only take fewer instructions. Checked once; the answer is cached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ordered: each level's instructions include the lower ones'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Simd {
-    Avx512,
-    Avx2,
     Portable,
+    Avx2,
+    Avx512,
 }
+
+/// Defines `fn $name(level: Simd, args…)`, which runs `$body(args…)` (an `#[inline(always)]`
+/// function) compiled for `level`'s instructions: AVX-512, AVX2 with FMA, or the baseline. The
+/// one copy of the dispatch that every pass uses; callers pass [`simd`] (tests any lower
+/// level). Panics when the CPU lacks `level`'s instructions.
+macro_rules! simd_builds {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident => $body:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$meta])*
+        $vis fn $name(level: Simd, $($arg: $ty),*) {
+            assert!(level <= simd(), "the CPU lacks the instructions of {level:?}");
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            match level {
+                // SAFETY: the CPU has the level's features (asserted above).
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx2 => unsafe { avx2($($arg),*) },
+                _ => $body($($arg),*),
+            }
+        }
+    };
+}
+pub(super) use simd_builds;
 
 pub(super) fn simd() -> Simd {
     #[cfg(target_arch = "x86_64")]

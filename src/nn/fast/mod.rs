@@ -28,7 +28,7 @@ mod rows;
 use super::drift::{DriftNet, TimeFeatures};
 use crate::error::Result;
 use candle_core::Tensor;
-use kernels::HostLinear;
+use kernels::{HostLinear, simd};
 use rows::{Kept, Layers, Scratch, Times, backward_rows, forward_rows};
 
 /// A batch is split between two threads only when each half gets at least this many rows.
@@ -106,7 +106,15 @@ impl HalfDrift<'_> {
         let kept = &mut self.blocks[block];
         if !x.is_empty() {
             let first = block * self.batch + self.rows.start;
-            forward_rows(self.net, kept, self.scratch, first, (x, score), times);
+            forward_rows(
+                simd(),
+                self.net,
+                kept,
+                self.scratch,
+                first,
+                (x, score),
+                times,
+            );
         }
         kept.h()
     }
@@ -263,6 +271,7 @@ impl FastDrift {
         let net = &self.net;
         let mut kept = self.kept.rows_mut(net, first, count);
         forward_rows(
+            simd(),
             net,
             &mut kept,
             &mut self.halves[0],
@@ -328,7 +337,7 @@ impl FastDrift {
         assert!(first + count <= self.rows, "rows outside the prepared pass");
         let per = self.rows / self.n_times;
         let (net, kept) = (&self.net, &self.kept);
-        backward_rows(net, kept, &mut self.halves[0], first, (dh, dx), per);
+        backward_rows(simd(), net, kept, &mut self.halves[0], first, (dh, dx), per);
     }
 
     /// The backward pass over a path: `rows / batch` steps of `batch` rows each (step k's rows
@@ -355,7 +364,15 @@ impl FastDrift {
             for k in 0..n {
                 adj.dh(k, &mut dh);
                 let dx_out = want_dx.then_some(&mut dx[..]);
-                backward_rows(net, kept, s, k * batch + rows.start, (&dh, dx_out), per);
+                backward_rows(
+                    simd(),
+                    net,
+                    kept,
+                    s,
+                    k * batch + rows.start,
+                    (&dh, dx_out),
+                    per,
+                );
                 if want_dx {
                     adj.dx(k, &dx);
                 }

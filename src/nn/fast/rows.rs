@@ -3,7 +3,7 @@
 //! of the kept activations and accumulates the parameter gradients in its own [`Scratch`].
 
 use super::FastGradients;
-use super::kernels::{HostLinear, Simd, sigmoid, silu_row, simd};
+use super::kernels::{HostLinear, Simd, sigmoid, silu_row, simd, simd_builds};
 
 /// The per-row layers and constants of the network, read by every thread.
 #[derive(Debug, Clone)]
@@ -187,51 +187,17 @@ pub(super) struct Times<'a> {
     pub(super) per: usize,
 }
 
-/// The forward pass of the rows `first..` (as many as `x` holds) into `kept`.
-pub(super) fn forward_rows(
-    net: &Layers,
-    kept: &mut KeptRows<'_>,
-    scratch: &mut Scratch,
-    first: usize,
-    (x, score): (&[f32], &[f32]),
-    times: Times<'_>,
-) {
-    match simd() {
-        // SAFETY: the CPU has the features the functions are compiled for.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { forward_avx512(net, kept, scratch, first, (x, score), times) },
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { forward_avx2(net, kept, scratch, first, (x, score), times) },
-        _ => forward_impl(net, kept, scratch, first, (x, score), times),
-    }
-}
-
-/// [`forward_impl`] compiled for AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn forward_avx512(
-    net: &Layers,
-    kept: &mut KeptRows<'_>,
-    scratch: &mut Scratch,
-    first: usize,
-    xs: (&[f32], &[f32]),
-    times: Times<'_>,
-) {
-    forward_impl(net, kept, scratch, first, xs, times)
-}
-
-/// [`forward_impl`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2(
-    net: &Layers,
-    kept: &mut KeptRows<'_>,
-    scratch: &mut Scratch,
-    first: usize,
-    xs: (&[f32], &[f32]),
-    times: Times<'_>,
-) {
-    forward_impl(net, kept, scratch, first, xs, times)
+simd_builds! {
+    /// The forward pass of the rows `first..` (as many as `xs`' states hold) into `kept`, given
+    /// their states and scores `xs`.
+    pub(super) fn forward_rows => forward_impl(
+        net: &Layers,
+        kept: &mut KeptRows<'_>,
+        scratch: &mut Scratch,
+        first: usize,
+        xs: (&[f32], &[f32]),
+        times: Times<'_>,
+    )
 }
 
 #[inline(always)]
@@ -310,53 +276,18 @@ fn forward_impl(
     }
 }
 
-/// Adds the gradients from the rows `first..` (as many as `dh` holds), given the loss's
-/// gradient `dh` with respect to their h, to `scratch`'s accumulators; with `dx`, writes the
-/// gradient with respect to their states x.
-pub(super) fn backward_rows(
-    net: &Layers,
-    kept: &Kept,
-    scratch: &mut Scratch,
-    first: usize,
-    (dh, dx): (&[f32], Option<&mut [f32]>),
-    per: usize,
-) {
-    match simd() {
-        // SAFETY: the CPU has the features the functions are compiled for.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { backward_avx512(net, kept, scratch, first, (dh, dx), per) },
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { backward_avx2(net, kept, scratch, first, (dh, dx), per) },
-        _ => backward_impl(net, kept, scratch, first, (dh, dx), per),
-    }
-}
-
-/// [`backward_impl`] compiled for AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn backward_avx512(
-    net: &Layers,
-    kept: &Kept,
-    scratch: &mut Scratch,
-    first: usize,
-    grads: (&[f32], Option<&mut [f32]>),
-    per: usize,
-) {
-    backward_impl(net, kept, scratch, first, grads, per)
-}
-
-/// [`backward_impl`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn backward_avx2(
-    net: &Layers,
-    kept: &Kept,
-    scratch: &mut Scratch,
-    first: usize,
-    grads: (&[f32], Option<&mut [f32]>),
-    per: usize,
-) {
-    backward_impl(net, kept, scratch, first, grads, per)
+simd_builds! {
+    /// Adds the gradients from the rows `first..` (as many as `grads.0` holds), given the loss's
+    /// gradient `grads.0` with respect to their h, to `scratch`'s accumulators; with `grads.1`,
+    /// writes the gradient with respect to their states x.
+    pub(super) fn backward_rows => backward_impl(
+        net: &Layers,
+        kept: &Kept,
+        scratch: &mut Scratch,
+        first: usize,
+        grads: (&[f32], Option<&mut [f32]>),
+        per: usize,
+    )
 }
 
 #[inline(always)]
@@ -523,23 +454,8 @@ mod tests {
             let grads = (&dh[..], Some(&mut dx[..]));
             let mut kept_rows = kept.rows_mut(&net, 0, rows);
             let s = &mut scratch;
-            match level {
-                // SAFETY: called only for the builds this CPU can run (below).
-                #[cfg(target_arch = "x86_64")]
-                Simd::Avx512 => unsafe {
-                    forward_avx512(&net, &mut kept_rows, s, 0, (&x, &score), times);
-                    backward_avx512(&net, &kept, s, 0, grads, times.per);
-                },
-                #[cfg(target_arch = "x86_64")]
-                Simd::Avx2 => unsafe {
-                    forward_avx2(&net, &mut kept_rows, s, 0, (&x, &score), times);
-                    backward_avx2(&net, &kept, s, 0, grads, times.per);
-                },
-                _ => {
-                    forward_impl(&net, &mut kept_rows, s, 0, (&x, &score), times);
-                    backward_impl(&net, &kept, s, 0, grads, times.per);
-                }
-            }
+            forward_rows(level, &net, &mut kept_rows, s, 0, (&x, &score), times);
+            backward_rows(level, &net, &kept, s, 0, grads, times.per);
             (kept.h.clone(), dx, scratch.acc.layers.clone())
         };
         let want = run(Simd::Portable);
