@@ -21,6 +21,7 @@
 
 use super::PathCache;
 use crate::error::{DsbError, Result};
+use crate::nn::FastDrift;
 use crate::sampler::DiffusionSampler;
 use crate::target::Target;
 use crate::train::Optimiser;
@@ -132,6 +133,8 @@ pub(crate) struct ForwardFit {
     it: usize,
     bad: usize,
     tail: (f64, usize),
+    /// The forward drift's per-row layers on the CPU fast path (`None` off it).
+    fast: Option<FastDrift>,
 }
 
 impl ForwardFit {
@@ -148,6 +151,10 @@ impl ForwardFit {
         let gain = c.broadcast_div(&s)?;
         let fw = sampler.forward.as_ref().expect("forward drift enabled");
         let opt = Optimiser::new(&fw.params, cfg.lr, cfg.grad_clip, cfg.iterations, cfg.ema)?;
+        let fast = sampler
+            .uses_fast_path()
+            .then(|| FastDrift::new(&fw.net))
+            .transpose()?;
         Ok(Self {
             cfg: cfg.clone(),
             opt,
@@ -158,6 +165,7 @@ impl ForwardFit {
             it: 0,
             bad: 0,
             tail: (0.0, 0),
+            fast,
         })
     }
 
@@ -183,18 +191,28 @@ impl ForwardFit {
             .collect();
         let idx = Tensor::from_vec(idx, b, sampler.device())?;
         let (cur, next) = cache.transitions(&idx)?;
-        // Standardised targets (x_{k+1} − a_k x_k)/s_k.
-        let y = (next - cur.broadcast_mul(&self.a)?)?.broadcast_div(&self.s)?;
-        let x = cur.reshape((n * b, dim))?;
         let tf = sampler
             .forward_time_features()?
             .expect("forward drift enabled");
-        let f = sampler.forward_output(&x, &tf)?.reshape((n, b, dim))?;
-        let err = (f.broadcast_mul(&self.gain)? - y)?;
-        let loss = (err.sqr()?.sum(2)?.mean_all()? * 0.5)?;
-        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let fw = sampler.forward.as_ref().expect("forward drift enabled");
-        let stepped = value.is_finite() && self.opt.step(it, &loss, &fw.params)?.is_finite();
+        let stepped = if let Some(fast) = self.fast.as_mut() {
+            let (value, grads) = fast_loss(sampler, fast, (&cur, &next), &tf)?;
+            let store = FastDrift::all_gradients(&fw.net, &tf, &grads)?;
+            let ok = value.is_finite()
+                && (self.opt.step_with_gradients(it, store, &fw.params)?).is_finite();
+            (value, ok)
+        } else {
+            // Standardised targets (x_{k+1} − a_k x_k)/s_k.
+            let y = (next - cur.broadcast_mul(&self.a)?)?.broadcast_div(&self.s)?;
+            let x = cur.reshape((n * b, dim))?;
+            let f = sampler.forward_output(&x, &tf)?.reshape((n, b, dim))?;
+            let err = (f.broadcast_mul(&self.gain)? - y)?;
+            let loss = (err.sqr()?.sum(2)?.mean_all()? * 0.5)?;
+            let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let ok = value.is_finite() && self.opt.step(it, &loss, &fw.params)?.is_finite();
+            (value, ok)
+        };
+        let (value, stepped) = stepped;
         self.bad = if stepped { 0 } else { self.bad + 1 };
         if self.bad >= 20 {
             return Err(DsbError::Diverged {
@@ -227,6 +245,50 @@ impl ForwardFit {
     }
 }
 
+/// The mean-matching loss of [`ForwardFit::step`] and its gradients on the CPU fast path: the
+/// forward drift's per-row layers in `fast` (refreshed here to the current weights) over the
+/// N·b transitions `(cur, next)` `[N, b, dim]`, with ∂loss/∂f = err·gain/(N·b) carried back by
+/// hand. The candle path's loss to f32 rounding (tested).
+fn fast_loss(
+    sampler: &DiffusionSampler,
+    fast: &mut FastDrift,
+    (cur, next): (&Tensor, &Tensor),
+    tf: &crate::nn::TimeFeatures,
+) -> Result<(f64, crate::nn::FastGradients)> {
+    let (n, b, d) = cur.dims3()?;
+    let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+    let (x, x_next) = (host(cur)?, host(next)?);
+    let (a, c, s) = sampler.host_step_coefficients()?;
+    fast.refresh(&sampler.forward.as_ref().expect("forward drift enabled").net)?;
+    let (emb, coef) = (host(&tf.embedding)?, host(&tf.coefficient)?);
+    let f = fast.forward(&x, &[], &emb, &coef, n);
+    let mut dh = vec![0.0f32; f.len()];
+    let scale = 1.0 / (n * b) as f32;
+    let mut total = 0.0f64;
+    for k in 0..n {
+        let rows = k * b * d..(k + 1) * b * d;
+        let (ck, sk) = (&c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
+        let block = (x[rows.clone()].chunks_exact(d))
+            .zip(x_next[rows.clone()].chunks_exact(d))
+            .zip(f[rows.clone()].chunks_exact(d))
+            .zip(dh[rows].chunks_exact_mut(d));
+        for (((xr, nr), fr), gr) in block {
+            let mut row = 0.0f32;
+            for j in 0..d {
+                // The standardised target (x_{k+1} − a_k x_k)/s_k and the gain σ²c_k/s_k.
+                let y = (nr[j] - xr[j] * a[k]) / sk[j];
+                let gain = ck[j] / sk[j];
+                let err = fr[j] * gain - y;
+                row += err * err;
+                gr[j] = err * gain * scale;
+            }
+            total += f64::from(row);
+        }
+    }
+    let grads = fast.backward(&dh);
+    Ok((0.5 * total / (n * b) as f64, grads))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +298,59 @@ mod tests {
     use candle_core::Device;
     use nalgebra::DMatrix;
     use rand::{SeedableRng, rngs::StdRng};
+
+    /// The forward fit on the CPU fast path follows the candle path: the same losses and
+    /// forward weights after a few steps (with a cache refill among them), to f32 rounding
+    /// carried through the updates, from a random backward network.
+    #[test]
+    fn fast_forward_fit_follows_the_candle_path() {
+        let target = crate::target::Funnel::new(3);
+        let run = |fast: bool| {
+            let cfg = SamplerConfig {
+                steps: 6,
+                width: 16,
+                depth: 2,
+                sigma: 1.5,
+                ..Default::default()
+            };
+            let mut sampler = DiffusionSampler::new(3, cfg, 0, &Device::Cpu).unwrap();
+            crate::test_support::randomise(&sampler.params, 3, 0.3);
+            sampler.set_fast_path(fast);
+            let fcfg = ForwardFitConfig {
+                iterations: 8,
+                batch: 40,
+                cache: 96,
+                refresh: 5,
+                lr: 3e-3,
+                ..Default::default()
+            };
+            let weights = |s: &DiffusionSampler| -> Vec<f32> {
+                let fw = s.forward.as_ref().unwrap();
+                (fw.params.named().iter())
+                    .flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                    .collect()
+            };
+            sampler.enable_forward(1).unwrap();
+            let start = weights(&sampler);
+            let mut rng = StdRng::seed_from_u64(7);
+            let mut losses = Vec::new();
+            fit_forward(&mut sampler, &target, &fcfg, 1, &mut rng, |_, l| {
+                losses.push(l)
+            })
+            .unwrap();
+            (losses, weights(&sampler), start)
+        };
+        let (fast, slow) = (run(true), run(false));
+        assert_eq!(fast.0.len(), 8);
+        assert!(slow.0[0] > 0.01, "a loss to fit: {}", slow.0[0]);
+        for (a, b) in fast.0.iter().zip(&slow.0) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "loss {a} vs {b}");
+        }
+        let same = (fast.1.iter().zip(&slow.1)).all(|(a, b)| (a - b).abs() <= 1e-4);
+        assert!(same, "forward weights differ");
+        let moved = (fast.1.iter().zip(&fast.2)).filter(|(a, b)| (*a - *b).abs() > 1e-3);
+        assert!(moved.count() > 10, "the fit moved the forward weights");
+    }
 
     /// Target = prior and an untrained backward network (h = 0): Q is already the exact reversal
     /// of the OU reference, so the fitted forward process must stay the reference. On the default

@@ -73,11 +73,63 @@ pub(crate) fn step_update(
     }
 }
 
+/// A learned forward drift f_φ (IPF) on the fast path: its per-row layers, prepared for one
+/// step's batch, and the host time features of its steps (times t_0..t_{N−1}).
+pub(crate) struct HostForward {
+    fast: FastDrift,
+    embedding: Vec<f32>,
+    coefficient: Vec<f32>,
+    width: usize,
+}
+
+impl HostForward {
+    /// Overwrites `resid` with the learned forward kernel's standardised residual of step k,
+    /// (x_{k+1} − (a_k x_k + σ²c_k f_φ(t_k, x_k)))/s_k, at the batch's states `x_k` and `x_next`
+    /// (candle's operations in the same order).
+    pub(crate) fn residual(
+        &mut self,
+        k: usize,
+        (ak, ck, sk): HostStep<'_>,
+        (x_k, x_next): (&[f32], &[f32]),
+        resid: &mut [f32],
+    ) {
+        let d = ck.len();
+        let (w, e, c) = (self.width, &self.embedding, &self.coefficient);
+        let f =
+            self.fast
+                .forward_block(0, x_k, &[], &e[k * w..(k + 1) * w], &c[k * d..(k + 1) * d]);
+        let rows = x_k.chunks_exact(d).zip(x_next.chunks_exact(d));
+        for (((xr, nr), fr), rr) in rows.zip(f.chunks_exact(d)).zip(resid.chunks_exact_mut(d)) {
+            for j in 0..d {
+                let mean = xr[j] * ak + fr[j] * ck[j];
+                rr[j] = (nr[j] - mean) / sk[j];
+            }
+        }
+    }
+}
+
 impl DiffusionSampler {
-    /// Whether simulation takes the CPU fast path: on the CPU, without a learned forward drift,
-    /// unless switched off ([`DiffusionSampler::set_fast_path`]).
+    /// Whether simulation takes the CPU fast path: on the CPU, unless switched off
+    /// ([`DiffusionSampler::set_fast_path`]). A learned forward drift (after IPF) runs on it too
+    /// ([`HostForward`]).
     pub(crate) fn uses_fast_path(&self) -> bool {
-        self.fast_path && self.device.is_cpu() && self.forward.is_none()
+        self.fast_path && self.device.is_cpu()
+    }
+
+    /// The learned forward drift on the fast path (`None` without one).
+    pub(crate) fn host_forward(&self, batch: usize) -> Result<Option<HostForward>> {
+        let (Some(fw), Some(tf)) = (&self.forward, self.forward_time_features()?) else {
+            return Ok(None);
+        };
+        let mut fast = FastDrift::new(&fw.net)?;
+        fast.prepare(batch, 1);
+        let tf = detach(&tf);
+        Ok(Some(HostForward {
+            width: fast.width(),
+            fast,
+            embedding: tf.embedding.flatten_all()?.to_vec1::<f32>()?,
+            coefficient: tf.coefficient.flatten_all()?.to_vec1::<f32>()?,
+        }))
     }
 
     /// Switches the CPU fast path of simulation on or off (on by default; off runs candle's
@@ -117,7 +169,15 @@ impl DiffusionSampler {
             steps: (&a, &c, &s),
             explore,
         };
-        let host = self.simulate_host(target, batch, rng, fast, data)?;
+        let mut host = self.simulate_host(target, batch, rng, fast, data)?;
+        if let Some(mut fw) = self.host_forward(batch)? {
+            for k in 0..n {
+                let (x_k, rest) = host.xs[k * bd..].split_at(bd);
+                let step = data.step(k, d);
+                let r = &mut host.rs[k * bd..(k + 1) * bd];
+                fw.residual(k, step, (x_k, &rest[..bd]), r);
+            }
+        }
         // The path sums in the order of the sequential loop (k = N − 1 down to 0).
         let (mut fwd_sum, mut eps_sum) = (vec![0.0f64; batch], vec![0.0f64; batch]);
         for k in (0..n).rev() {
@@ -195,6 +255,7 @@ impl DiffusionSampler {
         let mut fast = FastDrift::new(&self.net)?;
         fast.prepare(batch, 1);
         let width = fast.width();
+        let mut forward = self.host_forward(batch)?;
         let (a, c, s) = self.host_step_coefficients()?;
         let x_start = self.prior.draw(rng, batch, explore)?;
         let (prior_c, prior_q) = self.prior.neg_log_parts(&x_start)?;
@@ -220,6 +281,9 @@ impl DiffusionSampler {
             let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
             let out = (&mut eps[..], &mut x_new[..], &mut resid[..]);
             host_backward_step(rng, step, &x, h, explore32, out);
+            if let Some(fw) = forward.as_mut() {
+                fw.residual(k, step, (&x_new, &x), &mut resid);
+            }
             for (acc, v) in fwd_sum.iter_mut().zip(half_sq_rows(&resid, d)) {
                 *acc += f64::from(v);
             }
@@ -248,24 +312,41 @@ mod tests {
     use candle_core::Device;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
+    /// A sampler of `dim` with random weights, with a random learned forward drift (as after
+    /// IPF) when `forward`.
+    fn random_sampler(dim: usize, forward: bool) -> DiffusionSampler {
+        let cfg = SamplerConfig {
+            steps: 7,
+            width: 16,
+            depth: 2,
+            sigma: 1.5,
+            ..Default::default()
+        };
+        let mut sampler = DiffusionSampler::new(dim, cfg, 1, &Device::Cpu).unwrap();
+        crate::test_support::randomise(&sampler.params, 3, 0.3);
+        if forward {
+            sampler.enable_forward(2).unwrap();
+            let fw = sampler.forward.as_ref().unwrap();
+            crate::test_support::randomise(&fw.params, 4, 0.3);
+        }
+        sampler
+    }
+
     /// The fast path's paths, weights and loss parts equal the candle path's to f32 rounding,
-    /// from the same generator state, on-policy and exploring, and leave the generator in the
-    /// same state.
+    /// from the same generator state, on-policy and exploring, with the reference forward
+    /// process and with a learned forward drift, and leave the generator in the same state.
     #[test]
     fn fast_simulation_equals_the_candle_path() {
         let funnel = Funnel::new(4);
         let gauss = CorrelatedGaussian::builtin(3).unwrap();
-        for (target, explore) in [(&gauss as &dyn Target, 1.0), (&funnel, 1.4)] {
-            let d = target.dim();
-            let cfg = SamplerConfig {
-                steps: 7,
-                width: 16,
-                depth: 2,
-                sigma: 1.5,
-                ..Default::default()
-            };
-            let mut sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
-            crate::test_support::randomise(&sampler.params, 3, 0.3);
+        let cases = [
+            (&gauss as &dyn Target, 1.0, false),
+            (&funnel, 1.4, false),
+            (&funnel, 1.0, true),
+            (&gauss, 1.3, true),
+        ];
+        for (target, explore, forward) in cases {
+            let mut sampler = random_sampler(target.dim(), forward);
             let (mut r1, mut r2) = (StdRng::seed_from_u64(9), StdRng::seed_from_u64(9));
             assert!(sampler.uses_fast_path());
             let fast = sampler
@@ -276,6 +357,21 @@ mod tests {
                 .simulate_exploring(target, 50, &mut r2, true, explore)
                 .unwrap();
             assert_eq!(r1.random::<u64>(), r2.random::<u64>(), "same draws");
+            if forward {
+                // The learned forward drift matters: without it the weights differ.
+                sampler.forward = None;
+                let mut r3 = StdRng::seed_from_u64(9);
+                let reference = sampler
+                    .simulate_exploring(target, 50, &mut r3, true, explore)
+                    .unwrap();
+                let moved = (reference.log_w.iter().zip(&slow.log_w))
+                    .filter(|(a, b)| (*a - *b).abs() > 0.01)
+                    .count();
+                assert!(
+                    moved > 25,
+                    "{moved} of 50 weights moved by the forward drift"
+                );
+            }
             let close = |a: &[f64], b: &[f64], what: &str| {
                 for (x, y) in a.iter().zip(b) {
                     assert!(
@@ -302,19 +398,18 @@ mod tests {
 
     /// Training paths simulated with each step split over two threads equal those of the
     /// sequential loop (a one-thread pool) bit for bit, with the network's kept outputs, and the
-    /// candle path's to f32 rounding; all leave the generator in the same state.
+    /// candle path's to f32 rounding, with and without a learned forward drift; all leave the
+    /// generator in the same state.
     #[test]
     fn training_paths_on_two_threads_equal_one_thread_and_candle() {
+        for forward in [false, true] {
+            training_paths_case(forward);
+        }
+    }
+
+    fn training_paths_case(forward: bool) {
         let funnel = Funnel::new(4);
-        let cfg = SamplerConfig {
-            steps: 7,
-            width: 16,
-            depth: 2,
-            sigma: 1.5,
-            ..Default::default()
-        };
-        let mut sampler = DiffusionSampler::new(4, cfg, 1, &Device::Cpu).unwrap();
-        crate::test_support::randomise(&sampler.params, 3, 0.3);
+        let mut sampler = random_sampler(4, forward);
         let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let run = |threads: usize| {
             crate::test_support::with_threads(threads, || {

@@ -70,7 +70,7 @@ pub(crate) struct StepData<'a> {
 }
 
 impl StepData<'_> {
-    fn step(&self, k: usize, d: usize) -> HostStep<'_> {
+    pub(crate) fn step(&self, k: usize, d: usize) -> HostStep<'_> {
         let (a, c, s) = self.steps;
         (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d])
     }

@@ -35,6 +35,7 @@
 
 mod config;
 mod loss;
+mod loss_fast;
 mod pilot;
 mod system;
 
@@ -68,6 +69,8 @@ pub struct SequentialSampler {
     whitening: Option<AffineMap>,
     grad_evals: u64,
     trained: usize,
+    /// Whether the control runs on the CPU fast path ([`crate::nn::FastDrift`]) when on the CPU.
+    fast_path: bool,
 }
 
 /// One training iteration's report.
@@ -144,6 +147,7 @@ impl SequentialSampler {
             whitening: None,
             grad_evals: 0,
             trained: 0,
+            fast_path: true,
         })
     }
 
@@ -219,6 +223,12 @@ impl SequentialSampler {
     pub fn trained_iterations(&self) -> usize {
         self.trained
     }
+    /// Switches the CPU fast path of the control network on or off (on by default; off runs
+    /// candle's operations, the reference the fast path is tested against).
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+    }
+
     /// Dimension.
     pub fn dim(&self) -> usize {
         self.dim
@@ -248,6 +258,8 @@ impl SequentialSampler {
         let mut opt = Optimiser::new(&self.params, cfg.lr, cfg.grad_clip, cfg.iterations, 0.0)?;
         let mut buffer: Vec<system::Transitions> = Vec::new();
         let (mut bad, mut newest) = (0usize, (f64::NAN, 0usize));
+        // The loss on the CPU fast path, its networks' buffers kept across iterations.
+        let mut fast = self.fast_segments()?;
         for it in 0..cfg.iterations {
             if it % cfg.refresh == 0 {
                 let run = self.run(target, cfg.batch, rng, true)?;
@@ -263,16 +275,30 @@ impl SequentialSampler {
             } else {
                 rand::Rng::random_range(rng, 0..buffer.len())
             };
-            let loss = self.segment_loss(&buffer[pick])?;
-            let value = match &loss {
-                Some(l) => l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
-                None => f64::NAN,
-            };
             let mut ok = false;
-            if value.is_finite() {
-                let norm = opt.step(it, loss.as_ref().expect("finite"), &self.params)?;
-                ok = norm.is_finite();
-            }
+            let value = if let Some(nets) = fast.as_mut() {
+                match self.segment_loss_fast(&buffer[pick], nets)? {
+                    Some((value, grads)) if value.is_finite() => {
+                        ok = opt
+                            .step_with_gradients(it, grads, &self.params)?
+                            .is_finite();
+                        value
+                    }
+                    Some((value, _)) => value,
+                    None => f64::NAN,
+                }
+            } else {
+                let loss = self.segment_loss(&buffer[pick])?;
+                let value = match &loss {
+                    Some(l) => l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
+                    None => f64::NAN,
+                };
+                if value.is_finite() {
+                    let norm = opt.step(it, loss.as_ref().expect("finite"), &self.params)?;
+                    ok = norm.is_finite();
+                }
+                value
+            };
             bad = if ok { 0 } else { bad + 1 };
             if bad >= 20 {
                 return Err(DsbError::Diverged {

@@ -1,6 +1,7 @@
 //! The particle system of the sequential sampler: controlled Langevin transitions with exact
 //! incremental weights, adaptive resampling (multinomial by default, or systematic) and HMC
-//! moves, in f64 on the host (the control network runs in f32 through candle).
+//! moves, in f64 on the host (the control network runs in f32, on the CPU fast path
+//! [`FastDrift`] or through candle).
 
 use super::Resampling;
 use super::SequentialSampler;
@@ -8,6 +9,7 @@ use crate::baseline::final_set;
 use crate::error::{DsbError, Result};
 use crate::estimate::{eve_log_z_stderr, log_sum_exp, multinomial_resample, systematic_resample};
 use crate::mcmc::{Population, Preconditioner, TemperedMove, tempered};
+use crate::nn::FastDrift;
 use crate::sampler::SampleSet;
 use crate::target::{Target, Want, Whitened, evaluate};
 use candle_core::Tensor;
@@ -63,7 +65,51 @@ fn row_sq(v: &[f64], d: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The control network on the CPU fast path for a run of `n` particles: its per-row layers and
+/// the host time features of every step.
+struct HostControl {
+    fast: FastDrift,
+    embedding: Vec<f32>,
+    coefficient: Vec<f32>,
+    width: usize,
+    dim: usize,
+}
+
+impl HostControl {
+    /// [`SequentialSampler::control`] at step k, to f32 rounding.
+    fn control(&mut self, k: usize, z: &[f64], g: &[f64]) -> Vec<f64> {
+        let (w, d) = (self.width, self.dim);
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        let u = self.fast.forward_block(
+            0,
+            &f32s(z),
+            &f32s(g),
+            &self.embedding[k * w..(k + 1) * w],
+            &self.coefficient[k * d..(k + 1) * d],
+        );
+        u.iter().map(|&v| f64::from(v)).collect()
+    }
+}
+
 impl SequentialSampler {
+    /// The control network on the fast path for runs of `n` particles (`None` off the CPU or
+    /// with the fast path switched off).
+    fn host_control(&self, n: usize) -> Result<Option<HostControl>> {
+        if !(self.fast_path && self.device.is_cpu()) {
+            return Ok(None);
+        }
+        let mut fast = FastDrift::new(&self.net)?;
+        fast.prepare(n, 1);
+        let tf = self.time_features()?;
+        Ok(Some(HostControl {
+            width: fast.width(),
+            fast,
+            embedding: tf.embedding.flatten_all()?.to_vec1::<f32>()?,
+            coefficient: tf.coefficient.flatten_all()?.to_vec1::<f32>()?,
+            dim: self.dim,
+        }))
+    }
+
     /// The control u_θ(z, k) at whitened states `z` (`n` rows) with whitened tempered scores `g`.
     fn control(
         &self,
@@ -137,7 +183,13 @@ impl SequentialSampler {
         let d = self.dim;
         let k_steps = self.betas.len() - 1;
         let tf_all = self.time_features()?;
-        let tf_row = |k: usize| -> Result<super::TimeFeatures> { tf_all.row(k) };
+        let mut host = self.host_control(n)?;
+        let mut control = |k: usize, z: &[f64], g: &[f64]| -> Result<Vec<f64>> {
+            match host.as_mut() {
+                Some(h) => Ok(h.control(k, z, g)),
+                None => self.control(z, g, n, &tf_all.row(k)?),
+            }
+        };
         let deltas = self.langevin_steps()?;
         let clip = self.config.drift_clip;
         let (m, s) = (self.start.mean.clone(), self.start.scale.clone());
@@ -178,7 +230,7 @@ impl SequentialSampler {
         for (k, &delta) in deltas.iter().enumerate() {
             let (b0, b1) = (self.betas[k], self.betas[k + 1]);
             let (z, sz, gz) = self.whiten(&pop, b0);
-            let u = self.control(&z, &gz, n, &tf_row(k)?)?;
+            let u = control(k, &z, &gz)?;
             let noise_sd = (2.0 * delta).sqrt();
             let xi: Vec<f64> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
             let y: Vec<f64> = (0..n * d)
@@ -201,7 +253,7 @@ impl SequentialSampler {
                 log_w: Vec::new(),
             };
             let (_, sy, gy) = self.whiten(&new_pop, b1);
-            let u_back = self.control(&y, &gy, n, &tf_row(k + 1)?)?;
+            let u_back = control(k + 1, &y, &gy)?;
             let back: Vec<f64> = (0..n * d)
                 .map(|i| {
                     let mb = (delta * (gy[i] - u_back[i])).clamp(-clip, clip);
@@ -318,5 +370,75 @@ impl SequentialSampler {
             gradient_evaluations: grads,
             transitions: rec,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SequentialConfig, geometric_betas};
+    use super::*;
+    use crate::mcmc::DiagGaussian;
+    use crate::target::Funnel;
+    use candle_core::Device;
+    use rand::{SeedableRng, rngs::StdRng};
+
+    /// The control network on the CPU fast path gives the candle path's runs: the same log Ẑ,
+    /// resamplings, weights and samples to f32 rounding, with a perturbed (non-zero) control,
+    /// recorded for training and not.
+    #[test]
+    fn fast_control_equals_the_candle_path() {
+        let target = Funnel::new(3);
+        let run = |fast: bool, record: bool| {
+            let cfg = SequentialConfig {
+                steps: 12,
+                particles: 200,
+                langevin_step: 0.05,
+                iterations: 0,
+                width: 16,
+                depth: 2,
+                pilot_particles: 0,
+                ..SequentialConfig::default()
+            };
+            let start = DiagGaussian {
+                mean: vec![0.0; 3],
+                scale: vec![2.0; 3],
+            };
+            let mut s =
+                SequentialSampler::new(start, geometric_betas(12), cfg, 0, &Device::Cpu).unwrap();
+            s.set_fast_path(fast);
+            s.perturb_control(0.5, 7).unwrap();
+            let mut rng = StdRng::seed_from_u64(3);
+            let r = s.run(&target, 200, &mut rng, record).unwrap();
+            let y = r.transitions.map(|t| t.y).unwrap_or_default();
+            (
+                r.log_z,
+                r.resamplings,
+                r.samples.log_w,
+                r.samples.samples,
+                y,
+            )
+        };
+        for record in [false, true] {
+            let (fast, slow) = (run(true, record), run(false, record));
+            assert!(
+                (fast.0 - slow.0).abs() < 1e-4,
+                "log Z {} vs {}",
+                fast.0,
+                slow.0
+            );
+            assert!(
+                fast.1 == slow.1 && slow.1 > 0,
+                "resamplings {} vs {}",
+                fast.1,
+                slow.1
+            );
+            for (a, b) in fast.2.iter().zip(&slow.2) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "log w {a} vs {b}");
+            }
+            for (a, b) in fast.3.iter().zip(&slow.3).chain(fast.4.iter().zip(&slow.4)) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "state {a} vs {b}");
+            }
+            assert_eq!(fast.4.len(), if record { 12 * 200 * 3 } else { 0 });
+        }
     }
 }

@@ -198,7 +198,13 @@ impl Trainer {
                     }
                 }
             }
-            Loss::ReverseKl => match self.fast.as_mut().filter(|_| sampler.uses_fast_path()) {
+            // The fast path's adjoint assumes the reference forward kernels: through a learned
+            // forward drift (IPF) the KL loss runs on candle.
+            Loss::ReverseKl => match self
+                .fast
+                .as_mut()
+                .filter(|_| sampler.uses_fast_path() && !sampler.has_learned_forward())
+            {
                 Some(fast) => {
                     let (l, w) = reverse_kl_loss_fast(sampler, target, cfg.batch, rng, fast)?;
                     (l.map(|(v, g)| (v, Gradient::Computed(g))), w)
@@ -355,14 +361,17 @@ mod tests {
 
     /// Training on the CPU fast path (the simulation's network pass reused by the loss, or, with
     /// replay paths, run again) follows the candle path: the same losses and weights after a
-    /// few iterations, to f32 rounding carried through the updates.
+    /// few iterations, to f32 rounding carried through the updates; also with a learned forward
+    /// drift (an IPF backward half-step).
     #[test]
     fn fast_path_training_follows_the_candle_path() {
         let target = Funnel::new(4);
-        for (loss, replay) in [
-            (Loss::LogVariance, 0.0),
-            (Loss::LogVariance, 0.25),
-            (Loss::ReverseKl, 0.0),
+        for (loss, replay, forward) in [
+            (Loss::LogVariance, 0.0, false),
+            (Loss::LogVariance, 0.25, false),
+            (Loss::ReverseKl, 0.0, false),
+            (Loss::LogVariance, 0.0, true),
+            (Loss::LogVariance, 0.25, true),
         ] {
             let run = |fast: bool| {
                 let scfg = SamplerConfig {
@@ -372,6 +381,10 @@ mod tests {
                     ..Default::default()
                 };
                 let mut s = DiffusionSampler::new(4, scfg, 0, &Device::Cpu).unwrap();
+                if forward {
+                    s.enable_forward(3).unwrap();
+                    crate::test_support::randomise(&s.forward.as_ref().unwrap().params, 5, 0.3);
+                }
                 s.set_fast_path(fast);
                 let cfg = TrainConfig {
                     iterations: 6,
