@@ -10,10 +10,11 @@
 use crate::data::ImageDataset;
 use crate::error::{DsbError, Result};
 use crate::fsutil::atomic_write;
+use crate::nn::Conv2d;
 use crate::nn::{Init, ParamStore};
 use crate::train::Adam;
 use candle_core::{D, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear};
+use candle_nn::{Conv2dConfig, Linear};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -1,11 +1,15 @@
 //! Drift networks (an MLP for vectors, a UNet for images) and their parameters.
 
+mod conv;
 mod drift;
 mod fast;
+mod norm;
 mod params;
 pub mod unet;
 
+pub use conv::Conv2d;
 pub use drift::{DriftNet, TimeFeatures};
 pub use fast::{FastDrift, FastGradients, HalfDrift, StepAdjoint, split_point};
+pub use norm::GroupNorm;
 pub use params::{Init, ParamStore, read_safetensors};
 pub use unet::{UNet, UNetConfig};

@@ -5,7 +5,7 @@
 
 use crate::error::{DsbError, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear};
+use candle_nn::{Conv2dConfig, Linear};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -73,7 +73,7 @@ impl ParamStore {
         init: Init,
         rng: &mut impl rand::Rng,
         device: &Device,
-    ) -> Result<Conv2d> {
+    ) -> Result<super::Conv2d> {
         let fan_in = in_channels * kernel * kernel;
         let bound = 1.0 / (fan_in as f32).sqrt();
         let w = draw(init, bound, out_channels * fan_in, rng);
@@ -85,7 +85,7 @@ impl ParamStore {
         )?;
         let b = draw(init, bound, out_channels, rng);
         let b = self.register(&format!("{name}.bias"), b, &[out_channels], device)?;
-        Ok(Conv2d::new(w, Some(b), config))
+        Ok(super::Conv2d::new(w, Some(b), config))
     }
 
     /// A new group normalisation over `channels` channels in `groups` groups (which must divide
@@ -98,7 +98,7 @@ impl ParamStore {
         groups: usize,
         channels: usize,
         device: &Device,
-    ) -> Result<GroupNorm> {
+    ) -> Result<super::GroupNorm> {
         let w = self.register(
             &format!("{name}.weight"),
             vec![1.0; channels],
@@ -111,7 +111,7 @@ impl ParamStore {
             &[channels],
             device,
         )?;
-        Ok(GroupNorm::new(w, b, channels, groups, 1e-5)?)
+        super::GroupNorm::new(w, b, groups, 1e-5)
     }
 
     /// A free parameter vector registered under `name` with the given initial values; returns

@@ -16,7 +16,7 @@ pub(super) struct HostLinear {
 /// `dst[rows, n] = a[rows, k] · b` where `b` is read with strides (`b_rs`, `b_cs`); `accumulate`
 /// adds to `dst` instead of overwriting it.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(crate) fn matmul(
     dst: &mut [f32],
     a: &[f32],
     (m, k, n): (usize, usize, usize),

@@ -28,6 +28,7 @@ mod rows;
 use super::drift::{DriftNet, TimeFeatures};
 use crate::error::Result;
 use candle_core::Tensor;
+pub(super) use kernels::matmul;
 use kernels::{HostLinear, simd};
 use rows::{Kept, Layers, Scratch, Times, backward_rows, forward_rows};
 

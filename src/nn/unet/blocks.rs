@@ -3,9 +3,10 @@
 
 use super::UNetConfig;
 use crate::error::Result;
+use crate::nn::{Conv2d, GroupNorm};
 use crate::nn::params::{Init, ParamStore};
 use candle_core::{D, Device, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, Module};
+use candle_nn::{Conv2dConfig, Linear, Module};
 
 /// Padding 1, stride 1: a 3×3 convolution that keeps the spatial size.
 pub(super) const SAME: Conv2dConfig = Conv2dConfig {

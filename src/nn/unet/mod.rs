@@ -29,9 +29,10 @@ pub use config::UNetConfig;
 use super::drift::{TIME_FEATURES, sinusoidal_embedding};
 use super::params::{Init, ParamStore};
 use crate::error::{DsbError, Result};
+use crate::nn::{Conv2d, GroupNorm};
 use blocks::{Attention, Builder, Downsample, ResBlock, Upsample};
 use candle_core::{Device, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, Module};
+use candle_nn::{Linear, Module};
 
 /// One resolution level of the way down.
 #[derive(Debug)]
