@@ -77,7 +77,8 @@ struct Sizes {
 
 impl Sizes {
     fn of(dims: &[usize], channels: usize, groups: usize) -> candle_core::Result<Self> {
-        if dims.len() < 3 || dims[1] != channels || groups == 0 || !channels.is_multiple_of(groups) {
+        if dims.len() < 3 || dims[1] != channels || groups == 0 || !channels.is_multiple_of(groups)
+        {
             candle_core::bail!(
                 "group norm: input {dims:?} for {channels} channels in {groups} groups"
             );

@@ -2,7 +2,7 @@
 //! a [`FastDrift`] that keeps every step's activations, and the gradient is carried back
 //! through the path by hand (the adjoint of the simulation), one step's block of rows at a time.
 //! The same loss and gradients as [`super::reverse_kl_loss`] through candle's autograd, to f32
-//! rounding (tested), for a sampler whose forward process is the reference.
+//! rounding (tested).
 //!
 //! With x_k = a_k x_{k+1} + σ²c_k h(x_{k+1}) + s_k ε_k, the forward residual
 //! r_k = (x_{k+1} − a_k x_k)/s_k and log w = log γ̃(x_0) − Σ_k ½|r_k|² + Σ_k ½|ε_k|² + const,
@@ -11,6 +11,10 @@
 //! ∂L/∂h_k = σ²c_k λ_k, and
 //! λ_{k+1} = a_k λ_k + J_h(x_{k+1})ᵀ ∂L/∂h_k − w r_k/s_k + w a_{k+1} r_{k+1}/s_{k+1}
 //! (the last term only for k + 1 < N; the score input of h is a stop-gradient).
+//!
+//! With a learned forward drift f (IPF), r_k = (x_{k+1} − a_k x_k − σ²c_k f(x_k))/s_k, and
+//! ∂L/∂x_k gains G_k = J_f(x_k)ᵀ (w σ²c_k r_k/s_k), which does not depend on λ: one backward pass
+//! of f over all rows gives every G_k, added to λ_0 and to λ_{k+1} in the recursion.
 
 use super::loss::FastLoss;
 use crate::error::Result;
@@ -48,7 +52,13 @@ pub fn reverse_kl_loss_fast(
         explore: 1.0,
     };
     // xs holds x_0..x_N (block k = x_k), rs the residuals r_0..r_{N−1}, eps the normals.
-    let paths = sampler.simulate_host(target, batch, rng, fast, data)?;
+    let mut paths = sampler.simulate_host(target, batch, rng, fast, data)?;
+    // With a learned forward drift, its kernels' residuals (one pass over all rows, kept for
+    // the gradient below).
+    let mut forward = sampler.host_forward(batch)?;
+    if let Some(fw) = forward.as_mut() {
+        fw.residuals_of_path(&data, &paths.xs, &mut paths.rs, n);
+    }
     let (xs, eps, rs) = (&paths.xs, &paths.eps, &paths.rs);
     let (prior_c, prior_q) = (paths.prior.0, &paths.prior.1);
     let mut acc = vec![0.0f32; batch];
@@ -103,6 +113,30 @@ pub fn reverse_kl_loss_fast(
             lr[j] = wr * glp + wr * a[0] * rr[j] / s[j];
         }
     }
+    // Through a learned forward drift: G_k = J_f(x_k)ᵀ (w σ²c_k r_k/s_k), f's part of ∂L/∂x_k
+    // (it does not depend on λ, so one backward pass of f over all rows gives every step's).
+    let through_forward = match forward.as_mut() {
+        Some(fw) => {
+            let mut v = fast.take_buffer(n * bd);
+            for (k, vk) in v.chunks_exact_mut(bd).enumerate() {
+                let (ck, sk) = (&c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
+                let rows = vk.chunks_exact_mut(d).zip(rs[k * bd..].chunks_exact(d));
+                for ((vr, rr), &wr) in rows.zip(&w) {
+                    for j in 0..d {
+                        vr[j] = wr * ck[j] * rr[j] / sk[j];
+                    }
+                }
+            }
+            let mut g = fast.take_buffer(n * bd);
+            fw.input_gradients(&v, &mut g);
+            fast.give_buffer(v);
+            for (l, gv) in lambda.iter_mut().zip(&g[..bd]) {
+                *l += gv;
+            }
+            Some(g)
+        }
+        None => None,
+    };
     fast.begin_backward();
     let split = split_point(batch);
     let (l0, l1) = lambda.split_at_mut(split * d);
@@ -113,6 +147,7 @@ pub fn reverse_kl_loss_fast(
         n,
         d,
         rs,
+        through_forward: through_forward.as_deref(),
         w: &w,
         coefficients: (&a, &c, &s),
     };
@@ -121,6 +156,9 @@ pub fn reverse_kl_loss_fast(
     let grads = fast.finish_backward();
     paths.give_back(fast);
     fast.give_buffer(lambda);
+    if let Some(g) = through_forward {
+        fast.give_buffer(g);
+    }
     let store = FastDrift::all_gradients(net, &tf, &grads)?;
     Ok((Some((loss, store)), reported))
 }
@@ -135,6 +173,8 @@ struct Adjoint<'a> {
     n: usize,
     d: usize,
     rs: &'a [f32],
+    /// G_k of every row and step, with a learned forward drift.
+    through_forward: Option<&'a [f32]>,
     w: &'a [f32],
     coefficients: (&'a [f32], &'a [f32], &'a [f32]),
 }
@@ -151,7 +191,7 @@ impl StepAdjoint for Adjoint<'_> {
         }
     }
 
-    /// λ_{k+1} = a_k λ_k + J_hᵀ ∂L/∂h_k − w r_k/s_k + w a_{k+1} r_{k+1}/s_{k+1}.
+    /// λ_{k+1} = a_k λ_k + J_hᵀ ∂L/∂h_k − w r_k/s_k + w a_{k+1} r_{k+1}/s_{k+1} (+ G_{k+1}).
     fn dx(&mut self, k: usize, dx: &[f32]) {
         let (d, bd) = (self.d, self.batch * self.d);
         if k + 1 == self.n {
@@ -170,6 +210,12 @@ impl StepAdjoint for Adjoint<'_> {
                 lr[j] = a[k] * lr[j] + xr[j] - wr * r0[j] / sk[j] + wr * a[k + 1] * r1[j] / sk1[j];
             }
         }
+        if let Some(g) = self.through_forward {
+            let g = &g[(k + 1) * bd + lo..(k + 1) * bd + hi];
+            for (l, gv) in self.lambda.iter_mut().zip(g) {
+                *l += gv;
+            }
+        }
     }
 }
 
@@ -183,22 +229,40 @@ mod tests {
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     /// The same loss, reported log weights and parameter gradients as the candle path, from the
-    /// same generator state, on a random network (some outputs clipped on the funnel).
+    /// same generator state, on a random network (some outputs clipped on the funnel), with the
+    /// reference forward process and with a random learned forward drift (as in IPF).
     #[test]
     fn fast_reverse_kl_equals_the_candle_path() {
         let funnel = Funnel::new(4);
         let gauss = CorrelatedGaussian::builtin(3).unwrap();
-        for target in [&gauss as &dyn Target, &funnel] {
+        let cases = [
+            (&gauss as &dyn Target, false),
+            (&funnel, false),
+            (&gauss, true),
+            (&funnel, true),
+        ];
+        for (target, forward) in cases {
             let d = target.dim();
+            // With a forward drift, equal steps: on the geometric grid the first step's σ²c_0
+            // is so small that f's part of ∂L/∂x_0 is below the tolerance.
+            let schedule = match forward {
+                true => crate::process::Schedule::Uniform,
+                false => SamplerConfig::default().schedule,
+            };
             let cfg = SamplerConfig {
                 steps: 7,
                 width: 16,
                 depth: 2,
                 sigma: 1.5,
+                schedule,
                 ..Default::default()
             };
-            let sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
+            let mut sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
             randomise(&sampler.params, 3, 0.3);
+            if forward {
+                sampler.enable_forward(2).unwrap();
+                randomise(&sampler.forward.as_ref().unwrap().params, 4, 0.3);
+            }
             let (mut r1, mut r2) = (StdRng::seed_from_u64(9), StdRng::seed_from_u64(9));
             // 140 paths: the backward pass splits them between two threads.
             let (l, w) = crate::train::reverse_kl_loss(&sampler, target, 140, &mut r1).unwrap();

@@ -198,13 +198,7 @@ impl Trainer {
                     }
                 }
             }
-            // The fast path's adjoint assumes the reference forward kernels: through a learned
-            // forward drift (IPF) the KL loss runs on candle.
-            Loss::ReverseKl => match self
-                .fast
-                .as_mut()
-                .filter(|_| sampler.uses_fast_path() && !sampler.has_learned_forward())
-            {
+            Loss::ReverseKl => match self.fast.as_mut().filter(|_| sampler.uses_fast_path()) {
                 Some(fast) => {
                     let (l, w) = reverse_kl_loss_fast(sampler, target, cfg.batch, rng, fast)?;
                     (l.map(|(v, g)| (v, Gradient::Computed(g))), w)
@@ -372,6 +366,7 @@ mod tests {
             (Loss::ReverseKl, 0.0, false),
             (Loss::LogVariance, 0.0, true),
             (Loss::LogVariance, 0.25, true),
+            (Loss::ReverseKl, 0.0, true),
         ] {
             let run = |fast: bool| {
                 let scfg = SamplerConfig {

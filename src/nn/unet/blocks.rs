@@ -3,8 +3,8 @@
 
 use super::UNetConfig;
 use crate::error::Result;
-use crate::nn::{Conv2d, GroupNorm};
 use crate::nn::params::{Init, ParamStore};
+use crate::nn::{Conv2d, GroupNorm};
 use candle_core::{D, Device, Tensor};
 use candle_nn::{Conv2dConfig, Linear, Module};
 
