@@ -197,6 +197,42 @@ impl Geometry {
     }
 }
 
+/// The f32 values of a tensor on the host, read in place when it is a contiguous CPU tensor
+/// (the custom ops' backward passes get their operands as tensors), else copied.
+pub(super) struct HostView<'a> {
+    storage: Option<(candle_core::StorageRef<'a>, usize, usize)>,
+    copy: Vec<f32>,
+}
+
+impl<'a> HostView<'a> {
+    pub(super) fn of(t: &'a Tensor) -> candle_core::Result<Self> {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(CpuStorage::F32(_)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(Self {
+                storage: Some((storage, a, b)),
+                copy: Vec::new(),
+            });
+        }
+        drop(storage);
+        Ok(Self {
+            storage: None,
+            copy: t.flatten_all()?.to_vec1::<f32>()?,
+        })
+    }
+
+    pub(super) fn values(&self) -> &[f32] {
+        match &self.storage {
+            Some((s, a, b)) => match &**s {
+                candle_core::Storage::Cpu(CpuStorage::F32(v)) => &v[*a..*b],
+                _ => unreachable!("checked in HostView::of"),
+            },
+            None => &self.copy,
+        }
+    }
+}
+
 /// A contiguous f32 slice of a storage.
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     let Some((start, end)) = l.contiguous_offsets() else {
@@ -315,8 +351,8 @@ impl CustomOp3 for Im2colConv {
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::of(x.dims(), k.dims(), *self)?;
-        let host = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (xv, kv, dyv) = (host(x)?, host(k)?, host(dy)?);
+        let (xh, kh, dyh) = (HostView::of(x)?, HostView::of(k)?, HostView::of(dy)?);
+        let (xv, kv, dyv) = (xh.values(), kh.values(), dyh.values());
         let mut dx = vec![0.0f32; xv.len()];
         let (mut dk0, mut dk1) = (vec![0.0f32; kv.len()], vec![0.0f32; kv.len()]);
         let (mut db0, mut db1) = (vec![0.0f32; g.o], vec![0.0f32; g.o]);
@@ -326,8 +362,8 @@ impl CustomOp3 for Im2colConv {
         let (d0, d1) = dyv.split_at(split * out);
         let (dx0, dx1) = dx.split_at_mut(split * g.image());
         rayon::join(
-            || self.backward_images(&g, (&kv, x0, d0), (&mut dk0, &mut db0), dx0),
-            || self.backward_images(&g, (&kv, x1, d1), (&mut dk1, &mut db1), dx1),
+            || self.backward_images(&g, (kv, x0, d0), (&mut dk0, &mut db0), dx0),
+            || self.backward_images(&g, (kv, x1, d1), (&mut dk1, &mut db1), dx1),
         );
         for (a, b) in dk0.iter_mut().zip(&dk1).chain(db0.iter_mut().zip(&db1)) {
             *a += b;
@@ -443,6 +479,21 @@ mod tests {
             for got in [via_x, via_k] {
                 assert!((got - want).abs() < 1e-4 * want.abs(), "{got} vs {want}");
             }
+        }
+    }
+
+    /// A host view reads a contiguous tensor in place (a narrowed one at its offset) and copies
+    /// a strided one: the same values either way.
+    #[test]
+    fn host_views_read_contiguous_and_strided_tensors() {
+        let t = Tensor::arange(0f32, 12.0, &Device::Cpu)
+            .unwrap()
+            .reshape((3, 4))
+            .unwrap();
+        for v in [t.clone(), t.narrow(0, 1, 2).unwrap(), t.t().unwrap()] {
+            let view = HostView::of(&v).unwrap();
+            assert_eq!(view.values(), &host(&v)[..]);
+            assert_eq!(view.storage.is_some(), v.is_contiguous());
         }
     }
 }

@@ -9,9 +9,14 @@
 //! contiguous): μ and σ² = mean (x − μ)² (accumulated in f64), x̂ = (x − μ)/√(σ² + ε),
 //! y = γ_c x̂ + β_c; backward, with g = γ_c ∂y: ∂x = (g − mean g − x̂ mean(g x̂))/√(σ² + ε),
 //! ∂γ_c = Σ ∂y x̂, ∂β_c = Σ ∂y (each half of the batch on its own thread, then added).
+//! [`GroupNorm::forward_silu`] fuses the SiLU that follows every normalisation in the UNet:
+//! y = p σ(p) with p = γ_c x̂ + β_c, and ∂p = ∂y σ(p)(1 + p(1 − σ(p))) enters the backward pass
+//! in place of ∂y (σ by the fast path's vectorisable e^x).
 //!
 //! The same results as candle's `GroupNorm` and its gradients to f32 rounding (tested).
 
+use super::conv::HostView;
+use super::fast::sigmoid;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
 
 /// Group normalisation over `groups` groups of `channels` channels, with a per-channel scale and
@@ -46,17 +51,30 @@ impl GroupNorm {
     }
 }
 
-impl Module for GroupNorm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl GroupNorm {
+    /// SiLU of the normalised `x`, in one op on the CPU.
+    pub fn forward_silu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.apply(x, true)
+    }
+
+    fn apply(&self, x: &Tensor, silu: bool) -> candle_core::Result<Tensor> {
         if !(x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 3) {
-            return self.inner.forward(x);
+            let y = self.inner.forward(x)?;
+            return if silu { y.silu() } else { Ok(y) };
         }
         let op = GroupNormOp {
             groups: self.groups,
             eps: self.eps,
+            silu,
         };
         x.contiguous()?
             .apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.apply(x, false)
     }
 }
 
@@ -64,6 +82,8 @@ impl Module for GroupNorm {
 struct GroupNormOp {
     groups: usize,
     eps: f64,
+    /// SiLU applied to the output.
+    silu: bool,
 }
 
 /// The sizes of one normalisation: images, channels, values per channel.
@@ -140,6 +160,11 @@ impl GroupNormOp {
                 for (v, &u) in yr.iter_mut().zip(xr) {
                     *v = (u - mean) * inv * g + sh;
                 }
+                if self.silu {
+                    for v in yr.iter_mut() {
+                        *v *= sigmoid(*v);
+                    }
+                }
             }
         }
     }
@@ -148,43 +173,53 @@ impl GroupNormOp {
     fn backward_images(
         &self,
         s: &Sizes,
-        (gamma, xs, dys): (&[f32], &[f32], &[f32]),
+        (gamma, beta, xs, dys): (&[f32], &[f32], &[f32], &[f32]),
         (dg, db): (&mut [f32], &mut [f32]),
         dxs: &mut [f32],
     ) {
         let (cpg, pc) = (s.channels_per_group(), s.per_channel);
         let mut xhat = vec![0.0f32; s.block()];
+        // ∂y, or with the SiLU ∂p, of the block's values.
+        let mut dp = vec![0.0f32; s.block()];
         let blocks = xs.chunks_exact(s.block()).zip(dys.chunks_exact(s.block()));
         for (b, ((x, dy), dx)) in blocks.zip(dxs.chunks_exact_mut(s.block())).enumerate() {
             let (mean, inv) = moments(x, self.eps);
             let c0 = (b % s.groups) * cpg;
-            // x̂, and the block's sums of g = γ ∂y and of g x̂.
+            // x̂ and ∂p, and the block's sums of g = γ ∂p and of g x̂.
             let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
-            let rows = x
-                .chunks_exact(pc)
-                .zip(dy.chunks_exact(pc))
-                .zip(xhat.chunks_exact_mut(pc));
-            for (c, ((xr, dyr), hr)) in (c0..).zip(rows) {
-                let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
-                for ((h, &u), &d) in hr.iter_mut().zip(xr).zip(dyr) {
+            let rows = (x.chunks_exact(pc).zip(dy.chunks_exact(pc)))
+                .zip(xhat.chunks_exact_mut(pc).zip(dp.chunks_exact_mut(pc)));
+            for (c, ((xr, dyr), (hr, dr))) in (c0..).zip(rows) {
+                let (g, sh) = (gamma[c], beta[c]);
+                for ((h, d), (&u, &e)) in hr.iter_mut().zip(dr.iter_mut()).zip(xr.iter().zip(dyr)) {
                     *h = (u - mean) * inv;
+                    *d = if self.silu {
+                        let p = *h * g + sh;
+                        let sg = sigmoid(p);
+                        e * sg * (1.0 + p * (1.0 - sg))
+                    } else {
+                        e
+                    };
+                }
+                let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
+                for (&h, &d) in hr.iter().zip(dr.iter()) {
                     sdy += d;
-                    sdyx += d * *h;
+                    sdyx += d * h;
                 }
                 db[c] += sdy;
                 dg[c] += sdyx;
-                sum_g += f64::from(gamma[c] * sdy);
-                sum_gx += f64::from(gamma[c] * sdyx);
+                sum_g += f64::from(g * sdy);
+                sum_gx += f64::from(g * sdyx);
             }
             let n = s.block() as f64;
             let (mean_g, mean_gx) = ((sum_g / n) as f32, (sum_gx / n) as f32);
-            let rows = dy
+            let rows = dp
                 .chunks_exact(pc)
                 .zip(xhat.chunks_exact(pc))
                 .zip(dx.chunks_exact_mut(pc));
-            for (c, ((dyr, hr), dxr)) in (c0..).zip(rows) {
+            for (c, ((dr, hr), dxr)) in (c0..).zip(rows) {
                 let g = gamma[c];
-                for ((v, &d), &h) in dxr.iter_mut().zip(dyr).zip(hr) {
+                for ((v, &d), &h) in dxr.iter_mut().zip(dr).zip(hr) {
                     *v = (d * g - mean_g - h * mean_gx) * inv;
                 }
             }
@@ -241,8 +276,10 @@ impl CustomOp3 for GroupNormOp {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let host = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (xv, gv, dyv) = (host(x)?, host(gamma)?, host(dy)?);
+        let views = [x, gamma, beta, dy].map(HostView::of);
+        let [xh, gh, bh, dyh] = views;
+        let (xh, gh, bh, dyh) = (xh?, gh?, bh?, dyh?);
+        let (xv, gv, bv, dyv) = (xh.values(), gh.values(), bh.values(), dyh.values());
         let s = Sizes::of(x.dims(), gv.len(), self.groups)?;
         let mut dx = vec![0.0f32; xv.len()];
         let c = s.channels;
@@ -257,8 +294,8 @@ impl CustomOp3 for GroupNormOp {
         let (d0, d1) = dyv.split_at(split);
         let (dx0, dx1) = dx.split_at_mut(split);
         rayon::join(
-            || self.backward_images(&s, (&gv, x0, d0), (&mut dg0, &mut db0), dx0),
-            || self.backward_images(&s, (&gv, x1, d1), (&mut dg1, &mut db1), dx1),
+            || self.backward_images(&s, (gv, bv, x0, d0), (&mut dg0, &mut db0), dx0),
+            || self.backward_images(&s, (gv, bv, x1, d1), (&mut dg1, &mut db1), dx1),
         );
         for (a, b) in dg0.iter_mut().zip(&dg1).chain(db0.iter_mut().zip(&db1)) {
             *a += b;
@@ -287,7 +324,8 @@ mod tests {
     }
 
     /// Output and the gradients with respect to the input, the scale and the shift equal
-    /// candle's `GroupNorm` to f32 rounding: several group counts, 3-D and 4-D inputs, odd
+    /// candle's `GroupNorm` to f32 rounding, and with the SiLU fused (all but the one-group
+    /// case) candle's `GroupNorm` then `silu`: several group counts, 3-D and 4-D inputs, odd
     /// batches, inputs off centre.
     #[test]
     fn group_norm_equals_candle() {
@@ -308,8 +346,14 @@ mod tests {
                 1e-5,
             )
             .unwrap();
-            let fast = norm.forward(x.as_tensor()).unwrap();
-            let slow = norm.inner.forward(x.as_tensor()).unwrap();
+            let silu = groups != 1;
+            let (fast, slow) = if silu {
+                let slow = norm.inner.forward(x.as_tensor()).unwrap().silu().unwrap();
+                (norm.forward_silu(x.as_tensor()).unwrap(), slow)
+            } else {
+                let slow = norm.inner.forward(x.as_tensor()).unwrap();
+                (norm.forward(x.as_tensor()).unwrap(), slow)
+            };
             let r = random(&mut rng, &dims, 0.0);
             let gf = (&fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let gs = (&slow * &r).unwrap().sum_all().unwrap().backward().unwrap();
@@ -332,7 +376,7 @@ mod tests {
                 for (i, (u, v)) in a.iter().zip(&b).enumerate() {
                     assert!(
                         (u - v).abs() <= 2e-5 * scale,
-                        "{dims:?}/{groups} {what}[{i}]: fast {u} vs candle {v}"
+                        "{dims:?}/{groups} silu {silu} {what}[{i}]: fast {u} vs candle {v}"
                     );
                 }
             }

@@ -234,7 +234,7 @@ pub(super) fn silu_row<'a>(
 }
 
 #[inline(always)]
-pub(super) fn sigmoid(a: f32) -> f32 {
+pub(crate) fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-a))
 }
 

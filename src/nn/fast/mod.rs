@@ -28,8 +28,8 @@ mod rows;
 use super::drift::{DriftNet, TimeFeatures};
 use crate::error::Result;
 use candle_core::Tensor;
-pub(super) use kernels::matmul;
 use kernels::{HostLinear, simd};
+pub(super) use kernels::{matmul, sigmoid};
 use rows::{Kept, Layers, Scratch, Times, backward_rows, forward_rows};
 
 /// A batch is split between two threads only when each half gets at least this many rows.

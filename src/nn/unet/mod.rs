@@ -255,7 +255,7 @@ impl UNet {
                 h = up.forward(&h)?;
             }
         }
-        let h = self.norm_out.forward(&h)?.silu()?;
+        let h = self.norm_out.forward_silu(&h)?;
         Ok(self.conv_out.forward(&h)?)
     }
 }
