@@ -233,8 +233,33 @@ impl<'a> HostView<'a> {
     }
 }
 
+/// Two threads over the batch's two fixed halves (the first `split` images and the rest) for a
+/// backward pass: `f((xs, dys), (acc_a, acc_b), dxs)` gets each half's images (`image` values
+/// of x and `out` values of ∂y each) and its own two gradient accumulators of `sizes`, and
+/// writes those images' ∂x into `dx`. Returns the accumulators, the first half's plus the
+/// second's (a fixed order).
+pub(super) fn backward_on_halves(
+    (image, out, split): (usize, usize, usize),
+    (xs, dys): (&[f32], &[f32]),
+    sizes: (usize, usize),
+    dx: &mut [f32],
+    f: impl Fn((&[f32], &[f32]), (&mut [f32], &mut [f32]), &mut [f32]) + Sync,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut acc = [0, 1].map(|_| (vec![0.0f32; sizes.0], vec![0.0f32; sizes.1]));
+    let (x0, x1) = xs.split_at(split * image);
+    let (d0, d1) = dys.split_at(split * out);
+    let (dx0, dx1) = dx.split_at_mut(split * image);
+    let [(a0, b0), (a1, b1)] = &mut acc;
+    rayon::join(|| f((x0, d0), (a0, b0), dx0), || f((x1, d1), (a1, b1), dx1));
+    let [(mut a0, mut b0), (a1, b1)] = acc;
+    for (x, y) in a0.iter_mut().zip(&a1).chain(b0.iter_mut().zip(&b1)) {
+        *x += y;
+    }
+    (a0, b0)
+}
+
 /// A contiguous f32 slice of a storage.
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     let Some((start, end)) = l.contiguous_offsets() else {
         candle_core::bail!("conv2d: non-contiguous operand");
     };
@@ -354,24 +379,18 @@ impl CustomOp3 for Im2colConv {
         let (xh, kh, dyh) = (HostView::of(x)?, HostView::of(k)?, HostView::of(dy)?);
         let (xv, kv, dyv) = (xh.values(), kh.values(), dyh.values());
         let mut dx = vec![0.0f32; xv.len()];
-        let (mut dk0, mut dk1) = (vec![0.0f32; kv.len()], vec![0.0f32; kv.len()]);
-        let (mut db0, mut db1) = (vec![0.0f32; g.o], vec![0.0f32; g.o]);
-        let split = halves(g.batch);
-        let out = g.o * g.pixels();
-        let (x0, x1) = xv.split_at(split * g.image());
-        let (d0, d1) = dyv.split_at(split * out);
-        let (dx0, dx1) = dx.split_at_mut(split * g.image());
-        rayon::join(
-            || self.backward_images(&g, (kv, x0, d0), (&mut dk0, &mut db0), dx0),
-            || self.backward_images(&g, (kv, x1, d1), (&mut dk1, &mut db1), dx1),
+        let layout = (g.image(), g.o * g.pixels(), halves(g.batch));
+        let (dk, db) = backward_on_halves(
+            layout,
+            (xv, dyv),
+            (kv.len(), g.o),
+            &mut dx,
+            |xd, acc, dx| self.backward_images(&g, (kv, xd.0, xd.1), acc, dx),
         );
-        for (a, b) in dk0.iter_mut().zip(&dk1).chain(db0.iter_mut().zip(&db1)) {
-            *a += b;
-        }
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-            Some(Tensor::from_vec(dk0, k.shape(), k.device())?),
-            Some(Tensor::from_vec(db0, bias.shape(), bias.device())?),
+            Some(Tensor::from_vec(dk, k.shape(), k.device())?),
+            Some(Tensor::from_vec(db, bias.shape(), bias.device())?),
         ))
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! The same results as candle's `GroupNorm` and its gradients to f32 rounding (tested).
 
-use super::conv::HostView;
+use super::conv::{HostView, backward_on_halves, slice};
 use super::fast::sigmoid;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
 
@@ -227,13 +227,6 @@ impl GroupNormOp {
     }
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("group norm: non-contiguous operand");
-    };
-    Ok(&s.as_slice::<f32>()?[start..end])
-}
-
 impl CustomOp3 for GroupNormOp {
     fn name(&self) -> &'static str {
         "group-norm"
@@ -282,28 +275,15 @@ impl CustomOp3 for GroupNormOp {
         let (xv, gv, bv, dyv) = (xh.values(), gh.values(), bh.values(), dyh.values());
         let s = Sizes::of(x.dims(), gv.len(), self.groups)?;
         let mut dx = vec![0.0f32; xv.len()];
-        let c = s.channels;
-        let (mut dg0, mut dg1, mut db0, mut db1) = (
-            vec![0.0f32; c],
-            vec![0.0f32; c],
-            vec![0.0f32; c],
-            vec![0.0f32; c],
-        );
-        let split = s.batch / 2 * s.image();
-        let (x0, x1) = xv.split_at(split);
-        let (d0, d1) = dyv.split_at(split);
-        let (dx0, dx1) = dx.split_at_mut(split);
-        rayon::join(
-            || self.backward_images(&s, (gv, bv, x0, d0), (&mut dg0, &mut db0), dx0),
-            || self.backward_images(&s, (gv, bv, x1, d1), (&mut dg1, &mut db1), dx1),
-        );
-        for (a, b) in dg0.iter_mut().zip(&dg1).chain(db0.iter_mut().zip(&db1)) {
-            *a += b;
-        }
+        let (c, image) = (s.channels, s.image());
+        let layout = (image, image, s.batch / 2);
+        let (dg, db) = backward_on_halves(layout, (xv, dyv), (c, c), &mut dx, |xd, acc, dx| {
+            self.backward_images(&s, (gv, bv, xd.0, xd.1), acc, dx)
+        });
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-            Some(Tensor::from_vec(dg0, gamma.shape(), gamma.device())?),
-            Some(Tensor::from_vec(db0, beta.shape(), beta.device())?),
+            Some(Tensor::from_vec(dg, gamma.shape(), gamma.device())?),
+            Some(Tensor::from_vec(db, beta.shape(), beta.device())?),
         ))
     }
 }
