@@ -4,6 +4,7 @@ mod conv;
 mod drift;
 mod fast;
 mod norm;
+mod op_support;
 mod params;
 pub mod unet;
 

@@ -15,8 +15,8 @@
 //!
 //! The same results as candle's `GroupNorm` and its gradients to f32 rounding (tested).
 
-use super::conv::{HostView, backward_on_halves, slice};
 use super::fast::sigmoid;
+use super::op_support::{HostView, backward_on_halves, slice};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
 
 /// Group normalisation over `groups` groups of `channels` channels, with a per-channel scale and

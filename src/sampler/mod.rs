@@ -30,6 +30,7 @@ mod output;
 mod prior;
 mod simulate;
 mod simulate_fast;
+mod simulate_forward;
 mod simulate_parallel;
 
 pub use checkpoint::{SavedSettings, settings_path};
