@@ -195,8 +195,8 @@ impl ForwardFit {
             .forward_time_features()?
             .expect("forward drift enabled");
         let fw = sampler.forward.as_ref().expect("forward drift enabled");
-        let stepped = if let Some(fast) = self.fast.as_mut() {
-            let (value, grads) = fast_loss(sampler, fast, (&cur, &next), &tf)?;
+        let (value, stepped) = if let Some(fast) = self.fast.as_mut() {
+            let (value, grads) = fast_loss(sampler, (fast, &fw.net), (&cur, &next), &tf)?;
             let store = FastDrift::all_gradients(&fw.net, &tf, &grads)?;
             let ok = value.is_finite()
                 && (self.opt.step_with_gradients(it, store, &fw.params)?).is_finite();
@@ -212,7 +212,6 @@ impl ForwardFit {
             let ok = value.is_finite() && self.opt.step(it, &loss, &fw.params)?.is_finite();
             (value, ok)
         };
-        let (value, stepped) = stepped;
         self.bad = if stepped { 0 } else { self.bad + 1 };
         if self.bad >= 20 {
             return Err(DsbError::Diverged {
@@ -251,7 +250,7 @@ impl ForwardFit {
 /// hand. The candle path's loss to f32 rounding (tested).
 fn fast_loss(
     sampler: &DiffusionSampler,
-    fast: &mut FastDrift,
+    (fast, net): (&mut FastDrift, &crate::nn::DriftNet),
     (cur, next): (&Tensor, &Tensor),
     tf: &crate::nn::TimeFeatures,
 ) -> Result<(f64, crate::nn::FastGradients)> {
@@ -259,8 +258,8 @@ fn fast_loss(
     let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
     let (x, x_next) = (host(cur)?, host(next)?);
     let (a, c, s) = sampler.host_step_coefficients()?;
-    fast.refresh(&sampler.forward.as_ref().expect("forward drift enabled").net)?;
-    let (emb, coef) = (host(&tf.embedding)?, host(&tf.coefficient)?);
+    fast.refresh(net)?;
+    let (emb, coef) = tf.to_host()?;
     let f = fast.forward(&x, &[], &emb, &coef, n);
     let mut dh = vec![0.0f32; f.len()];
     let scale = 1.0 / (n * b) as f32;

@@ -17,7 +17,7 @@
 //!
 //! The same results as candle's `conv2d` and its gradients to f32 rounding (tested).
 
-use super::op_support::{HostView, backward_on_halves, slice};
+use super::op_support::{HostView, backward_on_halves, forward_on_halves, slice};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
 use candle_nn::Conv2dConfig;
 
@@ -262,12 +262,6 @@ impl Im2colConv {
     }
 }
 
-/// The batch split in two fixed parts (the first half of the images, rounded down, and the
-/// rest), for two threads; the split depends only on the batch size.
-fn halves(batch: usize) -> usize {
-    batch / 2
-}
-
 impl CustomOp3 for Im2colConv {
     fn name(&self) -> &'static str {
         "im2col-conv2d"
@@ -287,15 +281,10 @@ impl CustomOp3 for Im2colConv {
         if bias.len() != g.o {
             candle_core::bail!("conv2d: {} bias values for {} channels", bias.len(), g.o);
         }
-        let out = g.o * g.pixels();
-        let mut y = vec![0.0f32; g.batch * out];
-        let split = halves(g.batch);
-        let (x0, x1) = x.split_at(split * g.image());
-        let (y0, y1) = y.split_at_mut(split * out);
-        rayon::join(
-            || self.forward_images(&g, (k, bias), x0, y0),
-            || self.forward_images(&g, (k, bias), x1, y1),
-        );
+        let layout = (g.image(), g.o * g.pixels(), g.batch);
+        let y = forward_on_halves(layout, x, |xs, ys| {
+            self.forward_images(&g, (k, bias), xs, ys)
+        });
         Ok((CpuStorage::F32(y), Shape::from((g.batch, g.o, g.ho, g.wo))))
     }
 
@@ -311,7 +300,7 @@ impl CustomOp3 for Im2colConv {
         let (xh, kh, dyh) = (HostView::of(x)?, HostView::of(k)?, HostView::of(dy)?);
         let (xv, kv, dyv) = (xh.values(), kh.values(), dyh.values());
         let mut dx = vec![0.0f32; xv.len()];
-        let layout = (g.image(), g.o * g.pixels(), halves(g.batch));
+        let layout = (g.image(), g.o * g.pixels(), g.batch);
         let (dk, db) = backward_on_halves(
             layout,
             (xv, dyv),

@@ -98,6 +98,15 @@ impl TimeFeatures {
             coefficient: self.coefficient.narrow(0, i, 1)?,
         })
     }
+
+    /// The embedding and the coefficient on the host, flattened row by row (`[N·width]` and
+    /// `[N·dim]`), as the CPU fast path ([`super::FastDrift`]) reads them.
+    pub fn to_host(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((
+            self.embedding.flatten_all()?.to_vec1::<f32>()?,
+            self.coefficient.flatten_all()?.to_vec1::<f32>()?,
+        ))
+    }
 }
 
 /// The parts of a [`DriftNet`] that the CPU fast path ([`super::fast`]) reads.

@@ -16,7 +16,7 @@
 //! The same results as candle's `GroupNorm` and its gradients to f32 rounding (tested).
 
 use super::fast::sigmoid;
-use super::op_support::{HostView, backward_on_halves, slice};
+use super::op_support::{HostView, backward_on_halves, forward_on_halves, slice};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
 
 /// Group normalisation over `groups` groups of `channels` channels, with a per-channel scale and
@@ -49,9 +49,7 @@ impl GroupNorm {
             inner,
         })
     }
-}
 
-impl GroupNorm {
     /// SiLU of the normalised `x`, in one op on the CPU.
     pub fn forward_silu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.apply(x, true)
@@ -250,14 +248,10 @@ impl CustomOp3 for GroupNormOp {
                 s.channels
             );
         }
-        let mut y = vec![0.0f32; x.len()];
-        let split = s.batch / 2 * s.image();
-        let (x0, x1) = x.split_at(split);
-        let (y0, y1) = y.split_at_mut(split);
-        rayon::join(
-            || self.forward_images(&s, (gamma, beta), x0, y0),
-            || self.forward_images(&s, (gamma, beta), x1, y1),
-        );
+        let layout = (s.image(), s.image(), s.batch);
+        let y = forward_on_halves(layout, x, |xs, ys| {
+            self.forward_images(&s, (gamma, beta), xs, ys)
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -269,14 +263,13 @@ impl CustomOp3 for GroupNormOp {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let views = [x, gamma, beta, dy].map(HostView::of);
-        let [xh, gh, bh, dyh] = views;
-        let (xh, gh, bh, dyh) = (xh?, gh?, bh?, dyh?);
+        let (xh, gh) = (HostView::of(x)?, HostView::of(gamma)?);
+        let (bh, dyh) = (HostView::of(beta)?, HostView::of(dy)?);
         let (xv, gv, bv, dyv) = (xh.values(), gh.values(), bh.values(), dyh.values());
         let s = Sizes::of(x.dims(), gv.len(), self.groups)?;
         let mut dx = vec![0.0f32; xv.len()];
         let (c, image) = (s.channels, s.image());
-        let layout = (image, image, s.batch / 2);
+        let layout = (image, image, s.batch);
         let (dg, db) = backward_on_halves(layout, (xv, dyv), (c, c), &mut dx, |xd, acc, dx| {
             self.backward_images(&s, (gv, bv, xd.0, xd.1), acc, dx)
         });

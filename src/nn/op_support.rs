@@ -39,18 +39,41 @@ impl<'a> HostView<'a> {
     }
 }
 
-/// Two threads over the batch's two fixed halves (the first `split` images and the rest) for a
-/// backward pass: `f((xs, dys), (acc_a, acc_b), dxs)` gets each half's images (`image` values
-/// of x and `out` values of ∂y each) and its own two gradient accumulators of `sizes`, and
-/// writes those images' ∂x into `dx`. Returns the accumulators, the first half's plus the
-/// second's (a fixed order).
+/// The batch's split between the two threads: the first half of its images (rounded down) and
+/// the rest. It depends only on the batch size, so the sums are the same on any thread count.
+fn first_half(batch: usize) -> usize {
+    batch / 2
+}
+
+/// Two threads over the batch's two halves ([`first_half`]) for a forward pass: `f(xs, ys)`
+/// computes images `xs` (`image` values each) into `ys` (`out` values each). Returns the
+/// output of all `batch` images.
+pub(super) fn forward_on_halves(
+    (image, out, batch): (usize, usize, usize),
+    xs: &[f32],
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut ys = vec![0.0f32; batch * out];
+    let split = first_half(batch);
+    let (x0, x1) = xs.split_at(split * image);
+    let (y0, y1) = ys.split_at_mut(split * out);
+    rayon::join(|| f(x0, y0), || f(x1, y1));
+    ys
+}
+
+/// Two threads over the batch's two halves ([`first_half`]) for a backward pass:
+/// `f((xs, dys), (acc_a, acc_b), dxs)` gets each half's images (`image` values of x and `out`
+/// values of ∂y each) and its own two gradient accumulators of `sizes`, and writes those
+/// images' ∂x into `dx`. Returns the accumulators, the first half's plus the second's (a fixed
+/// order).
 pub(super) fn backward_on_halves(
-    (image, out, split): (usize, usize, usize),
+    (image, out, batch): (usize, usize, usize),
     (xs, dys): (&[f32], &[f32]),
     sizes: (usize, usize),
     dx: &mut [f32],
     f: impl Fn((&[f32], &[f32]), (&mut [f32], &mut [f32]), &mut [f32]) + Sync,
 ) -> (Vec<f32>, Vec<f32>) {
+    let split = first_half(batch);
     let mut acc = [0, 1].map(|_| (vec![0.0f32; sizes.0], vec![0.0f32; sizes.1]));
     let (x0, x1) = xs.split_at(split * image);
     let (d0, d1) = dys.split_at(split * out);
@@ -67,7 +90,7 @@ pub(super) fn backward_on_halves(
 /// A contiguous f32 slice of a storage.
 pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("conv2d: non-contiguous operand");
+        candle_core::bail!("custom op: non-contiguous operand");
     };
     Ok(&s.as_slice::<f32>()?[start..end])
 }

@@ -163,11 +163,7 @@ impl DiffusionSampler {
     /// The detached time features of every step on the host: embedding `[N, width]` and
     /// coefficient `[N, dim]`, flattened.
     fn host_time_features(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        let tf = detach(&self.step_time_features()?);
-        Ok((
-            tf.embedding.flatten_all()?.to_vec1::<f32>()?,
-            tf.coefficient.flatten_all()?.to_vec1::<f32>()?,
-        ))
+        detach(&self.step_time_features()?).to_host()
     }
 
     /// [`path_weights`] of fast-path paths ending at `x0`, from their per-row sums of ½|r|² and
@@ -203,7 +199,6 @@ impl DiffusionSampler {
         let (emb, coef) = self.host_time_features()?;
         let mut fast = FastDrift::new(&self.net)?;
         fast.prepare(batch, 1);
-        let width = fast.width();
         let mut forward = self.host_forward(batch)?;
         let (a, c, s) = self.host_step_coefficients()?;
         let x_start = self.prior.draw(rng, batch, explore)?;
@@ -220,13 +215,7 @@ impl DiffusionSampler {
             let xt = Tensor::from_slice(&x, (batch, d), &self.device)?;
             let g = self.score(target, &xt)?;
             let gh = g.flatten_all()?.to_vec1::<f32>()?;
-            let h = fast.forward_block(
-                0,
-                &x,
-                &gh,
-                &emb[k * width..(k + 1) * width],
-                &coef[k * d..(k + 1) * d],
-            );
+            let h = fast.forward_at(k, &x, &gh, (&emb, &coef));
             let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
             let out = (&mut eps[..], &mut x_new[..], &mut resid[..]);
             host_backward_step(rng, step, &x, h, explore32, out);

@@ -16,7 +16,6 @@ pub(crate) struct HostForward {
     fast: FastDrift,
     embedding: Vec<f32>,
     coefficient: Vec<f32>,
-    width: usize,
 }
 
 impl HostForward {
@@ -30,11 +29,8 @@ impl HostForward {
         (x_k, x_next): (&[f32], &[f32]),
         resid: &mut [f32],
     ) {
-        let (w, d) = (self.width, step.1.len());
-        let (e, c) = (&self.embedding, &self.coefficient);
-        let f =
-            self.fast
-                .forward_block(0, x_k, &[], &e[k * w..(k + 1) * w], &c[k * d..(k + 1) * d]);
+        let times = (&self.embedding[..], &self.coefficient[..]);
+        let f = self.fast.forward_at(k, x_k, &[], times);
         forward_residual(step, (x_k, x_next), f, resid);
     }
 
@@ -93,12 +89,11 @@ impl DiffusionSampler {
         };
         let mut fast = FastDrift::new(&fw.net)?;
         fast.prepare(batch, 1);
-        let tf = detach(&tf);
+        let (embedding, coefficient) = detach(&tf).to_host()?;
         Ok(Some(HostForward {
-            width: fast.width(),
             fast,
-            embedding: tf.embedding.flatten_all()?.to_vec1::<f32>()?,
-            coefficient: tf.coefficient.flatten_all()?.to_vec1::<f32>()?,
+            embedding,
+            coefficient,
         }))
     }
 }

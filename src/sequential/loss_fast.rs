@@ -31,7 +31,7 @@ impl SequentialSampler {
     /// The fast path's networks for [`SequentialSampler::segment_loss_fast`] (`None` off the CPU
     /// or with the fast path switched off).
     pub(crate) fn fast_segments(&self) -> Result<Option<FastSegments>> {
-        if !(self.fast_path && self.device.is_cpu()) {
+        if !self.uses_fast_path() {
             return Ok(None);
         }
         Ok(Some(FastSegments {
@@ -65,8 +65,7 @@ impl SequentialSampler {
         };
         let (gz, gy) = (tempered(&rec.z, &rec.sz, 0), tempered(&rec.y, &rec.sy, 1));
         let tf = self.time_features()?;
-        let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
-        let (emb, coef) = (host(&tf.embedding)?, host(&tf.coefficient)?);
+        let (emb, coef) = tf.to_host()?;
         let width = emb.len() / (k + 1);
         nets.forward.refresh(&self.net)?;
         nets.backward.refresh(&self.net)?;
@@ -76,7 +75,7 @@ impl SequentialSampler {
         let u_b = nets
             .backward
             .forward(&rec.y, &gy, &emb[width..], &coef[d..], k);
-        let deltas: Vec<f32> = host(&self.log_delta.exp()?)?;
+        let deltas: Vec<f32> = self.log_delta.exp()?.to_vec1::<f32>()?;
         let clip = self.config.drift_clip as f32;
         // Per transition: the kernel w (f32, then f64 as in candle) and the residuals.
         let (mut r_f, mut r_b) = (vec![0.0f32; rows * d], vec![0.0f32; rows * d]);
@@ -157,15 +156,8 @@ impl SequentialSampler {
         let grads_f = nets.forward.backward(&du_f);
         let grads_b = nets.backward.backward(&du_b);
         // The two passes' time-feature gradients on the K + 1 rows (z at rows 0..K, z′ at 1..K+1).
-        let mut both = grads_f.clone();
-        both.embedding.resize((k + 1) * width, 0.0);
-        both.coefficient.resize((k + 1) * d, 0.0);
-        add(&mut both.embedding[width..], &grads_b.embedding);
-        add(&mut both.coefficient[d..], &grads_b.coefficient);
-        for ((w, b), (ow, ob)) in both.layers.iter_mut().zip(&grads_b.layers) {
-            add(w, ow);
-            add(b, ob);
-        }
+        let mut both = grads_f;
+        both.add_at(&grads_b, 1);
         let mut store = FastDrift::all_gradients(&self.net, &tf, &both)?;
         // ∂L/∂log δ = δ ∂L/∂δ.
         let d_log: Vec<f32> = (d_delta.iter().zip(&deltas))
@@ -174,12 +166,6 @@ impl SequentialSampler {
         let g = Tensor::from_vec(d_log, k, &self.device)?;
         store.insert(&self.log_delta, g);
         Ok(Some((total, store)))
-    }
-}
-
-fn add(a: &mut [f32], b: &[f32]) {
-    for (x, y) in a.iter_mut().zip(b) {
-        *x += y;
     }
 }
 

@@ -229,6 +229,11 @@ impl SequentialSampler {
         self.fast_path = on;
     }
 
+    /// Whether the control network runs on the CPU fast path: on the CPU, unless switched off.
+    fn uses_fast_path(&self) -> bool {
+        self.fast_path && self.device.is_cpu()
+    }
+
     /// Dimension.
     pub fn dim(&self) -> usize {
         self.dim

@@ -71,22 +71,14 @@ struct HostControl {
     fast: FastDrift,
     embedding: Vec<f32>,
     coefficient: Vec<f32>,
-    width: usize,
-    dim: usize,
 }
 
 impl HostControl {
     /// [`SequentialSampler::control`] at step k, to f32 rounding.
     fn control(&mut self, k: usize, z: &[f64], g: &[f64]) -> Vec<f64> {
-        let (w, d) = (self.width, self.dim);
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
-        let u = self.fast.forward_block(
-            0,
-            &f32s(z),
-            &f32s(g),
-            &self.embedding[k * w..(k + 1) * w],
-            &self.coefficient[k * d..(k + 1) * d],
-        );
+        let times = (&self.embedding[..], &self.coefficient[..]);
+        let u = self.fast.forward_at(k, &f32s(z), &f32s(g), times);
         u.iter().map(|&v| f64::from(v)).collect()
     }
 }
@@ -95,18 +87,16 @@ impl SequentialSampler {
     /// The control network on the fast path for runs of `n` particles (`None` off the CPU or
     /// with the fast path switched off).
     fn host_control(&self, n: usize) -> Result<Option<HostControl>> {
-        if !(self.fast_path && self.device.is_cpu()) {
+        if !self.uses_fast_path() {
             return Ok(None);
         }
         let mut fast = FastDrift::new(&self.net)?;
         fast.prepare(n, 1);
-        let tf = self.time_features()?;
+        let (embedding, coefficient) = self.time_features()?.to_host()?;
         Ok(Some(HostControl {
-            width: fast.width(),
             fast,
-            embedding: tf.embedding.flatten_all()?.to_vec1::<f32>()?,
-            coefficient: tf.coefficient.flatten_all()?.to_vec1::<f32>()?,
-            dim: self.dim,
+            embedding,
+            coefficient,
         }))
     }
 

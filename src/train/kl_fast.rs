@@ -40,8 +40,7 @@ pub fn reverse_kl_loss_fast(
     let bd = batch * d;
     let dev = sampler.device().clone();
     let tf = sampler.step_time_features()?;
-    let emb = tf.embedding.flatten_all()?.to_vec1::<f32>()?;
-    let coef = tf.coefficient.flatten_all()?.to_vec1::<f32>()?;
+    let (emb, coef) = tf.to_host()?;
     let net = sampler.backward_net();
     fast.refresh(net)?;
     let (a, c, s) = sampler.host_step_coefficients()?;

@@ -133,8 +133,7 @@ pub fn log_variance_loss_fast(
     if !forward_done {
         let score = host(fast, &paths.scores)?;
         fast.refresh(net)?;
-        let emb = tf.embedding.flatten_all()?.to_vec1::<f32>()?;
-        let coef = tf.coefficient.flatten_all()?.to_vec1::<f32>()?;
+        let (emb, coef) = tf.to_host()?;
         fast.forward(&next, &score, &emb, &coef, n);
         fast.give_buffer(score);
     }

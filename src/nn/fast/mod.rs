@@ -134,9 +134,16 @@ pub struct FastGradients {
 }
 
 impl FastGradients {
-    /// Adds `other` (the same shapes) to these gradients.
+    /// Adds `other` (the same network) to these gradients.
     fn add(&mut self, other: &FastGradients) {
-        let add = |a: &mut Vec<f32>, b: &Vec<f32>| {
+        self.add_at(other, 0);
+    }
+
+    /// Adds `other`, a pass of the same network whose time t was this pass's time
+    /// `first_time + t`: the layers' gradients as they are, the time features' at rows shifted
+    /// by `first_time` (growing these to cover them).
+    pub fn add_at(&mut self, other: &FastGradients, first_time: usize) {
+        let add = |a: &mut [f32], b: &[f32]| {
             for (x, y) in a.iter_mut().zip(b) {
                 *x += y;
             }
@@ -145,8 +152,19 @@ impl FastGradients {
             add(w, ow);
             add(b, ob);
         }
-        add(&mut self.embedding, &other.embedding);
-        add(&mut self.coefficient, &other.coefficient);
+        // Row widths: the first layer's outputs (width) and the output layer's (dim).
+        let width = self.layers.first().map_or(0, |l| l.1.len());
+        let dim = self.layers.last().map_or(0, |l| l.1.len());
+        for (mine, theirs, row) in [
+            (&mut self.embedding, &other.embedding, width),
+            (&mut self.coefficient, &other.coefficient, dim),
+        ] {
+            let start = first_time * row;
+            if mine.len() < start + theirs.len() {
+                mine.resize(start + theirs.len(), 0.0);
+            }
+            add(&mut mine[start..], theirs);
+        }
     }
 }
 
@@ -281,6 +299,21 @@ impl FastDrift {
             times,
         );
         &self.kept.h[first * d..(first + count) * d]
+    }
+
+    /// [`FastDrift::forward_block`] of all the rows of a pass prepared for one time
+    /// (`prepare(rows, 1)`), at the time of row `k` of the all-time features `times`
+    /// (embedding `[N, width]` and coefficient `[N, dim]`, flattened).
+    pub fn forward_at(
+        &mut self,
+        k: usize,
+        x: &[f32],
+        score: &[f32],
+        (embedding, coefficient): (&[f32], &[f32]),
+    ) -> &[f32] {
+        let (w, d) = (self.net.width(), self.net.dim);
+        let e = &embedding[k * w..(k + 1) * w];
+        self.forward_block(0, x, score, e, &coefficient[k * d..(k + 1) * d])
     }
 
     /// The two halves of a pass prepared over whole steps of `batch` rows
