@@ -164,9 +164,11 @@ impl Geometry {
         }
     }
 
-    /// The unfolded image `x` (C×H×W) into `cols` (CKK × pixels).
+    /// The unfolded image `x` (C×H×W) into `cols` (CKK × pixels). Writes only the entries
+    /// that fall inside the image: those in the padding must already be zero, as they are in a
+    /// buffer allocated zeroed and written by nothing else (the same entries for every image
+    /// of a geometry), so a buffer serves every image of a pass without being cleared again.
     fn im2col(&self, x: &[f32], cols: &mut [f32]) {
-        cols.fill(0.0);
         let s = self.stride;
         self.for_each_run(|ci, xi, count| {
             let dst = &mut cols[ci..ci + count];
@@ -236,7 +238,7 @@ impl Im2colConv {
     }
 
     /// The gradients of images `xs` given their output gradients `dys`: ∂K and ∂bias summed
-    /// over them into `dk` and `db`, and ∂X into `dxs`.
+    /// over them into `dk` and `db`, and ∂X added to `dxs` (zero on entry).
     fn backward_images(
         &self,
         g: &Geometry,
@@ -245,7 +247,10 @@ impl Im2colConv {
         dxs: &mut [f32],
     ) {
         let n = g.pixels();
-        let mut cols = vec![0.0f32; g.ckk() * n];
+        // `cols` only ever holds unfolded images (its padding entries stay zero); `dcols` is
+        // overwritten whole by each product. `dxs` comes zeroed, and col2im writes only its
+        // own image's part.
+        let (mut cols, mut dcols) = (vec![0.0f32; g.ckk() * n], vec![0.0f32; g.ckk() * n]);
         let images = xs.chunks_exact(g.image()).zip(dys.chunks_exact(g.o * n));
         for ((x, dy), dx) in images.zip(dxs.chunks_exact_mut(g.image())) {
             for (d, row) in db.iter_mut().zip(dy.chunks_exact(n)) {
@@ -255,9 +260,8 @@ impl Im2colConv {
             // ∂K (O × CKK) += ∂Y (O × n) · colsᵀ (n × CKK).
             gemm(dk, (g.o, n, g.ckk()), dy, false, &cols, true, true);
             // ∂cols (CKK × n) = Kᵀ (CKK × O) · ∂Y (O × n), folded back into ∂X.
-            gemm(&mut cols, (g.ckk(), g.o, n), k, true, dy, false, false);
-            dx.fill(0.0);
-            g.col2im(&cols, dx);
+            gemm(&mut dcols, (g.ckk(), g.o, n), k, true, dy, false, false);
+            g.col2im(&dcols, dx);
         }
     }
 }

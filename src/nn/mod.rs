@@ -10,7 +10,8 @@ pub mod unet;
 
 pub use conv::Conv2d;
 pub use drift::{DriftNet, TimeFeatures};
-pub use fast::{FastDrift, FastGradients, HalfDrift, StepAdjoint, split_point};
+pub use fast::{FastDrift, FastGradients, HalfDrift, MIN_PART_ROWS, StepAdjoint, split_point};
 pub use norm::GroupNorm;
+pub(crate) use op_support::HostView;
 pub use params::{Init, ParamStore, read_safetensors};
 pub use unet::{UNet, UNetConfig};

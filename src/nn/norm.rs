@@ -15,7 +15,7 @@
 //!
 //! The same results as candle's `GroupNorm` and its gradients to f32 rounding (tested).
 
-use super::fast::sigmoid;
+use super::fast::{Simd, sigmoid, simd, simd_builds};
 use super::op_support::{HostView, backward_on_halves, forward_on_halves, slice};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
 
@@ -135,91 +135,112 @@ fn moments(x: &[f32], eps: f64) -> (f32, f32) {
     (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
 }
 
-impl GroupNormOp {
-    /// y for the images `xs` into `ys`.
-    fn forward_images(
-        &self,
+simd_builds! {
+    /// y for the images `xs` into `ys` ([`forward_images_impl`] in the CPU's SIMD build).
+    fn forward_images => forward_images_impl(
+        op: &GroupNormOp,
         s: &Sizes,
-        (gamma, beta): (&[f32], &[f32]),
+        params: (&[f32], &[f32]),
         xs: &[f32],
         ys: &mut [f32],
-    ) {
-        let (cpg, pc) = (s.channels_per_group(), s.per_channel);
-        for (b, (x, y)) in xs
-            .chunks_exact(s.block())
-            .zip(ys.chunks_exact_mut(s.block()))
-            .enumerate()
-        {
-            let (mean, inv) = moments(x, self.eps);
-            let c0 = (b % s.groups) * cpg;
-            let rows = x.chunks_exact(pc).zip(y.chunks_exact_mut(pc));
-            for (c, (xr, yr)) in (c0..).zip(rows) {
-                let (g, sh) = (gamma[c], beta[c]);
-                for (v, &u) in yr.iter_mut().zip(xr) {
-                    *v = (u - mean) * inv * g + sh;
-                }
-                if self.silu {
-                    for v in yr.iter_mut() {
-                        *v *= sigmoid(*v);
-                    }
+    )
+}
+
+#[inline(always)]
+fn forward_images_impl(
+    op: &GroupNormOp,
+    s: &Sizes,
+    (gamma, beta): (&[f32], &[f32]),
+    xs: &[f32],
+    ys: &mut [f32],
+) {
+    let (cpg, pc) = (s.channels_per_group(), s.per_channel);
+    for (b, (x, y)) in xs
+        .chunks_exact(s.block())
+        .zip(ys.chunks_exact_mut(s.block()))
+        .enumerate()
+    {
+        let (mean, inv) = moments(x, op.eps);
+        let c0 = (b % s.groups) * cpg;
+        let rows = x.chunks_exact(pc).zip(y.chunks_exact_mut(pc));
+        for (c, (xr, yr)) in (c0..).zip(rows) {
+            let (g, sh) = (gamma[c], beta[c]);
+            for (v, &u) in yr.iter_mut().zip(xr) {
+                *v = (u - mean) * inv * g + sh;
+            }
+            if op.silu {
+                for v in yr.iter_mut() {
+                    *v *= sigmoid(*v);
                 }
             }
         }
     }
+}
 
-    /// The gradients of the images `xs` given `dys`: ∂x into `dxs`, ∂γ and ∂β added to `dg`, `db`.
-    fn backward_images(
-        &self,
+simd_builds! {
+    /// The gradients of the images `xs` given `dys`: ∂x into `dxs`, ∂γ and ∂β added to `dg`,
+    /// `db` ([`backward_images_impl`] in the CPU's SIMD build).
+    fn backward_images => backward_images_impl(
+        op: &GroupNormOp,
         s: &Sizes,
-        (gamma, beta, xs, dys): (&[f32], &[f32], &[f32], &[f32]),
-        (dg, db): (&mut [f32], &mut [f32]),
+        inputs: (&[f32], &[f32], &[f32], &[f32]),
+        acc: (&mut [f32], &mut [f32]),
         dxs: &mut [f32],
-    ) {
-        let (cpg, pc) = (s.channels_per_group(), s.per_channel);
-        let mut xhat = vec![0.0f32; s.block()];
-        // ∂y, or with the SiLU ∂p, of the block's values.
-        let mut dp = vec![0.0f32; s.block()];
-        let blocks = xs.chunks_exact(s.block()).zip(dys.chunks_exact(s.block()));
-        for (b, ((x, dy), dx)) in blocks.zip(dxs.chunks_exact_mut(s.block())).enumerate() {
-            let (mean, inv) = moments(x, self.eps);
-            let c0 = (b % s.groups) * cpg;
-            // x̂ and ∂p, and the block's sums of g = γ ∂p and of g x̂.
-            let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
-            let rows = (x.chunks_exact(pc).zip(dy.chunks_exact(pc)))
-                .zip(xhat.chunks_exact_mut(pc).zip(dp.chunks_exact_mut(pc)));
-            for (c, ((xr, dyr), (hr, dr))) in (c0..).zip(rows) {
-                let (g, sh) = (gamma[c], beta[c]);
-                for ((h, d), (&u, &e)) in hr.iter_mut().zip(dr.iter_mut()).zip(xr.iter().zip(dyr)) {
-                    *h = (u - mean) * inv;
-                    *d = if self.silu {
-                        let p = *h * g + sh;
-                        let sg = sigmoid(p);
-                        e * sg * (1.0 + p * (1.0 - sg))
-                    } else {
-                        e
-                    };
-                }
-                let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
-                for (&h, &d) in hr.iter().zip(dr.iter()) {
-                    sdy += d;
-                    sdyx += d * h;
-                }
-                db[c] += sdy;
-                dg[c] += sdyx;
-                sum_g += f64::from(g * sdy);
-                sum_gx += f64::from(g * sdyx);
+    )
+}
+
+#[inline(always)]
+fn backward_images_impl(
+    op: &GroupNormOp,
+    s: &Sizes,
+    (gamma, beta, xs, dys): (&[f32], &[f32], &[f32], &[f32]),
+    (dg, db): (&mut [f32], &mut [f32]),
+    dxs: &mut [f32],
+) {
+    let (cpg, pc) = (s.channels_per_group(), s.per_channel);
+    let mut xhat = vec![0.0f32; s.block()];
+    // ∂y, or with the SiLU ∂p, of the block's values.
+    let mut dp = vec![0.0f32; s.block()];
+    let blocks = xs.chunks_exact(s.block()).zip(dys.chunks_exact(s.block()));
+    for (b, ((x, dy), dx)) in blocks.zip(dxs.chunks_exact_mut(s.block())).enumerate() {
+        let (mean, inv) = moments(x, op.eps);
+        let c0 = (b % s.groups) * cpg;
+        // x̂ and ∂p, and the block's sums of g = γ ∂p and of g x̂.
+        let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
+        let rows = (x.chunks_exact(pc).zip(dy.chunks_exact(pc)))
+            .zip(xhat.chunks_exact_mut(pc).zip(dp.chunks_exact_mut(pc)));
+        for (c, ((xr, dyr), (hr, dr))) in (c0..).zip(rows) {
+            let (g, sh) = (gamma[c], beta[c]);
+            for ((h, d), (&u, &e)) in hr.iter_mut().zip(dr.iter_mut()).zip(xr.iter().zip(dyr)) {
+                *h = (u - mean) * inv;
+                *d = if op.silu {
+                    let p = *h * g + sh;
+                    let sg = sigmoid(p);
+                    e * sg * (1.0 + p * (1.0 - sg))
+                } else {
+                    e
+                };
             }
-            let n = s.block() as f64;
-            let (mean_g, mean_gx) = ((sum_g / n) as f32, (sum_gx / n) as f32);
-            let rows = dp
-                .chunks_exact(pc)
-                .zip(xhat.chunks_exact(pc))
-                .zip(dx.chunks_exact_mut(pc));
-            for (c, ((dr, hr), dxr)) in (c0..).zip(rows) {
-                let g = gamma[c];
-                for ((v, &d), &h) in dxr.iter_mut().zip(dr).zip(hr) {
-                    *v = (d * g - mean_g - h * mean_gx) * inv;
-                }
+            let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
+            for (&h, &d) in hr.iter().zip(dr.iter()) {
+                sdy += d;
+                sdyx += d * h;
+            }
+            db[c] += sdy;
+            dg[c] += sdyx;
+            sum_g += f64::from(g * sdy);
+            sum_gx += f64::from(g * sdyx);
+        }
+        let n = s.block() as f64;
+        let (mean_g, mean_gx) = ((sum_g / n) as f32, (sum_gx / n) as f32);
+        let rows = dp
+            .chunks_exact(pc)
+            .zip(xhat.chunks_exact(pc))
+            .zip(dx.chunks_exact_mut(pc));
+        for (c, ((dr, hr), dxr)) in (c0..).zip(rows) {
+            let g = gamma[c];
+            for ((v, &d), &h) in dxr.iter_mut().zip(dr).zip(hr) {
+                *v = (d * g - mean_g - h * mean_gx) * inv;
             }
         }
     }
@@ -250,7 +271,7 @@ impl CustomOp3 for GroupNormOp {
         }
         let layout = (s.image(), s.image(), s.batch);
         let y = forward_on_halves(layout, x, |xs, ys| {
-            self.forward_images(&s, (gamma, beta), xs, ys)
+            forward_images(simd(), self, &s, (gamma, beta), xs, ys)
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -271,7 +292,7 @@ impl CustomOp3 for GroupNormOp {
         let (c, image) = (s.channels, s.image());
         let layout = (image, image, s.batch);
         let (dg, db) = backward_on_halves(layout, (xv, dyv), (c, c), &mut dx, |xd, acc, dx| {
-            self.backward_images(&s, (gv, bv, xd.0, xd.1), acc, dx)
+            backward_images(simd(), self, &s, (gv, bv, xd.0, xd.1), acc, dx)
         });
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), x.device())?),
@@ -294,6 +315,42 @@ mod tests {
             .map(|_| rng.random_range(-1.0f32..1.0) + shift)
             .collect();
         Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    }
+
+    /// The AVX-512, AVX2 and portable builds of both passes give the same numbers, bit for
+    /// bit (each build that this CPU can run), with and without the SiLU.
+    #[test]
+    fn simd_builds_agree_bit_for_bit() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let dims = [2, 8, 6, 5];
+        let host_of = |dims: &[usize], shift, rng: &mut StdRng| host(&random(rng, dims, shift));
+        let (x, dy) = (host_of(&dims, 1.0, &mut rng), host_of(&dims, 0.0, &mut rng));
+        let (gamma, beta) = (host_of(&[8], 1.0, &mut rng), host_of(&[8], 0.0, &mut rng));
+        let s = Sizes::of(&dims, 8, 4).unwrap();
+        for silu in [false, true] {
+            let op = GroupNormOp {
+                groups: 4,
+                eps: 1e-5,
+                silu,
+            };
+            let run = |level: Simd| {
+                let mut y = vec![0.0f32; x.len()];
+                forward_images(level, &op, &s, (&gamma, &beta), &x, &mut y);
+                let (mut dg, mut db, mut dx) =
+                    (vec![0.0f32; 8], vec![0.0f32; 8], vec![0.0; x.len()]);
+                let inputs = (&gamma[..], &beta[..], &x[..], &dy[..]);
+                backward_images(level, &op, &s, inputs, (&mut dg, &mut db), &mut dx);
+                (y, dg, db, dx)
+            };
+            let want = run(Simd::Portable);
+            assert!(want.0.iter().any(|&v| v != 0.0) && want.3.iter().any(|&v| v != 0.0));
+            if simd() != Simd::Portable {
+                assert!(run(Simd::Avx2) == want, "AVX2, silu {silu}");
+            }
+            if simd() == Simd::Avx512 {
+                assert!(run(Simd::Avx512) == want, "AVX-512, silu {silu}");
+            }
+        }
     }
 
     /// Output and the gradients with respect to the input, the scale and the shift equal

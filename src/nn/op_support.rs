@@ -4,14 +4,15 @@
 use candle_core::{CpuStorage, Layout, Tensor};
 
 /// The f32 values of a tensor on the host, read in place when it is a contiguous CPU tensor
-/// (the custom ops' backward passes get their operands as tensors), else copied.
-pub(super) struct HostView<'a> {
+/// (the custom ops' backward passes get their operands as tensors; the fast losses read
+/// simulated paths), else copied.
+pub(crate) struct HostView<'a> {
     storage: Option<(candle_core::StorageRef<'a>, usize, usize)>,
     copy: Vec<f32>,
 }
 
 impl<'a> HostView<'a> {
-    pub(super) fn of(t: &'a Tensor) -> candle_core::Result<Self> {
+    pub(crate) fn of(t: &'a Tensor) -> candle_core::Result<Self> {
         let (storage, layout) = t.storage_and_layout();
         if let (candle_core::Storage::Cpu(CpuStorage::F32(_)), Some((a, b))) =
             (&*storage, layout.contiguous_offsets())
@@ -28,7 +29,7 @@ impl<'a> HostView<'a> {
         })
     }
 
-    pub(super) fn values(&self) -> &[f32] {
+    pub(crate) fn values(&self) -> &[f32] {
         match &self.storage {
             Some((s, a, b)) => match &**s {
                 candle_core::Storage::Cpu(CpuStorage::F32(v)) => &v[*a..*b],

@@ -261,6 +261,23 @@ impl DiffusionSampler {
         clean_and_clip(&g, self.config.score_clip)
     }
 
+    /// [`Self::score`] at the rows `x` (row-major) into `out`, by the target's host gradient
+    /// ([`Target::grad_log_density_rows`]): the same cleaning and clip on the host.
+    pub(crate) fn score_rows(&self, target: &dyn Target, x: &[f32], out: &mut [f32]) -> Result<()> {
+        target.grad_log_density_rows(x, out)?;
+        self.grad_evals
+            .fetch_add((x.len() / self.dim) as u64, Ordering::Relaxed);
+        let clip = self.config.score_clip as f32;
+        for g in out.iter_mut() {
+            *g = if g.is_finite() {
+                g.clamp(-clip, clip)
+            } else {
+                0.0
+            };
+        }
+        Ok(())
+    }
+
     /// Log density of the target at `x` as a tensor `[batch]`, checked for shape.
     pub(crate) fn target_log_density(&self, target: &dyn Target, x: &Tensor) -> Result<Tensor> {
         let lp = target.log_density(x)?;

@@ -141,17 +141,18 @@ impl DiffusionSampler {
                 *acc += f64::from(v);
             }
         }
-        let block = |v: &[f32], k: usize| {
-            Tensor::from_slice(&v[k * bd..(k + 1) * bd], (batch, d), &self.device)
-        };
-        // Last step first, as `Paths::from_backward` takes them.
+        // One tensor each for the states and the scores, and a view of it per step (one
+        // allocation and copy, not one per step); last step first, as `Paths::from_backward`
+        // takes them.
+        let xs = Tensor::from_slice(&host.xs, ((n + 1) * batch, d), &self.device)?;
+        let gs = Tensor::from_slice(&host.scores, (n * batch, d), &self.device)?;
         let states = (0..=n)
             .rev()
-            .map(|k| block(&host.xs, k))
+            .map(|k| xs.narrow(0, k * batch, batch))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let scores = (0..n)
             .rev()
-            .map(|k| block(&host.scores, k))
+            .map(|k| gs.narrow(0, k * batch, batch))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let x0 = states.last().expect("N + 1 states");
         let prior = (host.prior.0, &host.prior.1[..]);
@@ -211,10 +212,16 @@ impl DiffusionSampler {
         let mut states = Vec::with_capacity(if keep_path { n + 1 } else { 1 });
         let mut scores = Vec::with_capacity(if keep_path { n } else { 0 });
         let explore32 = explore as f32;
+        let host_score = target.has_host_gradient();
         for k in (0..n).rev() {
-            let xt = Tensor::from_slice(&x, (batch, d), &self.device)?;
-            let g = self.score(target, &xt)?;
-            let gh = g.flatten_all()?.to_vec1::<f32>()?;
+            let gh = if host_score {
+                let mut g = vec![0.0f32; batch * d];
+                self.score_rows(target, &x, &mut g)?;
+                g
+            } else {
+                let xt = Tensor::from_slice(&x, (batch, d), &self.device)?;
+                self.score(target, &xt)?.flatten_all()?.to_vec1::<f32>()?
+            };
             let h = fast.forward_at(k, &x, &gh, (&emb, &coef));
             let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
             let out = (&mut eps[..], &mut x_new[..], &mut resid[..]);
@@ -229,8 +236,8 @@ impl DiffusionSampler {
                 *acc += f64::from(v);
             }
             if keep_path {
-                states.push(xt);
-                scores.push(g);
+                states.push(Tensor::from_slice(&x, (batch, d), &self.device)?);
+                scores.push(Tensor::from_slice(&gh, (batch, d), &self.device)?);
             }
             std::mem::swap(&mut x, &mut x_new);
         }
@@ -243,181 +250,5 @@ impl DiffusionSampler {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sampler::SamplerConfig;
-    use crate::target::{CorrelatedGaussian, Funnel};
-    use candle_core::Device;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    /// A sampler of `dim` with random weights, with a random learned forward drift (as after
-    /// IPF) when `forward`.
-    fn random_sampler(dim: usize, forward: bool) -> DiffusionSampler {
-        let cfg = SamplerConfig {
-            steps: 7,
-            width: 16,
-            depth: 2,
-            sigma: 1.5,
-            ..Default::default()
-        };
-        let mut sampler = DiffusionSampler::new(dim, cfg, 1, &Device::Cpu).unwrap();
-        crate::test_support::randomise(&sampler.params, 3, 0.3);
-        if forward {
-            sampler.enable_forward(2).unwrap();
-            let fw = sampler.forward.as_ref().unwrap();
-            crate::test_support::randomise(&fw.params, 4, 0.3);
-        }
-        sampler
-    }
-
-    /// The fast path's paths, weights and loss parts equal the candle path's to f32 rounding,
-    /// from the same generator state, on-policy and exploring, with the reference forward
-    /// process and with a learned forward drift, and leave the generator in the same state.
-    #[test]
-    fn fast_simulation_equals_the_candle_path() {
-        let funnel = Funnel::new(4);
-        let gauss = CorrelatedGaussian::builtin(3).unwrap();
-        let cases = [
-            (&gauss as &dyn Target, 1.0, false),
-            (&funnel, 1.4, false),
-            (&funnel, 1.0, true),
-            (&gauss, 1.3, true),
-        ];
-        for (target, explore, forward) in cases {
-            let mut sampler = random_sampler(target.dim(), forward);
-            let (mut r1, mut r2) = (StdRng::seed_from_u64(9), StdRng::seed_from_u64(9));
-            assert!(sampler.uses_fast_path());
-            let fast = sampler
-                .simulate_exploring(target, 50, &mut r1, true, explore)
-                .unwrap();
-            sampler.set_fast_path(false);
-            let slow = sampler
-                .simulate_exploring(target, 50, &mut r2, true, explore)
-                .unwrap();
-            assert_eq!(r1.random::<u64>(), r2.random::<u64>(), "same draws");
-            if forward {
-                // The learned forward drift matters: without it the weights differ.
-                sampler.forward = None;
-                let mut r3 = StdRng::seed_from_u64(9);
-                let reference = sampler
-                    .simulate_exploring(target, 50, &mut r3, true, explore)
-                    .unwrap();
-                let moved = (reference.log_w.iter().zip(&slow.log_w))
-                    .filter(|(a, b)| (*a - *b).abs() > 0.01)
-                    .count();
-                assert!(
-                    moved > 25,
-                    "{moved} of 50 weights moved by the forward drift"
-                );
-            }
-            let close = |a: &[f64], b: &[f64], what: &str| {
-                for (x, y) in a.iter().zip(b) {
-                    assert!(
-                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                        "{} {what}: fast {x} vs candle {y}",
-                        target.name()
-                    );
-                }
-            };
-            close(&fast.log_w, &slow.log_w, "log_w");
-            close(&fast.loss_constant, &slow.loss_constant, "loss_constant");
-            close(&fast.noise_energy, &slow.noise_energy, "noise_energy");
-            for (a, b) in fast.states.iter().zip(&slow.states) {
-                let (a, b) = (
-                    a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                    b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                );
-                for (x, y) in a.iter().zip(&b) {
-                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "state {x} vs {y}");
-                }
-            }
-        }
-    }
-
-    /// Training paths simulated with each step split over two threads equal those of the
-    /// sequential loop (a one-thread pool) bit for bit, with the network's kept outputs, and the
-    /// candle path's to f32 rounding, with and without a learned forward drift; all leave the
-    /// generator in the same state.
-    #[test]
-    fn training_paths_on_two_threads_equal_one_thread_and_candle() {
-        for forward in [false, true] {
-            training_paths_case(forward);
-        }
-    }
-
-    fn training_paths_case(forward: bool) {
-        let funnel = Funnel::new(4);
-        let mut sampler = random_sampler(4, forward);
-        let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let run = |threads: usize| {
-            crate::test_support::with_threads(threads, || {
-                let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
-                let mut rng = StdRng::seed_from_u64(4);
-                let p = sampler
-                    .simulate_for_training(&funnel, 200, &mut rng, 1.3, &mut fast)
-                    .unwrap();
-                let states: Vec<Vec<f32>> = p.states.iter().map(host).collect();
-                let scores: Vec<Vec<f32>> = p.scores.iter().map(host).collect();
-                let out = fast.output().to_vec();
-                (states, scores, p.log_w, out, rng.random::<u64>())
-            })
-        };
-        let (one, two) = (run(1), run(2));
-        assert!(one == two, "one thread and two differ");
-        sampler.set_fast_path(false);
-        let mut rng = StdRng::seed_from_u64(4);
-        let slow = sampler
-            .simulate_exploring(&funnel, 200, &mut rng, true, 1.3)
-            .unwrap();
-        assert_eq!(rng.random::<u64>(), two.4, "same draws");
-        for (x, y) in two.2.iter().zip(&slow.log_w) {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "log w {x} vs {y}");
-        }
-        for (a, b) in two.0.iter().zip(&slow.states) {
-            for (x, y) in a.iter().zip(&host(b)) {
-                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "state {x} vs {y}");
-            }
-        }
-    }
-
-    /// A target that fails in the middle of a simulation on two threads (in the helper's score
-    /// call) ends it with that error: neither thread waits for the other forever.
-    #[test]
-    fn a_target_error_on_the_helper_thread_is_returned() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        struct FailsLater(AtomicUsize);
-        impl Target for FailsLater {
-            fn name(&self) -> &str {
-                "fails-later"
-            }
-            fn dim(&self) -> usize {
-                2
-            }
-            fn log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-                x.sqr()?.sum(1)? * -0.5
-            }
-            fn grad_log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-                if self.0.fetch_add(1, Ordering::SeqCst) >= 3 {
-                    return Err(candle_core::Error::Msg("score failed".into()));
-                }
-                x.neg()
-            }
-        }
-        let cfg = SamplerConfig {
-            steps: 7,
-            width: 8,
-            depth: 1,
-            ..Default::default()
-        };
-        let sampler = DiffusionSampler::new(2, cfg, 1, &Device::Cpu).unwrap();
-        let err = crate::test_support::with_threads(2, || {
-            let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
-            let target = FailsLater(AtomicUsize::new(0));
-            let mut rng = StdRng::seed_from_u64(1);
-            sampler
-                .simulate_for_training(&target, 200, &mut rng, 1.0, &mut fast)
-                .unwrap_err()
-        });
-        assert!(err.to_string().contains("score failed"), "{err}");
-    }
-}
+#[path = "simulate_fast_tests.rs"]
+mod tests;

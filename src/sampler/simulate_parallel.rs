@@ -25,7 +25,7 @@
 use super::DiffusionSampler;
 use super::simulate_fast::{HostStep, draw_normals, step_update};
 use crate::error::Result;
-use crate::nn::{FastDrift, HalfDrift};
+use crate::nn::{FastDrift, HalfDrift, MIN_PART_ROWS};
 use crate::target::Target;
 use candle_core::Tensor;
 use std::marker::PhantomData;
@@ -152,6 +152,38 @@ impl Signals {
     }
 }
 
+/// The rows of each step that the calling thread takes when the target has a host gradient:
+/// about 11/32 of them (a multiple of 16), since it also draws every row's normals. On the
+/// DDS yardstick's funnel (issue 13; 2-core Xeon) drawing a row's 10 normals costs about half
+/// a row's network pass, so 11/32 balances the threads: at batch 512 it took the iteration
+/// from 28.4 to 24.4 ms of wall time against an even split (18/64 and 26/64 were slower). A
+/// machine with other costs is less balanced, not wrong. Each part keeps at least
+/// [`MIN_PART_ROWS`] rows, so the numbers are those of the even split
+/// ([`FastDrift::split_halves_at`]).
+fn host_split(batch: usize) -> usize {
+    let split = crate::nn::split_point(batch);
+    if split == batch {
+        return batch;
+    }
+    (batch * 11 / 32)
+        .next_multiple_of(16)
+        .clamp(MIN_PART_ROWS, batch - MIN_PART_ROWS)
+}
+
+impl Signals {
+    /// Waits until `counter` reaches `value`, parked (no spinning). False when the other
+    /// thread failed.
+    fn wait_parked(&self, counter: &AtomicUsize, value: usize) -> bool {
+        while counter.load(Ordering::Acquire) < value {
+            if self.failed.load(Ordering::Acquire) {
+                return false;
+            }
+            std::thread::park_timeout(std::time::Duration::from_micros(100));
+        }
+        true
+    }
+}
+
 /// How long a thread spins before it parks.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
@@ -223,7 +255,13 @@ impl DiffusionSampler {
             let g = self.score(target, &Tensor::from_slice(x, (batch, d), &self.device)?)?;
             Ok(g.flatten_all()?.to_vec1::<f32>()?)
         };
-        let (mut half_a, mut half_b) = fast.split_halves(batch);
+        let host_score = target.has_host_gradient();
+        let split = if host_score {
+            host_split(batch)
+        } else {
+            crate::nn::split_point(batch)
+        };
+        let (mut half_a, mut half_b) = fast.split_halves_at(batch, split);
         let bufs = Bufs {
             xs: Shared::new(&mut out.xs),
             scores: Shared::new(&mut out.scores),
@@ -237,10 +275,13 @@ impl DiffusionSampler {
                 // SAFETY: one thread.
                 unsafe {
                     draw_normals(rng, bufs.eps.get_mut(k * bd..(k + 1) * bd));
-                    let g = score(bufs.xs.get((k + 1) * bd..(k + 2) * bd))?;
-                    bufs.scores
-                        .get_mut(k * bd..(k + 1) * bd)
-                        .copy_from_slice(&g);
+                    let x = bufs.xs.get((k + 1) * bd..(k + 2) * bd);
+                    let out = bufs.scores.get_mut(k * bd..(k + 1) * bd);
+                    if host_score {
+                        self.score_rows(target, x, out)?;
+                    } else {
+                        out.copy_from_slice(&score(x)?);
+                    }
                     bufs.half_step(&mut half_a, k, data);
                     bufs.half_step(&mut half_b, k, data);
                 }
@@ -254,6 +295,9 @@ impl DiffusionSampler {
             failed: AtomicBool::new(false),
         };
         let thread_a = std::thread::current();
+        if host_score {
+            return self.run_independent_halves(target, rng, (half_a, half_b), &bufs, data);
+        }
         std::thread::scope(|scope| {
             let (signals, bufs, thread_a) = (&signals, &bufs, &thread_a);
             let helper = scope.spawn(move || -> Result<()> {
@@ -305,6 +349,99 @@ impl DiffusionSampler {
             helper
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+impl DiffusionSampler {
+    /// The steps of [`DiffusionSampler::run_steps`] for a target with a host gradient
+    /// ([`Target::has_host_gradient`]): each thread computes the score of its own rows, so
+    /// the halves' rows evolve apart and the only link is ε. The calling thread A draws ε_k
+    /// for all rows (the generator in the sequential order) and signals it, then computes the
+    /// score and half step of its rows; B waits only for ε_k, and A never waits for B:
+    ///
+    /// ```text
+    /// A: draw ε_k ─ signal ─ score (A's rows) ─ half step (A's rows)
+    /// B: wait for ε_k ─ score (B's rows) ─ half step (B's rows)
+    /// ```
+    ///
+    /// B has the lighter load (no draws), so it catches up with A and waits for ε: it parks
+    /// at once rather than spin, giving the core back (its waking late only delays B, which
+    /// is ahead). The numbers are those of the sequential loop.
+    fn run_independent_halves(
+        &self,
+        target: &dyn Target,
+        rng: &mut impl rand::Rng,
+        (mut half_a, mut half_b): (HalfDrift<'_>, HalfDrift<'_>),
+        bufs: &Bufs<'_>,
+        data: StepData<'_>,
+    ) -> Result<()> {
+        let n = self.grid().steps();
+        let (bd, d) = (bufs.bd, bufs.d);
+        let signals = Signals {
+            eps: AtomicUsize::new(0),
+            score: AtomicUsize::new(0),
+            done_a: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        };
+        let thread_a = std::thread::current();
+        // Score and half step of `half`'s rows of step k.
+        let part_step = |half: &mut HalfDrift<'_>, k: usize| -> Result<()> {
+            let rows = half.rows();
+            let part = |block: usize| block * bd + rows.start * d..block * bd + rows.end * d;
+            // SAFETY: this half's rows of x_{k+1} are complete (its own previous step) and
+            // ε_k is drawn; only this thread writes this half's rows of the score.
+            unsafe {
+                let x = bufs.xs.get(part(k + 1));
+                self.score_rows(target, x, bufs.scores.get_mut(part(k)))?;
+                bufs.half_step(half, k, data);
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let (signals, thread_a, part_step) = (&signals, &thread_a, &part_step);
+            let helper = scope.spawn(move || -> Result<()> {
+                let mut guard = FailGuard {
+                    signals,
+                    other: thread_a.clone(),
+                    armed: true,
+                };
+                for (i, k) in (0..n).rev().enumerate() {
+                    if !signals.wait_parked(&signals.eps, i + 1) {
+                        return Ok(());
+                    }
+                    part_step(&mut half_b, k)?;
+                }
+                guard.armed = false;
+                Ok(())
+            });
+            let thread_b = helper.thread().clone();
+            let mut result = Ok(());
+            {
+                let mut guard = FailGuard {
+                    signals,
+                    other: thread_b.clone(),
+                    armed: true,
+                };
+                for (i, k) in (0..n).rev().enumerate() {
+                    if signals.failed.load(Ordering::Acquire) {
+                        break;
+                    }
+                    // SAFETY: A alone writes ε; B reads ε_k only after the signal.
+                    draw_normals(rng, unsafe { bufs.eps.get_mut(k * bd..(k + 1) * bd) });
+                    signals.signal(&signals.eps, i + 1, &thread_b);
+                    if let Err(e) = part_step(&mut half_a, k) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                guard.armed = result.is_err();
+            }
+            // A's error first, else the helper's (or its panic, passed on).
+            let helper = helper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            result.and(helper)
         })
     }
 }

@@ -75,6 +75,23 @@ impl Target for Funnel {
         let g_rest = rest.broadcast_mul(&inv_var)?.neg()?;
         Tensor::cat(&[g0, g_rest], 1)
     }
+    fn has_host_gradient(&self) -> bool {
+        true
+    }
+    /// [`Target::grad_log_density`]'s operations in its order, on the host.
+    fn grad_log_density_rows(&self, x: &[f32], grad: &mut [f32]) -> candle_core::Result<()> {
+        let d = self.dim;
+        let half_k = 0.5 * (d - 1) as f32;
+        for (xr, gr) in x.chunks_exact(d).zip(grad.chunks_exact_mut(d)) {
+            let inv_var = (-xr[0]).exp();
+            let sq: f32 = xr[1..].iter().map(|v| v * v).sum();
+            gr[0] = (xr[0] * (-1.0 / 9.0) + (sq * inv_var) * 0.5) - half_k;
+            for (g, v) in gr[1..].iter_mut().zip(&xr[1..]) {
+                *g = -(v * inv_var);
+            }
+        }
+        Ok(())
+    }
     fn log_z(&self) -> Option<f64> {
         Some(0.0)
     }

@@ -76,6 +76,36 @@ pub trait Target: Send + Sync {
         autograd_gradient(self, x)
     }
 
+    /// Whether [`Target::grad_log_density_rows`] computes the gradient on the host, row by
+    /// row, without candle's tensors. The samplers' CPU fast path then calls it on each thread's
+    /// part of the batch, instead of [`Target::grad_log_density`] on the whole batch, whose
+    /// per-operation cost (an allocation and a pass per operation) dominates a small analytic
+    /// gradient at batches of a few hundred rows. The default: no.
+    fn has_host_gradient(&self) -> bool {
+        false
+    }
+
+    /// The gradient of the log density at the rows of `x` (row-major, `dim` values per row)
+    /// into `grad` (the same shape): the same function as [`Target::grad_log_density`], to f32
+    /// rounding. The default goes through [`Target::grad_log_density`]; a target that overrides
+    /// it also returns true from [`Target::has_host_gradient`].
+    fn grad_log_density_rows(&self, x: &[f32], grad: &mut [f32]) -> Result<()> {
+        let rows = x.len() / self.dim();
+        let t = Tensor::from_slice(x, (rows, self.dim()), &candle_core::Device::Cpu)?;
+        let g = self.grad_log_density(&t)?.flatten_all()?.to_vec1::<f32>()?;
+        if g.len() != grad.len() {
+            candle_core::bail!(
+                "target '{}': grad_log_density returned {} values for {} rows of {}",
+                self.name(),
+                g.len(),
+                rows,
+                self.dim()
+            );
+        }
+        grad.copy_from_slice(&g);
+        Ok(())
+    }
+
     /// log Z where it is known in closed form or from a trusted reference computation.
     fn log_z(&self) -> Option<f64> {
         None

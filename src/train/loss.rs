@@ -114,17 +114,16 @@ pub fn log_variance_loss_fast(
     }
     let rows = n * batch * dim;
     let host = |fast: &mut FastDrift, ts: &[Tensor]| -> Result<Vec<f32>> {
-        let mut v = fast.take_buffer(rows);
+        let mut v = fast.take_buffer(ts.len() * batch * dim);
         v.clear();
         for t in ts {
-            v.extend(t.flatten_all()?.to_vec1::<f32>()?);
+            v.extend_from_slice(crate::nn::HostView::of(t)?.values());
         }
         Ok(v)
     };
-    let (next, cur) = (
-        host(fast, &paths.states[1..=n])?,
-        host(fast, &paths.states[0..n])?,
-    );
+    // x_0..x_N once: the steps' current states are its first N blocks, their next its last N.
+    let states = host(fast, &paths.states)?;
+    let (cur, next) = (&states[..rows], &states[batch * dim..]);
     let tf = sampler.step_time_features()?;
     let net = sampler.backward_net();
     let (a, c, s) = sampler.host_step_coefficients()?;
@@ -134,7 +133,7 @@ pub fn log_variance_loss_fast(
         let score = host(fast, &paths.scores)?;
         fast.refresh(net)?;
         let (emb, coef) = tf.to_host()?;
-        fast.forward(&next, &score, &emb, &coef, n);
+        fast.forward(next, &score, &emb, &coef, n);
         fast.give_buffer(score);
     }
     let h = fast.output();
@@ -211,7 +210,7 @@ pub fn log_variance_loss_fast(
     );
     fast.backward_steps(batch, halves, false);
     let grads = fast.finish_backward();
-    for b in [next, cur, eps, dh] {
+    for b in [states, eps, dh] {
         fast.give_buffer(b);
     }
     let store = FastDrift::all_gradients(net, &tf, &grads)?;

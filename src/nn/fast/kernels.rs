@@ -126,9 +126,12 @@ impl HostLinear {
 }
 
 /// e^x for f32 without a libm call, so that loops over it vectorise: x = n ln2 + r with
-/// |r| ≤ ln2/2, e^r by its degree-6 Taylor polynomial (relative error below 2·10⁻⁷, near f32
-/// rounding), 2ⁿ by building the exponent bits. Inputs are clamped to [−87, 88], where e^x is a
-/// normal f32.
+/// |r| ≤ ln2/2, e^r by its degree-6 Taylor polynomial in Horner form (relative error below
+/// 2·10⁻⁷, near f32 rounding), 2ⁿ by building the exponent bits. Inputs are clamped to
+/// [−87, 88], where e^x is a normal f32. The reduction and the polynomial use fused
+/// multiply-adds (`f32::mul_add`, one rounding each): one instruction in the AVX2 and AVX-512
+/// builds, which is why those builds need FMA, and libm's correctly rounded `fmaf` in the
+/// portable one, so every build gives the same bits.
 #[inline(always)]
 pub(super) fn fast_exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -136,13 +139,13 @@ pub(super) fn fast_exp(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let shifted = x * LOG2E + ROUND;
+    let shifted = x.mul_add(LOG2E, ROUND);
     let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+    let mut p: f32 = 1.0 / 720.0;
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p.mul_add(r, c);
+    }
     // The low bits of `shifted` hold n + 2²² (its exponent is fixed): 2ⁿ's exponent field is
     // n + 127. Integer arithmetic on the bits, not a float-to-int cast, so that loops vectorise.
     let bits = shifted
@@ -159,7 +162,7 @@ pub(super) fn fast_exp(x: f32) -> f32 {
 /// numbers; the wider registers only take fewer instructions. Checked once; the answer is cached.
 /// Ordered: each level's instructions include the lower ones'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Simd {
+pub(in crate::nn) enum Simd {
     Portable,
     Avx2,
     Avx512,
@@ -195,9 +198,9 @@ macro_rules! simd_builds {
         }
     };
 }
-pub(super) use simd_builds;
+pub(in crate::nn) use simd_builds;
 
-pub(super) fn simd() -> Simd {
+pub(in crate::nn) fn simd() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
         static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();

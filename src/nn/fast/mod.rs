@@ -28,8 +28,8 @@ mod rows;
 use super::drift::{DriftNet, TimeFeatures};
 use crate::error::Result;
 use candle_core::Tensor;
-use kernels::{HostLinear, simd};
-pub(super) use kernels::{matmul, sigmoid};
+use kernels::HostLinear;
+pub(super) use kernels::{Simd, matmul, sigmoid, simd, simd_builds};
 use rows::{Kept, Layers, Scratch, Times, backward_rows, forward_rows};
 
 /// A batch is split between two threads only when each half gets at least this many rows.
@@ -321,11 +321,23 @@ impl FastDrift {
     /// of every step's block and the rest, each with its own working buffers, for two threads
     /// to compute at once ([`HalfDrift::forward`]).
     pub fn split_halves(&mut self, batch: usize) -> (HalfDrift<'_>, HalfDrift<'_>) {
+        self.split_halves_at(batch, split_point(batch))
+    }
+
+    /// [`FastDrift::split_halves`] at row `split` of each step's block (0 < `split` ≤ `batch`)
+    /// instead of [`split_point`]. A forward pass computes each row alone, so where the rows
+    /// are split changes each thread's work, and no number as long as each part has at least
+    /// [`MIN_PART_ROWS`] rows (below that `gemm` takes another path; a test holds this).
+    pub fn split_halves_at(
+        &mut self,
+        batch: usize,
+        split: usize,
+    ) -> (HalfDrift<'_>, HalfDrift<'_>) {
         assert!(
             batch > 0 && self.rows.is_multiple_of(batch),
             "the pass's rows are whole steps of the batch"
         );
-        let split = split_point(batch);
+        assert!(split > 0 && split <= batch, "split row {split} of {batch}");
         let per = self.rows / self.n_times;
         let (b0, b1) = self.kept.halves_by_block(&self.net, batch, split);
         let [s0, s1] = &mut self.halves;
@@ -471,112 +483,4 @@ impl FastDrift {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::nn::ParamStore;
-    use crate::test_support::{assert_gradients_close, host, randomise};
-    use candle_core::{Device, Var};
-    use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| rng.random_range(-1.0f32..1.0) * scale)
-            .collect()
-    }
-
-    /// A network with every weight random (the output layers too, which start at zero), and a
-    /// batch of 4 × 7 rows over 4 times.
-    fn setup(
-        uses_score: bool,
-        depth: usize,
-    ) -> (ParamStore, DriftNet, TimeFeatures, Tensor, Tensor) {
-        let dev = Device::Cpu;
-        let mut rng = StdRng::seed_from_u64(5);
-        let (d, width, n_times, per) = (3, 16, 4, 7);
-        let mut params = ParamStore::new();
-        let net = DriftNet::new(
-            "n",
-            uses_score,
-            d,
-            width,
-            depth,
-            2.0,
-            &[1.5, 0.7, 1.0],
-            0.8,
-            &mut params,
-            &mut rng,
-            &dev,
-        )
-        .unwrap();
-        randomise(&params, 6, 0.6);
-        let u: Vec<f64> = (0..n_times)
-            .map(|k| (k as f64 + 0.5) / n_times as f64)
-            .collect();
-        let kappa: Vec<f64> = (0..n_times * d).map(|i| 0.3 + 0.1 * i as f64).collect();
-        let tf = net.time_features(&u, &kappa, &dev).unwrap();
-        let rows = n_times * per;
-        let x = Tensor::from_vec(randn(&mut rng, rows * d, 2.0), (rows, d), &dev).unwrap();
-        let g = Tensor::from_vec(randn(&mut rng, rows * d, 3.0), (rows, d), &dev).unwrap();
-        (params, net, tf, x, g)
-    }
-
-    fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * scale,
-                "{what}[{i}]: fast {x} vs candle {y}"
-            );
-        }
-    }
-
-    /// Forward outputs, every parameter's gradient (time MLP and NN₂ included) and the gradient
-    /// with respect to the states equal candle's to f32 rounding, with and without the score
-    /// input, with one and two hidden layers, with some outputs clipped; computed in one pass
-    /// or block by block in any order.
-    #[test]
-    fn fast_path_equals_candle_forward_and_backward() {
-        for (uses_score, depth) in [(true, 2), (true, 1), (false, 2)] {
-            let (params, net, tf, x, g) = setup(uses_score, depth);
-            let xv = Var::from_tensor(&x).unwrap();
-            let h = net.forward(xv.as_tensor(), &g, &tf).unwrap();
-            let mut fast = FastDrift::new(&net).unwrap();
-            let (xh, gh) = (host(&x), host(&g));
-            let (eh, ch) = (host(&tf.embedding), host(&tf.coefficient));
-            let hf = fast.forward(&xh, &gh, &eh, &ch, 4).to_vec();
-            assert_close(&hf, &host(&h), "h");
-            let clipped = hf.iter().filter(|v| v.abs() >= 2.0).count();
-            assert!(
-                clipped > 0 && clipped < hf.len(),
-                "some outputs clipped: {clipped}"
-            );
-            // Loss Σ h ⊙ R for a fixed random R: ∂loss/∂h = R.
-            let mut rng = StdRng::seed_from_u64(8);
-            let r = randn(&mut rng, hf.len(), 1.0);
-            let rt = Tensor::from_vec(r.clone(), h.dims(), &Device::Cpu).unwrap();
-            let candle_grads = (h * rt).unwrap().sum_all().unwrap().backward().unwrap();
-            let store = FastDrift::all_gradients(&net, &tf, &fast.backward(&r)).unwrap();
-            assert_gradients_close(&params, &candle_grads, &store, 1e-4, "one pass");
-            // Blocks of 7 rows (one time each), forward last to first, backward first to last,
-            // with the states' gradient.
-            let d = 3;
-            fast.prepare(28, 4);
-            for b in (0..4).rev() {
-                let rows = b * 7 * d..(b + 1) * 7 * d;
-                fast.forward_block(b * 7, &xh[rows.clone()], &gh[rows], &eh, &ch);
-            }
-            assert_close(fast.output(), &hf, "h by blocks");
-            fast.begin_backward();
-            let mut dx = vec![0.0f32; 28 * d];
-            for b in 0..4 {
-                let rows = b * 7 * d..(b + 1) * 7 * d;
-                fast.backward_block(b * 7, &r[rows.clone()], Some(&mut dx[rows]));
-            }
-            let store = FastDrift::all_gradients(&net, &tf, &fast.finish_backward()).unwrap();
-            assert_gradients_close(&params, &candle_grads, &store, 1e-4, "by blocks");
-            let want_dx = host(candle_grads.get(xv.as_tensor()).unwrap());
-            assert_close(&dx, &want_dx, "dx");
-        }
-    }
-}
+mod tests;
