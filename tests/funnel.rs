@@ -7,8 +7,8 @@ use dsb::prelude::*;
 
 /// The recommended funnel settings (`dsb::recommend`): the per-coordinate prior (3, 1, …, 1) and
 /// replay paths from HMC chains on the target. Without the replay term training collapses x₀
-/// (log Ẑ ≈ −0.4, KS p < 10⁻⁴; README, known limitations). About 4–5 minutes in release mode on
-/// 2 cores.
+/// (log Ẑ ≈ −0.4, KS p < 10⁻⁴; README, known limitations). About 30 s in release mode on 2
+/// cores (4–5 minutes before the CPU fast path).
 #[test]
 fn funnel_x0_marginal_and_log_z() {
     let target = Funnel::new(10);
