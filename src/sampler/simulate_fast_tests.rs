@@ -206,76 +206,51 @@ fn training_paths_with(funnel: &dyn Target, forward: bool) {
     }
 }
 
-/// A target that fails in the middle of a simulation on two threads (in the helper's score
-/// call) ends it with that error: neither thread waits for the other forever.
-#[test]
-fn a_target_error_on_the_helper_thread_is_returned() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    struct FailsLater(AtomicUsize);
-    impl Target for FailsLater {
-        fn name(&self) -> &str {
-            "fails-later"
-        }
-        fn dim(&self) -> usize {
-            2
-        }
-        fn log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-            x.sqr()?.sum(1)? * -0.5
-        }
-        fn grad_log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-            if self.0.fetch_add(1, Ordering::SeqCst) >= 3 {
-                return Err(candle_core::Error::Msg("score failed".into()));
-            }
-            x.neg()
-        }
-    }
-    let cfg = SamplerConfig {
-        steps: 7,
-        width: 8,
-        depth: 1,
-        ..Default::default()
-    };
-    let sampler = DiffusionSampler::new(2, cfg, 1, &Device::Cpu).unwrap();
-    let err = crate::test_support::with_threads(2, || {
-        let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
-        let target = FailsLater(AtomicUsize::new(0));
-        let mut rng = StdRng::seed_from_u64(1);
-        sampler
-            .simulate_for_training(&target, 200, &mut rng, 1.0, &mut fast)
-            .unwrap_err()
-    });
-    assert!(err.to_string().contains("score failed"), "{err}");
+/// A target whose gradient fails from its call number `after` on: through candle
+/// (`grad_log_density`) or, with `host`, on the host (`grad_log_density_rows`).
+struct FailsLater {
+    calls: std::sync::atomic::AtomicUsize,
+    after: usize,
+    host: bool,
 }
 
-/// The same with a host gradient, which both threads call on their own rows: whichever
-/// thread's call fails, the simulation ends with the error.
-#[test]
-fn a_host_gradient_error_on_either_thread_is_returned() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    struct FailsLater(AtomicUsize, usize);
-    impl Target for FailsLater {
-        fn name(&self) -> &str {
-            "fails-later"
+impl FailsLater {
+    fn fail(&self) -> candle_core::Result<()> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= self.after {
+            return Err(candle_core::Error::Msg("score failed".into()));
         }
-        fn dim(&self) -> usize {
-            2
-        }
-        fn log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-            x.sqr()?.sum(1)? * -0.5
-        }
-        fn has_host_gradient(&self) -> bool {
-            true
-        }
-        fn grad_log_density_rows(&self, x: &[f32], g: &mut [f32]) -> candle_core::Result<()> {
-            if self.0.fetch_add(1, Ordering::SeqCst) >= self.1 {
-                return Err(candle_core::Error::Msg("score failed".into()));
-            }
-            for (g, v) in g.iter_mut().zip(x) {
-                *g = -v;
-            }
-            Ok(())
-        }
+        Ok(())
     }
+}
+
+impl Target for FailsLater {
+    fn name(&self) -> &str {
+        "fails-later"
+    }
+    fn dim(&self) -> usize {
+        2
+    }
+    fn log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.sqr()?.sum(1)? * -0.5
+    }
+    fn grad_log_density(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.fail()?;
+        x.neg()
+    }
+    fn has_host_gradient(&self) -> bool {
+        self.host
+    }
+    fn grad_log_density_rows(&self, x: &[f32], g: &mut [f32]) -> candle_core::Result<()> {
+        self.fail()?;
+        for (g, v) in g.iter_mut().zip(x) {
+            *g = -v;
+        }
+        Ok(())
+    }
+}
+
+/// The error of a training simulation on two threads of `target`.
+fn failed_simulation(target: &FailsLater) -> crate::error::DsbError {
     let cfg = SamplerConfig {
         steps: 7,
         width: 8,
@@ -283,15 +258,35 @@ fn a_host_gradient_error_on_either_thread_is_returned() {
         ..Default::default()
     };
     let sampler = DiffusionSampler::new(2, cfg, 1, &Device::Cpu).unwrap();
-    for fail_after in [0, 1, 3, 6, 11] {
-        let err = crate::test_support::with_threads(2, || {
-            let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
-            let target = FailsLater(AtomicUsize::new(0), fail_after);
-            let mut rng = StdRng::seed_from_u64(1);
-            sampler
-                .simulate_for_training(&target, 200, &mut rng, 1.0, &mut fast)
-                .unwrap_err()
-        });
+    crate::test_support::with_threads(2, || {
+        let mut fast = FastDrift::new(sampler.backward_net()).unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        sampler
+            .simulate_for_training(target, 200, &mut rng, 1.0, &mut fast)
+            .unwrap_err()
+    })
+}
+
+/// A target that fails in the middle of a simulation on two threads (in the helper's score
+/// call) ends it with that error: neither thread waits for the other forever. With a host
+/// gradient, which both threads call on their own rows, whichever thread's call fails.
+#[test]
+fn a_target_error_on_either_thread_is_returned() {
+    let cases = [
+        (3, false),
+        (0, true),
+        (1, true),
+        (3, true),
+        (6, true),
+        (11, true),
+    ];
+    for (after, host) in cases {
+        let target = FailsLater {
+            calls: Default::default(),
+            after,
+            host,
+        };
+        let err = failed_simulation(&target);
         assert!(err.to_string().contains("score failed"), "{err}");
     }
 }

@@ -114,6 +114,7 @@ impl<'a> Shared<'a> {
 
 /// The two threads' signals: steps whose normals are drawn, whose score is computed, and that
 /// each thread has finished; `failed` ends the other thread's waits after an error.
+#[derive(Default)]
 struct Signals {
     eps: AtomicUsize,
     score: AtomicUsize,
@@ -192,6 +193,17 @@ struct FailGuard<'a> {
     signals: &'a Signals,
     other: Thread,
     armed: bool,
+}
+
+impl<'a> FailGuard<'a> {
+    /// An armed guard that wakes `other`.
+    fn new(signals: &'a Signals, other: &Thread) -> Self {
+        Self {
+            signals,
+            other: other.clone(),
+            armed: true,
+        }
+    }
 }
 
 impl Drop for FailGuard<'_> {
@@ -288,12 +300,7 @@ impl DiffusionSampler {
             }
             return Ok(());
         }
-        let signals = Signals {
-            eps: AtomicUsize::new(0),
-            score: AtomicUsize::new(0),
-            done_a: AtomicUsize::new(0),
-            failed: AtomicBool::new(false),
-        };
+        let signals = Signals::default();
         let thread_a = std::thread::current();
         if host_score {
             return self.run_independent_halves(target, rng, (half_a, half_b), &bufs, data);
@@ -301,11 +308,7 @@ impl DiffusionSampler {
         std::thread::scope(|scope| {
             let (signals, bufs, thread_a) = (&signals, &bufs, &thread_a);
             let helper = scope.spawn(move || -> Result<()> {
-                let mut guard = FailGuard {
-                    signals,
-                    other: thread_a.clone(),
-                    armed: true,
-                };
+                let mut guard = FailGuard::new(signals, thread_a);
                 for (i, k) in (0..n).rev().enumerate() {
                     if !signals.wait(&signals.done_a, i) {
                         return Ok(());
@@ -326,11 +329,7 @@ impl DiffusionSampler {
             });
             let thread_b = helper.thread().clone();
             {
-                let mut guard = FailGuard {
-                    signals,
-                    other: thread_b.clone(),
-                    armed: true,
-                };
+                let mut guard = FailGuard::new(signals, &thread_b);
                 for (i, k) in (0..n).rev().enumerate() {
                     // SAFETY: A alone writes ε; B reads ε_k only after the signal.
                     draw_normals(rng, unsafe { bufs.eps.get_mut(k * bd..(k + 1) * bd) });
@@ -378,12 +377,7 @@ impl DiffusionSampler {
     ) -> Result<()> {
         let n = self.grid().steps();
         let (bd, d) = (bufs.bd, bufs.d);
-        let signals = Signals {
-            eps: AtomicUsize::new(0),
-            score: AtomicUsize::new(0),
-            done_a: AtomicUsize::new(0),
-            failed: AtomicBool::new(false),
-        };
+        let signals = Signals::default();
         let thread_a = std::thread::current();
         // Score and half step of `half`'s rows of step k.
         let part_step = |half: &mut HalfDrift<'_>, k: usize| -> Result<()> {
@@ -401,11 +395,7 @@ impl DiffusionSampler {
         std::thread::scope(|scope| {
             let (signals, thread_a, part_step) = (&signals, &thread_a, &part_step);
             let helper = scope.spawn(move || -> Result<()> {
-                let mut guard = FailGuard {
-                    signals,
-                    other: thread_a.clone(),
-                    armed: true,
-                };
+                let mut guard = FailGuard::new(signals, thread_a);
                 for (i, k) in (0..n).rev().enumerate() {
                     if !signals.wait_parked(&signals.eps, i + 1) {
                         return Ok(());
@@ -418,11 +408,7 @@ impl DiffusionSampler {
             let thread_b = helper.thread().clone();
             let mut result = Ok(());
             {
-                let mut guard = FailGuard {
-                    signals,
-                    other: thread_b.clone(),
-                    armed: true,
-                };
+                let mut guard = FailGuard::new(signals, &thread_b);
                 for (i, k) in (0..n).rev().enumerate() {
                     if signals.failed.load(Ordering::Acquire) {
                         break;

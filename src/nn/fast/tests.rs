@@ -10,28 +10,42 @@ fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-/// A network with every weight random (the output layers too, which start at zero), and a
-/// batch of 4 × 7 rows over 4 times.
-fn setup(uses_score: bool, depth: usize) -> (ParamStore, DriftNet, TimeFeatures, Tensor, Tensor) {
-    let dev = Device::Cpu;
-    let mut rng = StdRng::seed_from_u64(5);
-    let (d, width, n_times, per) = (3, 16, 4, 7);
+/// A network of one coordinate per entry of `scales`, (width, depth), output clip `clip`, with
+/// every weight random (the output layers too, which start at zero).
+fn random_net(
+    uses_score: bool,
+    (width, depth): (usize, usize),
+    clip: f64,
+    scales: &[f64],
+    rng: &mut StdRng,
+) -> (ParamStore, DriftNet) {
     let mut params = ParamStore::new();
+    let d = scales.len();
+    let (dev, ls) = (Device::Cpu, 0.8);
     let net = DriftNet::new(
         "n",
         uses_score,
         d,
         width,
         depth,
-        2.0,
-        &[1.5, 0.7, 1.0],
-        0.8,
+        clip,
+        scales,
+        ls,
         &mut params,
-        &mut rng,
+        rng,
         &dev,
     )
     .unwrap();
     randomise(&params, 6, 0.6);
+    (params, net)
+}
+
+/// A random network ([`random_net`]) and a batch of 4 × 7 rows over 4 times.
+fn setup(uses_score: bool, depth: usize) -> (ParamStore, DriftNet, TimeFeatures, Tensor, Tensor) {
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(5);
+    let (d, width, n_times, per) = (3, 16, 4, 7);
+    let (params, net) = random_net(uses_score, (width, depth), 2.0, &[1.5, 0.7, 1.0], &mut rng);
     let u: Vec<f64> = (0..n_times)
         .map(|k| (k as f64 + 0.5) / n_times as f64)
         .collect();
@@ -63,24 +77,8 @@ fn assert_close(a: &[f32], b: &[f32], what: &str) {
 fn the_split_of_a_forward_pass_changes_no_numbers() {
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(9);
-    let (d, width, n_times, batch) = (5, 64, 3, 200);
-    let mut params = ParamStore::new();
-    let scales = [1.5, 0.7, 1.0, 2.0, 1.0];
-    let net = DriftNet::new(
-        "n",
-        true,
-        d,
-        width,
-        2,
-        5.0,
-        &scales,
-        0.8,
-        &mut params,
-        &mut rng,
-        &dev,
-    )
-    .unwrap();
-    randomise(&params, 6, 0.6);
+    let (d, n_times, batch) = (5, 3, 200);
+    let (_params, net) = random_net(true, (64, 2), 5.0, &[1.5, 0.7, 1.0, 2.0, 1.0], &mut rng);
     let u = [0.2, 0.5, 0.8];
     let kappa: Vec<f64> = (0..n_times * d).map(|i| 0.3 + 0.05 * i as f64).collect();
     let tf = net.time_features(&u, &kappa, &dev).unwrap();
