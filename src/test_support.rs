@@ -66,3 +66,26 @@ pub(crate) fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send
         .expect("a thread pool")
         .install(f)
 }
+
+/// `target`'s host gradient ([`crate::target::Target::grad_log_density_rows`]) equals its
+/// candle gradient at the rows `x` within `rel` relative (|a − b| ≤ rel·(1 + |b|)), and the
+/// target says it has one. Returns the largest relative difference seen.
+pub(crate) fn assert_host_gradient_matches(
+    target: &dyn crate::target::Target,
+    x: &[f32],
+    rel: f32,
+) -> f32 {
+    assert!(target.has_host_gradient(), "{}", target.name());
+    let d = target.dim();
+    let mut got = vec![0.0f32; x.len()];
+    target.grad_log_density_rows(x, &mut got).unwrap();
+    let t = Tensor::from_slice(x, (x.len() / d, d), &Device::Cpu).unwrap();
+    let want = host(&target.grad_log_density(&t).unwrap());
+    let mut worst = 0.0f32;
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        let err = (a - b).abs() / (1.0 + b.abs());
+        assert!(err <= rel, "{} row {}: {a} vs {b}", target.name(), i / d);
+        worst = worst.max(err);
+    }
+    worst
+}
