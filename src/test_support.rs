@@ -89,3 +89,23 @@ pub(crate) fn assert_host_gradient_matches(
     }
     worst
 }
+
+/// A sampler of dimension `dim` over `steps` steps (width 16, depth 2, σ = 1.5), built from
+/// `seed`, then with every weight random (uniform on ±0.3 from `weights_seed`): the small
+/// network the fast-path tests hold to the candle path.
+pub(crate) fn random_sampler(
+    dim: usize,
+    steps: usize,
+    (seed, weights_seed): (u64, u64),
+) -> crate::sampler::DiffusionSampler {
+    let cfg = crate::sampler::SamplerConfig {
+        steps,
+        width: 16,
+        depth: 2,
+        sigma: 1.5,
+        ..Default::default()
+    };
+    let sampler = crate::sampler::DiffusionSampler::new(dim, cfg, seed, &Device::Cpu).unwrap();
+    randomise(&sampler.params, weights_seed, 0.3);
+    sampler
+}

@@ -305,15 +305,7 @@ mod tests {
     fn fast_forward_fit_follows_the_candle_path() {
         let target = crate::target::Funnel::new(3);
         let run = |fast: bool| {
-            let cfg = SamplerConfig {
-                steps: 6,
-                width: 16,
-                depth: 2,
-                sigma: 1.5,
-                ..Default::default()
-            };
-            let mut sampler = DiffusionSampler::new(3, cfg, 0, &Device::Cpu).unwrap();
-            crate::test_support::randomise(&sampler.params, 3, 0.3);
+            let mut sampler = crate::test_support::random_sampler(3, 6, (0, 3));
             sampler.set_fast_path(fast);
             let fcfg = ForwardFitConfig {
                 iterations: 8,

@@ -17,7 +17,9 @@
 //!
 //! The same results as candle's `conv2d` and its gradients to f32 rounding (tested).
 
-use super::op_support::{HostView, backward_on_halves, forward_on_halves, slice};
+use super::op_support::{
+    Gradients3, HostView, backward_on_halves, forward_on_halves, gradients3, slice,
+};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
 use candle_nn::Conv2dConfig;
 
@@ -299,7 +301,7 @@ impl CustomOp3 for Im2colConv {
         bias: &Tensor,
         _res: &Tensor,
         dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<Gradients3> {
         let g = Geometry::of(x.dims(), k.dims(), *self)?;
         let (xh, kh, dyh) = (HostView::of(x)?, HostView::of(k)?, HostView::of(dy)?);
         let (xv, kv, dyv) = (xh.values(), kh.values(), dyh.values());
@@ -312,11 +314,7 @@ impl CustomOp3 for Im2colConv {
             &mut dx,
             |xd, acc, dx| self.backward_images(&g, (kv, xd.0, xd.1), acc, dx),
         );
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-            Some(Tensor::from_vec(dk, k.shape(), k.device())?),
-            Some(Tensor::from_vec(db, bias.shape(), bias.device())?),
-        ))
+        gradients3([(dx, x), (dk, k), (db, bias)])
     }
 }
 

@@ -16,7 +16,9 @@
 //! The same results as candle's `GroupNorm` and its gradients to f32 rounding (tested).
 
 use super::fast::{Simd, sigmoid, simd, simd_builds};
-use super::op_support::{HostView, backward_on_halves, forward_on_halves, slice};
+use super::op_support::{
+    Gradients3, HostView, backward_on_halves, forward_on_halves, gradients3, slice,
+};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
 
 /// Group normalisation over `groups` groups of `channels` channels, with a per-channel scale and
@@ -283,7 +285,7 @@ impl CustomOp3 for GroupNormOp {
         beta: &Tensor,
         _res: &Tensor,
         dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<Gradients3> {
         let (xh, gh) = (HostView::of(x)?, HostView::of(gamma)?);
         let (bh, dyh) = (HostView::of(beta)?, HostView::of(dy)?);
         let (xv, gv, bv, dyv) = (xh.values(), gh.values(), bh.values(), dyh.values());
@@ -294,11 +296,7 @@ impl CustomOp3 for GroupNormOp {
         let (dg, db) = backward_on_halves(layout, (xv, dyv), (c, c), &mut dx, |xd, acc, dx| {
             backward_images(simd(), self, &s, (gv, bv, xd.0, xd.1), acc, dx)
         });
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-            Some(Tensor::from_vec(dg, gamma.shape(), gamma.device())?),
-            Some(Tensor::from_vec(db, beta.shape(), beta.device())?),
-        ))
+        gradients3([(dx, x), (dg, gamma), (db, beta)])
     }
 }
 

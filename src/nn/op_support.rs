@@ -96,6 +96,18 @@ pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'
     Ok(&s.as_slice::<f32>()?[start..end])
 }
 
+/// The gradients a custom op's backward pass computed on the host, each as a tensor shaped
+/// like its operand: what `CustomOp3::bwd` returns.
+pub(super) type Gradients3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// [`Gradients3`] from the host gradients of the three operands, each paired with its operand.
+pub(super) fn gradients3(
+    [(g1, t1), (g2, t2), (g3, t3)]: [(Vec<f32>, &Tensor); 3],
+) -> candle_core::Result<Gradients3> {
+    let of = |g: Vec<f32>, t: &Tensor| Tensor::from_vec(g, t.shape(), t.device()).map(Some);
+    Ok((of(g1, t1)?, of(g2, t2)?, of(g3, t3)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -261,9 +261,15 @@ impl DiffusionSampler {
         clean_and_clip(&g, self.config.score_clip)
     }
 
-    /// [`Self::score`] at the rows `x` (row-major) into `out`, by the target's host gradient
-    /// ([`Target::grad_log_density_rows`]): the same cleaning and clip on the host.
+    /// [`Self::score`] at the rows `x` (row-major) into `out`: by the target's host gradient
+    /// ([`Target::grad_log_density_rows`]) with the same cleaning and clip on the host when it
+    /// has one ([`Target::has_host_gradient`]), else by [`Self::score`] itself.
     pub(crate) fn score_rows(&self, target: &dyn Target, x: &[f32], out: &mut [f32]) -> Result<()> {
+        if !target.has_host_gradient() {
+            let t = Tensor::from_slice(x, (x.len() / self.dim, self.dim), &self.device)?;
+            out.copy_from_slice(&self.score(target, &t)?.flatten_all()?.to_vec1::<f32>()?);
+            return Ok(());
+        }
         target.grad_log_density_rows(x, out)?;
         self.grad_evals
             .fetch_add((x.len() / self.dim) as u64, Ordering::Relaxed);

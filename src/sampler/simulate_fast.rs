@@ -212,16 +212,9 @@ impl DiffusionSampler {
         let mut states = Vec::with_capacity(if keep_path { n + 1 } else { 1 });
         let mut scores = Vec::with_capacity(if keep_path { n } else { 0 });
         let explore32 = explore as f32;
-        let host_score = target.has_host_gradient();
+        let mut gh = vec![0.0f32; batch * d];
         for k in (0..n).rev() {
-            let gh = if host_score {
-                let mut g = vec![0.0f32; batch * d];
-                self.score_rows(target, &x, &mut g)?;
-                g
-            } else {
-                let xt = Tensor::from_slice(&x, (batch, d), &self.device)?;
-                self.score(target, &xt)?.flatten_all()?.to_vec1::<f32>()?
-            };
+            self.score_rows(target, &x, &mut gh)?;
             let h = fast.forward_at(k, &x, &gh, (&emb, &coef));
             let step = (a[k], &c[k * d..(k + 1) * d], &s[k * d..(k + 1) * d]);
             let out = (&mut eps[..], &mut x_new[..], &mut resid[..]);

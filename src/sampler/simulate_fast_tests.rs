@@ -7,15 +7,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 /// A sampler of `dim` with random weights, with a random learned forward drift (as after
 /// IPF) when `forward`.
 fn random_sampler(dim: usize, forward: bool) -> DiffusionSampler {
-    let cfg = SamplerConfig {
-        steps: 7,
-        width: 16,
-        depth: 2,
-        sigma: 1.5,
-        ..Default::default()
-    };
-    let mut sampler = DiffusionSampler::new(dim, cfg, 1, &Device::Cpu).unwrap();
-    crate::test_support::randomise(&sampler.params, 3, 0.3);
+    let mut sampler = crate::test_support::random_sampler(dim, 7, (1, 3));
     if forward {
         sampler.enable_forward(2).unwrap();
         let fw = sampler.forward.as_ref().unwrap();

@@ -27,7 +27,6 @@ use super::simulate_fast::{HostStep, draw_normals, step_update};
 use crate::error::Result;
 use crate::nn::{FastDrift, HalfDrift, MIN_PART_ROWS};
 use crate::target::Target;
-use candle_core::Tensor;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -129,10 +128,11 @@ impl Signals {
         other.unpark();
     }
 
-    /// Waits until `counter` reaches `value`: spins for up to [`SPIN`] (the other thread is
-    /// usually some microseconds away, and waking a parked thread costs tens of them on a
-    /// virtual machine), then parks. False when the other thread failed.
-    fn wait(&self, counter: &AtomicUsize, value: usize) -> bool {
+    /// Waits until `counter` reaches `value`: spins for up to `spin` ([`SPIN`] where the other
+    /// thread is usually some microseconds away, and waking a parked thread costs tens of them
+    /// on a virtual machine; zero to park at once), then parks. False when the other thread
+    /// failed.
+    fn wait(&self, counter: &AtomicUsize, value: usize, spin: std::time::Duration) -> bool {
         let mut since: Option<std::time::Instant> = None;
         let mut rounds = 0u32;
         while counter.load(Ordering::Acquire) < value {
@@ -140,9 +140,9 @@ impl Signals {
                 return false;
             }
             rounds = rounds.wrapping_add(1);
-            if rounds.is_multiple_of(64) {
+            if spin.is_zero() || rounds.is_multiple_of(64) {
                 let start = *since.get_or_insert_with(std::time::Instant::now);
-                if start.elapsed() > SPIN {
+                if start.elapsed() > spin {
                     std::thread::park_timeout(std::time::Duration::from_micros(100));
                     continue;
                 }
@@ -169,20 +169,6 @@ fn host_split(batch: usize) -> usize {
     (batch * 11 / 32)
         .next_multiple_of(16)
         .clamp(MIN_PART_ROWS, batch - MIN_PART_ROWS)
-}
-
-impl Signals {
-    /// Waits until `counter` reaches `value`, parked (no spinning). False when the other
-    /// thread failed.
-    fn wait_parked(&self, counter: &AtomicUsize, value: usize) -> bool {
-        while counter.load(Ordering::Acquire) < value {
-            if self.failed.load(Ordering::Acquire) {
-                return false;
-            }
-            std::thread::park_timeout(std::time::Duration::from_micros(100));
-        }
-        true
-    }
 }
 
 /// How long a thread spins before it parks.
@@ -263,10 +249,6 @@ impl DiffusionSampler {
         let d = self.dim;
         let bd = out.eps.len() / n;
         let batch = bd / d;
-        let score = |x: &[f32]| -> Result<Vec<f32>> {
-            let g = self.score(target, &Tensor::from_slice(x, (batch, d), &self.device)?)?;
-            Ok(g.flatten_all()?.to_vec1::<f32>()?)
-        };
         let host_score = target.has_host_gradient();
         let split = if host_score {
             host_split(batch)
@@ -288,37 +270,35 @@ impl DiffusionSampler {
                 unsafe {
                     draw_normals(rng, bufs.eps.get_mut(k * bd..(k + 1) * bd));
                     let x = bufs.xs.get((k + 1) * bd..(k + 2) * bd);
-                    let out = bufs.scores.get_mut(k * bd..(k + 1) * bd);
-                    if host_score {
-                        self.score_rows(target, x, out)?;
-                    } else {
-                        out.copy_from_slice(&score(x)?);
-                    }
+                    self.score_rows(target, x, bufs.scores.get_mut(k * bd..(k + 1) * bd))?;
                     bufs.half_step(&mut half_a, k, data);
                     bufs.half_step(&mut half_b, k, data);
                 }
             }
             return Ok(());
         }
-        let signals = Signals::default();
-        let thread_a = std::thread::current();
         if host_score {
             return self.run_independent_halves(target, rng, (half_a, half_b), &bufs, data);
         }
+        let signals = Signals::default();
+        let thread_a = std::thread::current();
         std::thread::scope(|scope| {
             let (signals, bufs, thread_a) = (&signals, &bufs, &thread_a);
             let helper = scope.spawn(move || -> Result<()> {
                 let mut guard = FailGuard::new(signals, thread_a);
                 for (i, k) in (0..n).rev().enumerate() {
-                    if !signals.wait(&signals.done_a, i) {
+                    if !signals.wait(&signals.done_a, i, SPIN) {
                         return Ok(());
                     }
                     // SAFETY: x_{k+1} is complete (A's rows: done_a ≥ i; B's: its own last
                     // step); no thread writes it during step k. B alone writes the score.
-                    let g = score(unsafe { bufs.xs.get((k + 1) * bd..(k + 2) * bd) })?;
-                    unsafe { bufs.scores.get_mut(k * bd..(k + 1) * bd) }.copy_from_slice(&g);
+                    let (x, out) = unsafe {
+                        let x = bufs.xs.get((k + 1) * bd..(k + 2) * bd);
+                        (x, bufs.scores.get_mut(k * bd..(k + 1) * bd))
+                    };
+                    self.score_rows(target, x, out)?;
                     signals.signal(&signals.score, i + 1, thread_a);
-                    if !signals.wait(&signals.eps, i + 1) {
+                    if !signals.wait(&signals.eps, i + 1, SPIN) {
                         return Ok(());
                     }
                     // SAFETY: ε_k is drawn (eps ≥ i + 1); B writes only its own rows.
@@ -334,7 +314,7 @@ impl DiffusionSampler {
                     // SAFETY: A alone writes ε; B reads ε_k only after the signal.
                     draw_normals(rng, unsafe { bufs.eps.get_mut(k * bd..(k + 1) * bd) });
                     signals.signal(&signals.eps, i + 1, &thread_b);
-                    if !signals.wait(&signals.score, i + 1) {
+                    if !signals.wait(&signals.score, i + 1, SPIN) {
                         break;
                     }
                     // SAFETY: the score of step k is written (score ≥ i + 1); A writes only
@@ -376,18 +356,16 @@ impl DiffusionSampler {
         data: StepData<'_>,
     ) -> Result<()> {
         let n = self.grid().steps();
-        let (bd, d) = (bufs.bd, bufs.d);
+        let bd = bufs.bd;
         let signals = Signals::default();
         let thread_a = std::thread::current();
         // Score and half step of `half`'s rows of step k.
         let part_step = |half: &mut HalfDrift<'_>, k: usize| -> Result<()> {
-            let rows = half.rows();
-            let part = |block: usize| block * bd + rows.start * d..block * bd + rows.end * d;
             // SAFETY: this half's rows of x_{k+1} are complete (its own previous step) and
             // ε_k is drawn; only this thread writes this half's rows of the score.
             unsafe {
-                let x = bufs.xs.get(part(k + 1));
-                self.score_rows(target, x, bufs.scores.get_mut(part(k)))?;
+                let x = bufs.xs.get(bufs.part(half, k + 1));
+                self.score_rows(target, x, bufs.scores.get_mut(bufs.part(half, k)))?;
                 bufs.half_step(half, k, data);
             }
             Ok(())
@@ -397,7 +375,7 @@ impl DiffusionSampler {
             let helper = scope.spawn(move || -> Result<()> {
                 let mut guard = FailGuard::new(signals, thread_a);
                 for (i, k) in (0..n).rev().enumerate() {
-                    if !signals.wait_parked(&signals.eps, i + 1) {
+                    if !signals.wait(&signals.eps, i + 1, std::time::Duration::ZERO) {
                         return Ok(());
                     }
                     part_step(&mut half_b, k)?;
@@ -443,22 +421,26 @@ struct Bufs<'a> {
 }
 
 impl Bufs<'_> {
+    /// The values of `half`'s rows in block `block` (of any of the buffers).
+    fn part(&self, half: &HalfDrift<'_>, block: usize) -> Range<usize> {
+        let (rows, d, bd) = (half.rows(), self.d, self.bd);
+        block * bd + rows.start * d..block * bd + rows.end * d
+    }
+
     /// Step k on `half`'s rows: the network at x_{k+1} and the update into x_k and r_k.
     ///
     /// SAFETY: x_{k+1}'s, the score's and ε_k's rows of this half are written and not being
     /// written; no other thread touches this half's rows of x_k and r_k.
     unsafe fn half_step(&self, half: &mut HalfDrift<'_>, k: usize, data: StepData<'_>) {
-        let (d, bd) = (self.d, self.bd);
-        let rows = half.rows();
-        let part = |block: usize| block * bd + rows.start * d..block * bd + rows.end * d;
+        let (next, cur) = (self.part(half, k + 1), self.part(half, k));
         unsafe {
-            let x = self.xs.get(part(k + 1));
-            let g = self.scores.get(part(k));
+            let x = self.xs.get(next);
+            let g = self.scores.get(cur.clone());
             let h = half.forward(k, x, g, data.embedding, data.coefficient);
-            let eps = self.eps.get(part(k));
-            let (x_new, r) = (self.xs.get_mut(part(k)), self.rs.get_mut(part(k)));
+            let eps = self.eps.get(cur.clone());
+            let (x_new, r) = (self.xs.get_mut(cur.clone()), self.rs.get_mut(cur));
             step_update(
-                data.step(k, d),
+                data.step(k, self.d),
                 (x, h, eps),
                 data.explore as f32,
                 (x_new, r),

@@ -262,9 +262,8 @@ pub fn reverse_kl_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampler::SamplerConfig;
     use crate::target::{CorrelatedGaussian, Funnel, Target};
-    use crate::test_support::{assert_gradients_close, randomise};
+    use crate::test_support::assert_gradients_close;
     use rand::{SeedableRng, rngs::StdRng};
 
     /// The fast path's loss and every parameter's gradient equal candle's on the same paths, on
@@ -278,15 +277,7 @@ mod tests {
             [(&gauss, 1.0, 0.0), (&funnel, 1.3, 0.0), (&funnel, 1.0, 3.0)];
         for (target, explore, replay_weight) in targets {
             let d = target.dim();
-            let cfg = SamplerConfig {
-                steps: 6,
-                width: 16,
-                depth: 2,
-                sigma: 1.5,
-                ..Default::default()
-            };
-            let sampler = DiffusionSampler::new(d, cfg, 1, &Device::Cpu).unwrap();
-            randomise(&sampler.params, 2, 0.3);
+            let sampler = crate::test_support::random_sampler(d, 6, (1, 2));
             let mut rng = StdRng::seed_from_u64(2);
             // Large enough that the backward pass splits the batch between two threads.
             let batch = 130;
