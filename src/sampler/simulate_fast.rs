@@ -39,10 +39,11 @@ pub(crate) fn host_backward_step(
     step_update(step, (x, h, eps), explore, (x_new, resid));
 }
 
-/// Standard normals into `v`, in order.
+/// Standard normals into `v`, in order: the numbers of [`super::normal_tensor`].
 pub(crate) fn draw_normals(rng: &mut impl rand::Rng, v: &mut [f32]) {
+    let mut stream = super::normal_stream(rng);
     for e in v.iter_mut() {
-        *e = rng.sample::<f32, _>(StandardNormal);
+        *e = rand::Rng::sample::<f32, _>(&mut stream, StandardNormal);
     }
 }
 

@@ -278,8 +278,17 @@ mod tests {
                 "{}: loss fast {got} vs candle {want}",
                 target.name()
             );
+            // A path's log weight is a sum of f32 terms, and on the funnel with a random forward
+            // drift the terms reach 10⁵ (log weights down to −8·10⁴) and cancel: its rounding is
+            // relative to the size of the terms, which the loss (the mean −log w) measures, not to
+            // the sum itself (seen: 0.15 at −1362, with the loss at 2816).
+            let scale = want.abs().max(1.0);
             for (x, y) in w.iter().zip(&w2) {
-                assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "log w {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-4 * x.abs().max(scale),
+                    "{} (forward drift {forward}): log w {x} vs {y}",
+                    target.name()
+                );
             }
             assert_gradients_close(&sampler.params, &grads, &store, 1e-3, target.name());
         }

@@ -1,6 +1,7 @@
 //! The arithmetic of the fast path: matrix products through `gemm`, the vectorisable e^x and
 //! sigmoid, the fused SiLU pass, and the choice of SIMD build.
 
+use super::thin;
 use crate::error::Result;
 use gemm::Parallelism;
 
@@ -11,6 +12,10 @@ pub(super) struct HostLinear {
     pub(super) out: usize,
     pub(super) weight: Vec<f32>,
     pub(super) bias: Vec<f32>,
+    /// For the thin products ([`super::thin`]): Wᵀ `[inp × 16]` (with at most 16 outputs; else
+    /// empty), and the first 16 columns of W `[out × 16]`, both zero-padded.
+    weight_t16: Vec<f32>,
+    weight_lead16: Vec<f32>,
 }
 
 /// `dst[rows, n] = a[rows, k] · b` where `b` is read with strides (`b_rs`, `b_cs`); `accumulate`
@@ -63,17 +68,40 @@ impl HostLinear {
             Some(b) => b.to_vec1::<f32>()?,
             None => vec![0.0; out],
         };
-        Ok(Self {
+        Ok(Self::new(inp, out, weight, bias))
+    }
+
+    /// The layer with `weight [out, inp]` and `bias [out]`.
+    pub(super) fn new(inp: usize, out: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        let weight_t16 = if out <= 16 {
+            let mut t = vec![0.0; inp * out];
+            for (o, row) in weight.chunks_exact(inp).enumerate() {
+                for (i, &w) in row.iter().enumerate() {
+                    t[i * out + o] = w;
+                }
+            }
+            thin::lead16(&t, inp, out)
+        } else {
+            Vec::new()
+        };
+        let weight_lead16 = thin::lead16(&weight, out, inp);
+        Self {
             inp,
             out,
             weight,
             bias,
-        })
+            weight_t16,
+            weight_lead16,
+        }
     }
 
     /// `y[rows, out] = x[rows, inp] · Wᵀ`, without the bias: the callers add it in their
     /// elementwise pass over `y` (one pass instead of a copy of the bias per row first).
     pub(super) fn forward_no_bias(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        if self.out <= 16 && thin::available() {
+            let shape = (rows, self.inp, self.out);
+            return thin::product(y, x, shape, self.inp, &self.weight_t16);
+        }
         matmul(
             y,
             x,
@@ -86,26 +114,34 @@ impl HostLinear {
     }
 
     /// Adds the gradients of the weight `[out, inp]` (dyᵀ x) and bias (column sums of dy) to
-    /// `dw` and `db`.
+    /// `dw` and `db`. With fewer inputs than outputs (the first layer: 2d inputs, width
+    /// outputs), the product is computed as (dyᵀ x)ᵀ = xᵀ dy into `tmp` and added transposed:
+    /// `gemm` runs that orientation about twice as fast (its microkernels span 64 rows of the
+    /// result; `cargo bench --bench sampler -- gemm-shapes`). Inlined, so that the sums are
+    /// compiled with the caller's SIMD build.
+    #[inline(always)]
     pub(super) fn backward_params(
         &self,
         x: &[f32],
         dy: &[f32],
         rows: usize,
-        dw: &mut [f32],
-        db: &mut [f32],
+        (dw, db): (&mut [f32], &mut [f32]),
+        tmp: &mut Vec<f32>,
     ) {
-        matmul(
-            dw,
-            dy,
-            (self.out, rows, self.inp),
-            (1, self.out),
-            x,
-            (self.inp, 1),
-            true,
-        );
+        let (inp, out) = (self.inp, self.out);
+        if inp < out {
+            tmp.resize(inp * out, 0.0);
+            matmul(tmp, x, (inp, rows, out), (1, inp), dy, (out, 1), false);
+            for (i, t_row) in tmp.chunks_exact(out).enumerate() {
+                for (o, &t) in t_row.iter().enumerate() {
+                    dw[o * inp + i] += t;
+                }
+            }
+        } else {
+            matmul(dw, dy, (out, rows, inp), (1, out), x, (inp, 1), true);
+        }
         for r in 0..rows {
-            for (d, g) in db.iter_mut().zip(&dy[r * self.out..(r + 1) * self.out]) {
+            for (d, g) in db.iter_mut().zip(&dy[r * out..(r + 1) * out]) {
                 *d += g;
             }
         }
@@ -113,10 +149,20 @@ impl HostLinear {
 
     /// `dx[rows, inp] = dy[rows, out] · W`.
     pub(super) fn backward_input(&self, dy: &[f32], rows: usize, dx: &mut [f32]) {
+        self.backward_input_cols(dy, rows, self.inp, dx);
+    }
+
+    /// The first `cols` columns of [`HostLinear::backward_input`]: `dx[rows, cols]`.
+    pub(super) fn backward_input_cols(&self, dy: &[f32], rows: usize, cols: usize, dx: &mut [f32]) {
+        assert!(cols <= self.inp);
+        if cols <= 16 && thin::available() {
+            let shape = (rows, self.out, cols);
+            return thin::product(dx, dy, shape, self.out, &self.weight_lead16);
+        }
         matmul(
             dx,
             dy,
-            (rows, self.out, self.inp),
+            (rows, self.out, cols),
             (self.out, 1),
             &self.weight,
             (self.inp, 1),

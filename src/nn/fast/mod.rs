@@ -24,6 +24,7 @@
 
 mod kernels;
 mod rows;
+mod thin;
 
 use super::drift::{DriftNet, TimeFeatures};
 use crate::error::Result;

@@ -153,6 +153,8 @@ pub(super) struct Scratch {
     dpost: Vec<f32>,
     dpre: Vec<f32>,
     din: Vec<f32>,
+    /// A layer's weight gradient, transposed ([`HostLinear::backward_params`]).
+    dw_tmp: Vec<f32>,
     /// ∂loss/∂h and ∂loss/∂x of the half's rows of one step ([`super::FastDrift::backward_steps`]).
     pub(super) path_dh: Vec<f32>,
     pub(super) path_dx: Vec<f32>,
@@ -263,15 +265,18 @@ fn forward_impl(
         kept_score.copy_from_slice(score);
     }
     let rows = h.chunks_exact_mut(d).zip(unclipped.chunks_exact_mut(d));
-    for (i, (r, (hr, ur))) in (first..).zip(rows).enumerate() {
+    let scores = score.chunks_exact(d).chain(std::iter::repeat(&[][..]));
+    for (r, ((hr, ur), sr)) in (first..).zip(rows.zip(scores)) {
         let c = &times.coefficient[(r / per) * d..(r / per + 1) * d];
-        for j in 0..d {
-            let mut v = (hr[j] + out.bias[j]) * net.inv_sigma[j];
+        let consts = out.bias.iter().zip(&net.inv_sigma).zip(c);
+        for (j, ((h, u), ((b, is), cj))) in hr.iter_mut().zip(ur.iter_mut()).zip(consts).enumerate()
+        {
+            let mut v = (*h + b) * is;
             if net.uses_score {
-                v += score[i * d + j] * c[j];
+                v += sr[j] * cj;
             }
-            ur[j] = v;
-            hr[j] = v.clamp(-net.clip, net.clip);
+            *u = v;
+            *h = v.clamp(-net.clip, net.clip);
         }
     }
 }
@@ -309,31 +314,34 @@ fn backward_impl(
         dpost,
         dpre,
         din,
+        dw_tmp,
         acc,
         ..
     } = scratch;
     post.resize(n_hidden, Vec::new());
     sig.resize(n_hidden, Vec::new());
     // Gradient at the unclipped output, then at the output layer's result (× σ⁻¹).
+    let block = |w: usize| first * w..(first + count) * w;
     dy.resize(count * d, 0.0);
-    for (r, (dyr, dhr)) in dy.chunks_exact_mut(d).zip(dh.chunks_exact(d)).enumerate() {
-        let row = first + r;
-        let t = row / per;
-        for j in 0..d {
-            let i = row * d + j;
-            let u = kept.unclipped[i];
+    let rows = (dy.chunks_exact_mut(d).zip(dh.chunks_exact(d)))
+        .zip(kept.unclipped[block(d)].chunks_exact(d))
+        .zip(kept.score[block(d)].chunks_exact(d));
+    for (r, (((dyr, dhr), ur), sr)) in (first..).zip(rows) {
+        let coefficient = &mut acc.coefficient[(r / per) * d..(r / per + 1) * d];
+        let cols = dyr.iter_mut().zip(dhr).zip(ur).zip(sr);
+        for ((((y, &h), &u), &sc), (c, &is)) in cols.zip(coefficient.iter_mut().zip(&net.inv_sigma))
+        {
             let g = if u >= -net.clip && u <= net.clip {
-                dhr[j]
+                h
             } else {
                 0.0
             };
             if net.uses_score {
-                acc.coefficient[t * d + j] += g * kept.score[i];
+                *c += g * sc;
             }
-            dyr[j] = g * net.inv_sigma[j];
+            *y = g * is;
         }
     }
-    let block = |w: usize| first * w..(first + count) * w;
     // The range's sigmoid and SiLU outputs of hidden layer l, as the forward pass computed
     // them (a function, not a closure, so that it is compiled with the caller's SIMD features).
     #[inline(always)]
@@ -353,7 +361,7 @@ fn backward_impl(
         &kept.pre[last][block(width)],
     );
     let (dw, db) = &mut acc.layers[n_hidden];
-    net.layers[n_hidden].backward_params(&post[last], dy, count, dw, db);
+    net.layers[n_hidden].backward_params(&post[last], dy, count, (dw, db), dw_tmp);
     dpost.resize(count * width, 0.0);
     net.layers[n_hidden].backward_input(dy, count, dpost);
     dpre.resize(count * width, 0.0);
@@ -373,7 +381,7 @@ fn backward_impl(
             &post[l - 1]
         };
         let (dw, db) = &mut acc.layers[l];
-        net.layers[l].backward_params(src, dpre, count, dw, db);
+        net.layers[l].backward_params(src, dpre, count, (dw, db), dw_tmp);
         if l > 0 {
             net.layers[l].backward_input(dpre, count, dpost);
         } else {
@@ -386,9 +394,11 @@ fn backward_impl(
         }
     }
     if let Some(dx) = dx {
-        din.resize(count * inputs, 0.0);
-        net.layers[0].backward_input(dpre, count, din);
-        for (dxr, dr) in dx.chunks_exact_mut(d).zip(din.chunks_exact(inputs)) {
+        // Only the gradient with respect to the first d inputs (x/σ): the score input is a
+        // constant of the pass.
+        din.resize(count * d, 0.0);
+        net.layers[0].backward_input_cols(dpre, count, d, din);
+        for (dxr, dr) in dx.chunks_exact_mut(d).zip(din.chunks_exact(d)) {
             for j in 0..d {
                 dxr[j] = dr[j] * net.inv_sigma[j];
             }
@@ -414,13 +424,9 @@ mod tests {
                 })
                 .collect()
         };
-        let linear =
-            |inp: usize, out: usize, next: &mut dyn FnMut(usize, f32) -> Vec<f32>| HostLinear {
-                inp,
-                out,
-                weight: next(inp * out, 0.5),
-                bias: next(out, 0.5),
-            };
+        let linear = |inp: usize, out: usize, next: &mut dyn FnMut(usize, f32) -> Vec<f32>| {
+            HostLinear::new(inp, out, next(inp * out, 0.5), next(out, 0.5))
+        };
         let layers = vec![
             linear(2 * d, width, &mut next),
             linear(width, width, &mut next),
