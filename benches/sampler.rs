@@ -111,6 +111,9 @@ fn gemm_shapes(c: &mut Criterion) {
             ("output-input-grad", rows, 10, 64, false),
             ("hidden-weight-grad", 64, rows, 64, true),
             ("first-weight-grad", 64, rows, 20, true),
+            // The same product transposed, as the fast path computes it.
+            ("first-weight-grad-transposed", 20, rows, 64, true),
+            ("output-weight-grad", 10, rows, 64, true),
         ];
         for (name, m, k, n, transposed) in shapes {
             let a: Vec<f32> = (0..m * k)

@@ -6,7 +6,8 @@ For each binary, in turn (the order reversed on odd repetitions), runs
 `dsb sample --target funnel --steps 128 --width 64 --depth 2 --replay 0` with LO and then HI
 training iterations and takes the difference of the two runs' wall and CPU (user + system)
 times divided by HI - LO, as ../shared/peers/dds/bench.py does for dsb: start-up and the final
-sampling cancel. Prints the medians over REPS. Used in BENCHMARKS.md (issue 13) to measure one
+sampling cancel. Prints the medians over REPS, and each binary's CPU time over the first one's,
+repetition by repetition, with their median. Used in BENCHMARKS.md (issue 13) to measure one
 change at a time; ../shared/peers/dds/bench.py compares dsb with the peers.
 
     python3 scripts/dds_iteration_compare.py OLD/dsb,target/release/dsb kl 512 5 35 3
@@ -46,6 +47,13 @@ def main():
         wall = statistics.median(x[0] for x in res[b])
         cpu = statistics.median(x[1] for x in res[b])
         print(f"{loss} {batch} {b}: wall {wall:.1f} ms, cpu {cpu:.1f} ms per iteration")
+    # Paired ratios against the first binary, repetition by repetition: the machine's noise
+    # drifts over minutes, so a ratio of runs made one after the other is steadier than a ratio
+    # of medians.
+    for b in bins[1:]:
+        ratios = [y[1] / x[1] for x, y in zip(res[bins[0]], res[b])]
+        each = " ".join(f"{r:.3f}" for r in ratios)
+        print(f"  cpu {b} / {bins[0]}: median {statistics.median(ratios):.3f} (pairs: {each})")
 
 
 if __name__ == "__main__":

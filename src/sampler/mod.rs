@@ -86,8 +86,9 @@ pub struct DiffusionSampler {
 /// run's generator). Why not `rng` itself: the run's ChaCha12 costs about as much per normal
 /// as the ziggurat that turns its words into normals, which made drawing the noise about a
 /// tenth of a CPU training iteration (issue 13); xoshiro256++ is a standard generator for
-/// simulation at a fraction of that cost. The run's generator still advances by exactly one
-/// word per draw, so checkpoints (its position) and `--seed` determine every draw as before.
+/// simulation at a fraction of that cost. The run's generator advances by exactly one word per
+/// draw, so `--seed` and a checkpoint's generator position still determine every draw (the
+/// numbers differ from builds before this generator, checkpoints of those builds included).
 pub(crate) fn normal_stream(rng: &mut impl rand::Rng) -> rand_xoshiro::Xoshiro256PlusPlus {
     rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(rng.next_u64())
 }

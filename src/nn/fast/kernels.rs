@@ -10,7 +10,8 @@ use gemm::Parallelism;
 pub(super) struct HostLinear {
     pub(super) inp: usize,
     pub(super) out: usize,
-    pub(super) weight: Vec<f32>,
+    /// Private: the padded copies below are built from it ([`HostLinear::new`]).
+    weight: Vec<f32>,
     pub(super) bias: Vec<f32>,
     /// For the thin products ([`super::thin`]): Wᵀ `[inp × 16]` (with at most 16 outputs; else
     /// empty), and the first 16 columns of W `[out × 16]`, both zero-padded.
@@ -73,6 +74,9 @@ impl HostLinear {
 
     /// The layer with `weight [out, inp]` and `bias [out]`.
     pub(super) fn new(inp: usize, out: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        assert!(inp > 0 && out > 0, "a layer with inputs and outputs");
+        assert_eq!(weight.len(), out * inp, "weight [out, inp]");
+        assert_eq!(bias.len(), out, "bias [out]");
         let weight_t16 = if out <= 16 {
             let mut t = vec![0.0; inp * out];
             for (o, row) in weight.chunks_exact(inp).enumerate() {

@@ -1,9 +1,10 @@
 //! Matrix products with at most 16 result columns, `c[m × n] = a[m × k] · b`, for AVX-512:
-//! the output layer (width → d) and the gradient with respect to the first layer's state
-//! input. `gemm` runs these shapes at about 45 GFLOP/s against its 150–165 on the square
-//! ones (`cargo bench --bench sampler -- gemm-shapes`): it packs `a`, the large operand, on
-//! every call, for n = 10 uses of each of its values. Here `a` is read in place and each
-//! register holds one row of the result (16 lanes, n of them kept), 8 rows at a time.
+//! the forward pass of any layer with at most 16 outputs (the output layer, width → d) and
+//! the input gradients with at most 16 columns (the first layer's state input). `gemm` runs
+//! such shapes slowly, about 45 GFLOP/s at n = 10 against its 150–165 on the square ones
+//! (`cargo bench --bench sampler -- gemm-shapes`): it packs `a`, the large operand, on every
+//! call, for only n uses of each of its values. Here `a` is read in place and each register
+//! holds one row of the result (16 lanes, n of them kept), 8 rows at a time.
 //!
 //! Every entry is one chain of fused multiply-adds in the order p = 0, 1, …, k − 1, so a row's
 //! result does not depend on the other rows of the call (nor on how the rows are split between
@@ -26,8 +27,12 @@ pub(super) fn product(
     b: &[f32],
 ) {
     assert!(available(), "the CPU lacks AVX-512");
-    assert!(n <= 16 && c.len() >= m * n && b.len() >= k * 16);
-    assert!(m == 0 || k == 0 || a.len() >= (m - 1) * a_rs + k);
+    let fits = |len: usize, need: Option<usize>| need.is_some_and(|need| len >= need);
+    assert!(n <= 16 && fits(c.len(), m.checked_mul(n)) && fits(b.len(), k.checked_mul(16)));
+    let a_need = (m.saturating_sub(1))
+        .checked_mul(a_rs)
+        .and_then(|v| v.checked_add(k));
+    assert!(m == 0 || k == 0 || fits(a.len(), a_need));
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512 is present (asserted); the asserts above keep every read inside `a` and
     // `b`, and the masked stores write n ≤ 16 values of each of the m rows of `c`.
@@ -86,6 +91,10 @@ unsafe fn avx512(
 /// The first 16 columns of the row-major `[rows × cols]` matrix `src`, zero-padded when
 /// `cols < 16`: the `b` of [`product`].
 pub(super) fn lead16(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert!(
+        cols > 0 && src.len() == rows * cols,
+        "a [{rows} × {cols}] matrix"
+    );
     let mut out = vec![0.0; rows * 16];
     for (dst, row) in out.chunks_exact_mut(16).zip(src.chunks_exact(cols)) {
         let w = cols.min(16);
@@ -103,6 +112,7 @@ mod tests {
     #[test]
     fn thin_products_match_gemm() {
         if !available() {
+            eprintln!("no AVX-512 on this CPU: the thin products are not used, nothing to test");
             return;
         }
         let mut s = 7u32;
