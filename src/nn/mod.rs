@@ -10,6 +10,7 @@ pub mod unet;
 
 pub use conv::Conv2d;
 pub use drift::{DriftNet, TimeFeatures};
+pub(crate) use fast::tiled;
 pub use fast::{FastDrift, FastGradients, HalfDrift, MIN_PART_ROWS, StepAdjoint, split_point};
 pub use norm::GroupNorm;
 pub(crate) use op_support::HostView;

@@ -54,22 +54,22 @@ pub(crate) fn step_update(
     explore: f32,
     (x_new, resid): (&mut [f32], &mut [f32]),
 ) {
-    let d = ck.len();
-    let rows = x
-        .chunks_exact(d)
-        .zip(h.chunks_exact(d))
-        .zip(eps.chunks_exact(d));
-    let outs = x_new.chunks_exact_mut(d).zip(resid.chunks_exact_mut(d));
+    // Whole rows at a time, against the coefficients repeated over 16 rows (they vectorise).
+    let (ct, st) = (crate::nn::tiled(ck), crate::nn::tiled(sk));
+    let len = ct.len();
+    let rows = x.chunks(len).zip(h.chunks(len)).zip(eps.chunks(len));
+    let outs = x_new.chunks_mut(len).zip(resid.chunks_mut(len));
     for (((xr, hr), er), (nr, rr)) in rows.zip(outs) {
-        for j in 0..d {
-            let noise = if explore == 1.0 {
-                er[j]
-            } else {
-                er[j] * explore
-            };
-            let xn = (xr[j] * ak + hr[j] * ck[j]) + noise * sk[j];
-            nr[j] = xn;
-            rr[j] = (xr[j] - xn * ak) / sk[j];
+        let values = xr
+            .iter()
+            .zip(hr)
+            .zip(er)
+            .zip(nr.iter_mut().zip(rr.iter_mut()));
+        for ((((&xv, &hv), &ev), (n, r)), (&c, &s)) in values.zip(ct.iter().zip(&st)) {
+            let noise = if explore == 1.0 { ev } else { ev * explore };
+            let xn = (xv * ak + hv * c) + noise * s;
+            *n = xn;
+            *r = (xv - xn * ak) / s;
         }
     }
 }

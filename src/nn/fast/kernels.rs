@@ -286,6 +286,15 @@ pub(super) fn silu_row<'a>(
     }
 }
 
+/// Per-coordinate constants `c` (d of them) repeated over 16 rows when d < 16: loops over the
+/// values of whole rows (rows × d, flat) then zip with the repeat in chunks of its length, which
+/// vectorise, where a loop over each row's d = 10 values does not. Chunks start on row
+/// boundaries, so value i of a chunk is coordinate i mod d.
+pub(crate) fn tiled(c: &[f32]) -> Vec<f32> {
+    let reps = if c.len() < 16 { 16 } else { 1 };
+    c.repeat(reps)
+}
+
 #[inline(always)]
 pub(crate) fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-a))

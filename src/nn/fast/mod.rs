@@ -30,6 +30,7 @@ use super::drift::{DriftNet, TimeFeatures};
 use crate::error::Result;
 use candle_core::Tensor;
 use kernels::HostLinear;
+pub(crate) use kernels::tiled;
 pub(super) use kernels::{Simd, matmul, sigmoid, simd, simd_builds};
 use rows::{Kept, Layers, Scratch, Times, backward_rows, forward_rows};
 

@@ -3,7 +3,7 @@
 //! of the kept activations and accumulates the parameter gradients in its own [`Scratch`].
 
 use super::FastGradients;
-use super::kernels::{HostLinear, Simd, sigmoid, silu_row, simd, simd_builds};
+use super::kernels::{HostLinear, Simd, sigmoid, silu_row, simd, simd_builds, tiled};
 
 /// The per-row layers and constants of the network, read by every thread.
 #[derive(Debug, Clone)]
@@ -155,6 +155,8 @@ pub(super) struct Scratch {
     din: Vec<f32>,
     /// A layer's weight gradient, transposed ([`HostLinear::backward_params`]).
     dw_tmp: Vec<f32>,
+    /// The score coefficient's gradient of one time, repeated over 16 rows ([`tiled`]).
+    coefficient_t: Vec<f32>,
     /// ∂loss/∂h and ∂loss/∂x of the half's rows of one step ([`super::FastDrift::backward_steps`]).
     pub(super) path_dh: Vec<f32>,
     pub(super) path_dx: Vec<f32>,
@@ -264,19 +266,55 @@ fn forward_impl(
     if net.uses_score {
         kept_score.copy_from_slice(score);
     }
-    let rows = h.chunks_exact_mut(d).zip(unclipped.chunks_exact_mut(d));
-    let scores = score.chunks_exact(d).chain(std::iter::repeat(&[][..]));
-    for (r, ((hr, ur), sr)) in (first..).zip(rows.zip(scores)) {
-        let c = &times.coefficient[(r / per) * d..(r / per + 1) * d];
-        let consts = out.bias.iter().zip(&net.inv_sigma).zip(c);
-        for (j, ((h, u), ((b, is), cj))) in hr.iter_mut().zip(ur.iter_mut()).zip(consts).enumerate()
-        {
-            let mut v = (*h + b) * is;
-            if net.uses_score {
-                v += sr[j] * cj;
+    // One run of rows per time (the coefficient changes with it), each as flat values against
+    // the per-coordinate constants repeated over 16 rows ([`tiled`]).
+    let (bias_t, inv_sigma_t) = (tiled(&out.bias), tiled(&net.inv_sigma));
+    let mut r = first;
+    while r < first + count {
+        let t = r / per;
+        let end = ((t + 1) * per).min(first + count);
+        let span = (r - first) * d..(end - first) * d;
+        let coefficient_t = tiled(&times.coefficient[t * d..(t + 1) * d]);
+        let consts = (&bias_t[..], &inv_sigma_t[..], &coefficient_t[..]);
+        let score = net.uses_score.then(|| &score[span.clone()]);
+        let outputs = (&mut h[span.clone()], &mut unclipped[span]);
+        output_run(outputs, score, consts, net.clip);
+        r = end;
+    }
+}
+
+/// The output values of whole rows of one time: u = (h + b)·σ⁻¹ (+ g·c with a score input)
+/// and h = u clipped to ±`clip`, in chunks of the constants' length (whole rows; see
+/// [`tiled`]).
+#[inline(always)]
+fn output_run(
+    (h, u): (&mut [f32], &mut [f32]),
+    score: Option<&[f32]>,
+    (bias, inv_sigma, coefficient): (&[f32], &[f32], &[f32]),
+    clip: f32,
+) {
+    let len = bias.len();
+    let consts = || bias.iter().zip(inv_sigma).zip(coefficient);
+    let chunks = h.chunks_mut(len).zip(u.chunks_mut(len));
+    match score {
+        Some(g) => {
+            for ((hc, uc), gc) in chunks.zip(g.chunks(len)) {
+                let values = hc.iter_mut().zip(uc.iter_mut()).zip(gc);
+                for (((hv, uv), &gv), ((&b, &is), &c)) in values.zip(consts()) {
+                    let v = (*hv + b) * is + gv * c;
+                    *uv = v;
+                    *hv = v.clamp(-clip, clip);
+                }
             }
-            *u = v;
-            *h = v.clamp(-net.clip, net.clip);
+        }
+        None => {
+            for (hc, uc) in chunks {
+                for ((hv, uv), ((&b, &is), _)) in hc.iter_mut().zip(uc.iter_mut()).zip(consts()) {
+                    let v = (*hv + b) * is;
+                    *uv = v;
+                    *hv = v.clamp(-clip, clip);
+                }
+            }
         }
     }
 }
@@ -315,6 +353,7 @@ fn backward_impl(
         dpre,
         din,
         dw_tmp,
+        coefficient_t,
         acc,
         ..
     } = scratch;
@@ -323,24 +362,27 @@ fn backward_impl(
     // Gradient at the unclipped output, then at the output layer's result (× σ⁻¹).
     let block = |w: usize| first * w..(first + count) * w;
     dy.resize(count * d, 0.0);
-    let rows = (dy.chunks_exact_mut(d).zip(dh.chunks_exact(d)))
-        .zip(kept.unclipped[block(d)].chunks_exact(d))
-        .zip(kept.score[block(d)].chunks_exact(d));
-    for (r, (((dyr, dhr), ur), sr)) in (first..).zip(rows) {
-        let coefficient = &mut acc.coefficient[(r / per) * d..(r / per + 1) * d];
-        let cols = dyr.iter_mut().zip(dhr).zip(ur).zip(sr);
-        for ((((y, &h), &u), &sc), (c, &is)) in cols.zip(coefficient.iter_mut().zip(&net.inv_sigma))
-        {
-            let g = if u >= -net.clip && u <= net.clip {
-                h
-            } else {
-                0.0
-            };
-            if net.uses_score {
-                *c += g * sc;
+    let inv_sigma_t = tiled(&net.inv_sigma);
+    let len = inv_sigma_t.len();
+    coefficient_t.resize(len, 0.0);
+    let mut r = first;
+    while r < first + count {
+        let t = r / per;
+        let end = ((t + 1) * per).min(first + count);
+        let (span, kept_span) = ((r - first) * d..(end - first) * d, r * d..end * d);
+        coefficient_t.fill(0.0);
+        let values = (&mut dy[span.clone()], &dh[span]);
+        let kept_values = (&kept.unclipped[kept_span.clone()], &kept.score[kept_span]);
+        output_grad_run(values, kept_values, &inv_sigma_t, (coefficient_t, net.clip));
+        if net.uses_score {
+            let coefficient = &mut acc.coefficient[t * d..(t + 1) * d];
+            for row in coefficient_t.chunks_exact(d) {
+                for (c, v) in coefficient.iter_mut().zip(row) {
+                    *c += v;
+                }
             }
-            *y = g * is;
         }
+        r = end;
     }
     // The range's sigmoid and SiLU outputs of hidden layer l, as the forward pass computed
     // them (a function, not a closure, so that it is compiled with the caller's SIMD features).
@@ -398,10 +440,35 @@ fn backward_impl(
         // constant of the pass.
         din.resize(count * d, 0.0);
         net.layers[0].backward_input_cols(dpre, count, d, din);
-        for (dxr, dr) in dx.chunks_exact_mut(d).zip(din.chunks_exact(d)) {
-            for j in 0..d {
-                dxr[j] = dr[j] * net.inv_sigma[j];
+        for (dxc, dc) in dx.chunks_mut(len).zip(din.chunks(len)) {
+            for ((v, &g), &is) in dxc.iter_mut().zip(dc).zip(&inv_sigma_t) {
+                *v = g * is;
             }
+        }
+    }
+}
+
+/// The gradient at the output layer's result for whole rows of one time: ∂/∂u = ∂/∂h where
+/// the clip let u through (else 0), times σ⁻¹ into `dy`; adds ∂/∂u · g (the score) to
+/// `coefficient`, the per-coordinate sums repeated over the rows of a chunk ([`tiled`]).
+#[inline(always)]
+fn output_grad_run(
+    (dy, dh): (&mut [f32], &[f32]),
+    (unclipped, score): (&[f32], &[f32]),
+    inv_sigma: &[f32],
+    (coefficient, clip): (&mut [f32], f32),
+) {
+    let len = inv_sigma.len();
+    let chunks = dy.chunks_mut(len).zip(dh.chunks(len));
+    let kept = unclipped.chunks(len).zip(score.chunks(len));
+    for ((yc, hc), (uc, gc)) in chunks.zip(kept) {
+        let values = yc.iter_mut().zip(hc).zip(uc.iter().zip(gc));
+        for (((y, &h), (&u, &g)), (&is, c)) in
+            values.zip(inv_sigma.iter().zip(coefficient.iter_mut()))
+        {
+            let grad = if u >= -clip && u <= clip { h } else { 0.0 };
+            *c += grad * g;
+            *y = grad * is;
         }
     }
 }
