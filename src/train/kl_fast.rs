@@ -182,10 +182,11 @@ impl StepAdjoint for Adjoint<'_> {
     /// ∂L/∂h_k = σ²c_k λ_k.
     fn dh(&mut self, k: usize, dh: &mut [f32]) {
         let d = self.d;
-        let ck = &self.coefficients.1[k * d..(k + 1) * d];
-        for (hr, lr) in dh.chunks_exact_mut(d).zip(self.lambda.chunks_exact(d)) {
-            for j in 0..d {
-                hr[j] = lr[j] * ck[j];
+        // Whole rows against the coefficients repeated over 16 rows (they vectorise).
+        let ck = crate::nn::tiled(&self.coefficients.1[k * d..(k + 1) * d]);
+        for (hc, lc) in dh.chunks_mut(ck.len()).zip(self.lambda.chunks(ck.len())) {
+            for ((h, &l), &c) in hc.iter_mut().zip(lc).zip(&ck) {
+                *h = l * c;
             }
         }
     }
@@ -201,12 +202,24 @@ impl StepAdjoint for Adjoint<'_> {
         let (lo, hi) = (self.rows.start * d, self.rows.end * d);
         let rk = &self.rs[k * bd + lo..k * bd + hi];
         let rk1 = &self.rs[(k + 1) * bd + lo..(k + 1) * bd + hi];
-        let rows = self.lambda.chunks_exact_mut(d).zip(dx.chunks_exact(d));
-        let residuals = rk.chunks_exact(d).zip(rk1.chunks_exact(d));
-        let w = &self.w[self.rows.clone()];
-        for (((lr, xr), (r0, r1)), &wr) in rows.zip(residuals).zip(w) {
-            for j in 0..d {
-                lr[j] = a[k] * lr[j] + xr[j] - wr * r0[j] / sk[j] + wr * a[k + 1] * r1[j] / sk1[j];
+        // Whole rows against the coefficients' reciprocals repeated over 16 rows, and each
+        // row's weight repeated over its coordinates (they vectorise, without a division).
+        let recip =
+            |s: &[f32]| -> Vec<f32> { crate::nn::tiled(s).iter().map(|v| 1.0 / v).collect() };
+        let (inv_sk, inv_sk1) = (recip(sk), recip(sk1));
+        let len = inv_sk.len();
+        let mut w_rows = vec![0.0f32; len];
+        let rows = self.lambda.chunks_mut(len).zip(dx.chunks(len));
+        let residuals = rk.chunks(len).zip(rk1.chunks(len));
+        let weights = self.w[self.rows.clone()].chunks(len / d);
+        for (((lc, xc), (r0c, r1c)), wc) in rows.zip(residuals).zip(weights) {
+            for (wv, &wr) in w_rows.chunks_exact_mut(d).zip(wc) {
+                wv.fill(wr);
+            }
+            let values = lc.iter_mut().zip(xc).zip(r0c.iter().zip(r1c));
+            let consts = w_rows.iter().zip(inv_sk.iter().zip(&inv_sk1));
+            for (((l, &x), (&r0, &r1)), (&wr, (&i0, &i1))) in values.zip(consts) {
+                *l = a[k] * *l + x - wr * r0 * i0 + wr * a[k + 1] * r1 * i1;
             }
         }
         if let Some(g) = self.through_forward {
