@@ -184,7 +184,7 @@ impl FastDrift {
                 dim: parts.dim,
                 uses_score: parts.uses_score,
                 layers,
-                inv_sigma: parts.inv_sigma.flatten_all()?.to_vec1::<f32>()?,
+                inv_sigma: kernels::tiled(&parts.inv_sigma.flatten_all()?.to_vec1::<f32>()?),
                 length_scale: parts.length_scale as f32,
                 clip: parts.output_clip as f32,
             },

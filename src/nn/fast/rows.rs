@@ -12,6 +12,8 @@ pub(super) struct Layers {
     pub(super) uses_score: bool,
     /// first, hidden…, out.
     pub(super) layers: Vec<HostLinear>,
+    /// σ⁻¹ per coordinate, repeated over 16 rows when d < 16 ([`tiled`]): its first d values
+    /// are σ⁻¹.
     pub(super) inv_sigma: Vec<f32>,
     pub(super) length_scale: f32,
     pub(super) clip: f32,
@@ -229,7 +231,7 @@ fn forward_impl(
         .zip(x.chunks_exact(d))
         .zip(scores)
     {
-        for ((v, &xv), &is) in row.iter_mut().zip(xr).zip(&net.inv_sigma) {
+        for ((v, &xv), &is) in row.iter_mut().zip(xr).zip(&net.inv_sigma[..d]) {
             *v = xv * is;
         }
         if net.uses_score {
@@ -268,19 +270,28 @@ fn forward_impl(
     }
     // One run of rows per time (the coefficient changes with it), each as flat values against
     // the per-coordinate constants repeated over 16 rows ([`tiled`]).
-    let (bias_t, inv_sigma_t) = (tiled(&out.bias), tiled(&net.inv_sigma));
-    let mut r = first;
-    while r < first + count {
-        let t = r / per;
-        let end = ((t + 1) * per).min(first + count);
-        let span = (r - first) * d..(end - first) * d;
+    let bias_t = tiled(&out.bias);
+    for (t, rows) in time_runs(first, count, per) {
+        let span = (rows.start - first) * d..(rows.end - first) * d;
         let coefficient_t = tiled(&times.coefficient[t * d..(t + 1) * d]);
-        let consts = (&bias_t[..], &inv_sigma_t[..], &coefficient_t[..]);
+        let consts = (&bias_t[..], &net.inv_sigma[..], &coefficient_t[..]);
         let score = net.uses_score.then(|| &score[span.clone()]);
         let outputs = (&mut h[span.clone()], &mut unclipped[span]);
         output_run(outputs, score, consts, net.clip);
-        r = end;
     }
+}
+
+/// The rows `first..first + count` in runs that share a time (row r has the time r / `per`):
+/// (time, rows) for each run, in order.
+fn time_runs(
+    first: usize,
+    count: usize,
+    per: usize,
+) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> {
+    let end = first + count;
+    let next_start = move |&r: &usize| Some((r / per + 1) * per).filter(|&n| n < end);
+    std::iter::successors(Some(first).filter(|&r| r < end), next_start)
+        .map(move |r| (r / per, r..((r / per + 1) * per).min(end)))
 }
 
 /// The output values of whole rows of one time: u = (h + b)·σ⁻¹ (+ g·c with a score input)
@@ -362,18 +373,20 @@ fn backward_impl(
     // Gradient at the unclipped output, then at the output layer's result (× σ⁻¹).
     let block = |w: usize| first * w..(first + count) * w;
     dy.resize(count * d, 0.0);
-    let inv_sigma_t = tiled(&net.inv_sigma);
-    let len = inv_sigma_t.len();
+    let len = net.inv_sigma.len();
     coefficient_t.resize(len, 0.0);
-    let mut r = first;
-    while r < first + count {
-        let t = r / per;
-        let end = ((t + 1) * per).min(first + count);
-        let (span, kept_span) = ((r - first) * d..(end - first) * d, r * d..end * d);
+    for (t, rows) in time_runs(first, count, per) {
+        let span = (rows.start - first) * d..(rows.end - first) * d;
+        let kept_span = rows.start * d..rows.end * d;
         coefficient_t.fill(0.0);
         let values = (&mut dy[span.clone()], &dh[span]);
         let kept_values = (&kept.unclipped[kept_span.clone()], &kept.score[kept_span]);
-        output_grad_run(values, kept_values, &inv_sigma_t, (coefficient_t, net.clip));
+        output_grad_run(
+            values,
+            kept_values,
+            &net.inv_sigma,
+            (coefficient_t, net.clip),
+        );
         if net.uses_score {
             let coefficient = &mut acc.coefficient[t * d..(t + 1) * d];
             for row in coefficient_t.chunks_exact(d) {
@@ -382,7 +395,6 @@ fn backward_impl(
                 }
             }
         }
-        r = end;
     }
     // The range's sigmoid and SiLU outputs of hidden layer l, as the forward pass computed
     // them (a function, not a closure, so that it is compiled with the caller's SIMD features).
@@ -441,7 +453,7 @@ fn backward_impl(
         din.resize(count * d, 0.0);
         net.layers[0].backward_input_cols(dpre, count, d, din);
         for (dxc, dc) in dx.chunks_mut(len).zip(din.chunks(len)) {
-            for ((v, &g), &is) in dxc.iter_mut().zip(dc).zip(&inv_sigma_t) {
+            for ((v, &g), &is) in dxc.iter_mut().zip(dc).zip(&net.inv_sigma) {
                 *v = g * is;
             }
         }
@@ -503,7 +515,7 @@ mod tests {
             dim: d,
             uses_score: true,
             layers,
-            inv_sigma: vec![1.0, 0.5, 2.0],
+            inv_sigma: tiled(&[1.0, 0.5, 2.0]),
             length_scale: 0.7,
             clip: 1.0,
         };
